@@ -1,0 +1,1 @@
+//! TDB 1.4 compatible storage. See ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! Packet framing over glommio sockets. See ARCHITECTURE.md.

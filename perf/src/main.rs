@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("ctdb-perf: not yet implemented");
+    std::process::exit(1);
+}
