@@ -1,1 +1,2 @@
 //! TDB 1.4 compatible storage. See ARCHITECTURE.md.
+pub mod hash;
