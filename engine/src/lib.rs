@@ -1,2 +1,3 @@
 //! TDB 1.4 compatible storage. See ARCHITECTURE.md.
 pub mod hash;
+pub mod ltdb;
