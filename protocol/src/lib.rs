@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod types;
 pub mod wire;
 
 pub use error::ProtocolError;
