@@ -1,0 +1,524 @@
+//! engine-bench: ctdb-engine against the system libtdb 1.4, same machine,
+//! same run, same file parameters.
+//!
+//! Why: the engine replaces libtdb inside ctdbd, so it must be at least as
+//! fast per core, and scale with cores where libtdb cannot (one process,
+//! one lock domain). libtdb is loaded at run time with `dlopen
+//! ("libtdb.so.1")` so no -dev package is needed.
+//!
+//! Phases per backend (each runs for `--seconds`, at least one pass):
+//! store (REPLACE over the key set), fetch, traverse (records visited),
+//! delete (the pass deleting all keys is timed; refilling is not).
+//! Output: one table `op | libtdb ops/s | engine ops/s | ratio`, for one
+//! core with fcntl locks, the same with NOLOCK, and the engine on all
+//! cores (threads pinned, each on its own partition).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Benchmark ctdb-engine against libtdb 1.4 (dlopen libtdb.so.1)")]
+struct Args {
+    /// Number of records in the working set.
+    #[arg(long, default_value_t = 100_000)]
+    records: u32,
+    /// Seconds per phase (store, fetch, traverse, delete) and backend.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Cores for the multi-core engine run (0 = all online CPUs).
+    #[arg(long, default_value_t = 0)]
+    cores: usize,
+    /// Hash chains (ctdbd's DatabaseHashSize default).
+    #[arg(long, default_value_t = 100_001)]
+    hash_size: u32,
+    /// Value size in bytes (24-byte ctdb header + data in ctdbd).
+    #[arg(long, default_value_t = 88)]
+    value_size: usize,
+    /// Directory for the database files (default: the temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Quick run for CI (~2 s): 5000 records, 0.1 s phases.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// One key-value backend under test.
+trait Backend {
+    fn store(&mut self, key: &[u8], val: &[u8]) -> Result<(), String>;
+    /// Returns the value length (to keep the fetch honest).
+    fn fetch(&mut self, key: &[u8]) -> Result<Option<usize>, String>;
+    fn delete(&mut self, key: &[u8]) -> Result<(), String>;
+    /// Returns the number of records visited.
+    fn traverse(&mut self) -> Result<u64, String>;
+}
+
+fn key_of(i: u32) -> Vec<u8> {
+    format!("bench-key-{i:08}").into_bytes()
+}
+
+fn value_of(i: u32, size: usize) -> Vec<u8> {
+    let mut v = vec![(i % 251) as u8; size];
+    if size >= 4 {
+        v[..4].copy_from_slice(&i.to_le_bytes());
+    }
+    v
+}
+
+/// ops/s of each phase.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rates {
+    store: f64,
+    fetch: f64,
+    traverse: f64,
+    delete: f64,
+}
+
+impl Rates {
+    fn add(&mut self, o: &Rates) {
+        self.store += o.store;
+        self.fetch += o.fetch;
+        self.traverse += o.traverse;
+        self.delete += o.delete;
+    }
+}
+
+/// Run the four phases over `keys` (the backend's own key set).
+fn run_phases(
+    b: &mut dyn Backend,
+    keys: &[(Vec<u8>, Vec<u8>)],
+    secs: f64,
+) -> Result<Rates, String> {
+    let budget = Duration::from_secs_f64(secs);
+    let mut r = Rates::default();
+
+    // store
+    let start = Instant::now();
+    let mut ops = 0u64;
+    loop {
+        for (k, v) in keys {
+            b.store(k, v)?;
+        }
+        ops += keys.len() as u64;
+        if start.elapsed() >= budget {
+            break;
+        }
+    }
+    r.store = ops as f64 / start.elapsed().as_secs_f64();
+
+    // fetch (strided order so consecutive fetches hit different chains)
+    let start = Instant::now();
+    let mut ops = 0u64;
+    let n = keys.len();
+    let stride = 7919 % n.max(1);
+    let stride = if stride == 0 { 1 } else { stride };
+    'outer: loop {
+        let mut idx = 0usize;
+        for _ in 0..n {
+            let (k, v) = &keys[idx];
+            match b.fetch(k)? {
+                Some(len) if len == v.len() => {}
+                other => return Err(format!("fetch of key {idx}: got {other:?}")),
+            }
+            idx = (idx + stride) % n;
+            ops += 1;
+            if ops & 4095 == 0 && start.elapsed() >= budget {
+                break 'outer;
+            }
+        }
+        if start.elapsed() >= budget {
+            break;
+        }
+    }
+    r.fetch = ops as f64 / start.elapsed().as_secs_f64();
+
+    // traverse
+    let start = Instant::now();
+    let mut ops = 0u64;
+    loop {
+        let seen = b.traverse()?;
+        if seen != keys.len() as u64 {
+            return Err(format!(
+                "traverse saw {seen} records, expected {}",
+                keys.len()
+            ));
+        }
+        ops += seen;
+        if start.elapsed() >= budget {
+            break;
+        }
+    }
+    r.traverse = ops as f64 / start.elapsed().as_secs_f64();
+
+    // delete (refill untimed)
+    let mut timed = Duration::ZERO;
+    let mut ops = 0u64;
+    let wall = Instant::now();
+    loop {
+        let t = Instant::now();
+        for (k, _) in keys {
+            b.delete(k)?;
+        }
+        timed += t.elapsed();
+        ops += keys.len() as u64;
+        if wall.elapsed() >= budget * 2 || timed >= budget {
+            break;
+        }
+        for (k, v) in keys {
+            b.store(k, v)?;
+        }
+    }
+    r.delete = ops as f64 / timed.as_secs_f64();
+    Ok(r)
+}
+
+/// All FFI of this benchmark: libtdb through dlopen/dlsym, and CPU pinning.
+mod ffi {
+    use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
+    use std::path::Path;
+
+    /// `TDB_DATA`: `{ unsigned char *dptr; size_t dsize; }`, passed by value.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct TdbData {
+        pub dptr: *mut u8,
+        pub dsize: usize,
+    }
+
+    type TraverseFn = unsafe extern "C" fn(*mut c_void, TdbData, TdbData, *mut c_void) -> c_int;
+    type OpenFn = unsafe extern "C" fn(*const c_char, c_int, c_int, c_int, c_uint) -> *mut c_void;
+    type StoreFn = unsafe extern "C" fn(*mut c_void, TdbData, TdbData, c_int) -> c_int;
+    type FetchFn = unsafe extern "C" fn(*mut c_void, TdbData) -> TdbData;
+    type DeleteFn = unsafe extern "C" fn(*mut c_void, TdbData) -> c_int;
+    type TravFn = unsafe extern "C" fn(*mut c_void, Option<TraverseFn>, *mut c_void) -> c_int;
+    type CloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+    type FreeFn = unsafe extern "C" fn(*mut c_void);
+
+    pub const TDB_REPLACE: c_int = 1;
+
+    /// The libtdb entry points.
+    pub struct LibTdb {
+        open: OpenFn,
+        store: StoreFn,
+        fetch: FetchFn,
+        delete: DeleteFn,
+        traverse: TravFn,
+        close: CloseFn,
+        free: FreeFn,
+    }
+
+    fn sym(handle: *mut c_void, name: &CStr) -> Result<*mut c_void, String> {
+        // SAFETY: `handle` is a live dlopen handle (never closed) and `name`
+        // a NUL-terminated string.
+        let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
+        if p.is_null() {
+            Err(format!("libtdb.so.1 has no symbol {name:?}"))
+        } else {
+            Ok(p)
+        }
+    }
+
+    impl LibTdb {
+        /// dlopen the system libtdb (kept loaded for the process lifetime).
+        pub fn load() -> Result<LibTdb, String> {
+            // SAFETY: dlopen with a constant NUL-terminated name; the library
+            // is a well-formed system library whose constructors are benign.
+            let h = unsafe { libc::dlopen(c"libtdb.so.1".as_ptr(), libc::RTLD_NOW) };
+            if h.is_null() {
+                return Err("cannot dlopen libtdb.so.1 (install libtdb1)".into());
+            }
+            let libc_h = {
+                // SAFETY: as above, libc is always loadable.
+                let p = unsafe { libc::dlopen(c"libc.so.6".as_ptr(), libc::RTLD_NOW) };
+                if p.is_null() {
+                    return Err("cannot dlopen libc.so.6".into());
+                }
+                p
+            };
+            // SAFETY: each symbol is transmuted to the C prototype declared
+            // in tdb.h (tdb 1.4 ABI) / stdlib.h; function pointers and data
+            // pointers have the same size on this platform.
+            unsafe {
+                Ok(LibTdb {
+                    open: std::mem::transmute::<*mut c_void, OpenFn>(sym(h, c"tdb_open")?),
+                    store: std::mem::transmute::<*mut c_void, StoreFn>(sym(h, c"tdb_store")?),
+                    fetch: std::mem::transmute::<*mut c_void, FetchFn>(sym(h, c"tdb_fetch")?),
+                    delete: std::mem::transmute::<*mut c_void, DeleteFn>(sym(h, c"tdb_delete")?),
+                    traverse: std::mem::transmute::<*mut c_void, TravFn>(sym(h, c"tdb_traverse")?),
+                    close: std::mem::transmute::<*mut c_void, CloseFn>(sym(h, c"tdb_close")?),
+                    free: std::mem::transmute::<*mut c_void, FreeFn>(sym(libc_h, c"free")?),
+                })
+            }
+        }
+    }
+
+    /// An open libtdb database.
+    pub struct Tdb<'l> {
+        lib: &'l LibTdb,
+        ctx: *mut c_void,
+    }
+
+    fn data(b: &[u8]) -> TdbData {
+        TdbData {
+            dptr: b.as_ptr() as *mut u8,
+            dsize: b.len(),
+        }
+    }
+
+    unsafe extern "C" fn count_cb(
+        _t: *mut c_void,
+        _k: TdbData,
+        _d: TdbData,
+        state: *mut c_void,
+    ) -> c_int {
+        // SAFETY: `state` is the `&mut u64` passed by `Tdb::traverse`, alive
+        // for the whole tdb_traverse call.
+        unsafe { *state.cast::<u64>() += 1 };
+        0
+    }
+
+    impl<'l> Tdb<'l> {
+        pub fn open(
+            lib: &'l LibTdb,
+            path: &Path,
+            hash_size: u32,
+            flags: i32,
+        ) -> Result<Tdb<'l>, String> {
+            let cpath = CString::new(path.as_os_str().as_encoded_bytes())
+                .map_err(|_| format!("path {} contains NUL", path.display()))?;
+            // SAFETY: valid C string; plain ints; tdb_open returns NULL or an
+            // owned context that we close in Drop.
+            let ctx = unsafe {
+                (lib.open)(
+                    cpath.as_ptr(),
+                    hash_size as c_int,
+                    flags,
+                    libc::O_RDWR | libc::O_CREAT,
+                    0o600,
+                )
+            };
+            if ctx.is_null() {
+                return Err(format!(
+                    "tdb_open({}) failed: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                ));
+            }
+            Ok(Tdb { lib, ctx })
+        }
+
+        pub fn store(&mut self, k: &[u8], v: &[u8]) -> Result<(), String> {
+            // SAFETY: `ctx` is open; key/value point to live slices that
+            // libtdb only reads during the call.
+            let rc = unsafe { (self.lib.store)(self.ctx, data(k), data(v), TDB_REPLACE) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err("tdb_store failed".into())
+            }
+        }
+
+        pub fn fetch(&mut self, k: &[u8]) -> Result<Option<usize>, String> {
+            // SAFETY: as in store; the returned buffer is malloc'd by libtdb
+            // and freed here exactly once with the C library's free.
+            unsafe {
+                let d = (self.lib.fetch)(self.ctx, data(k));
+                if d.dptr.is_null() {
+                    return Ok(None);
+                }
+                let len = d.dsize;
+                (self.lib.free)(d.dptr.cast());
+                Ok(Some(len))
+            }
+        }
+
+        pub fn delete(&mut self, k: &[u8]) -> Result<(), String> {
+            // SAFETY: as in store.
+            let rc = unsafe { (self.lib.delete)(self.ctx, data(k)) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err("tdb_delete failed".into())
+            }
+        }
+
+        pub fn traverse(&mut self) -> Result<u64, String> {
+            let mut n = 0u64;
+            // SAFETY: the callback matches tdb_traverse_func and only
+            // increments the counter behind `state`, which outlives the call.
+            let rc = unsafe {
+                (self.lib.traverse)(self.ctx, Some(count_cb), (&mut n as *mut u64).cast())
+            };
+            if rc < 0 {
+                Err("tdb_traverse failed".into())
+            } else {
+                Ok(n)
+            }
+        }
+    }
+
+    impl Drop for Tdb<'_> {
+        fn drop(&mut self) {
+            // SAFETY: `ctx` came from tdb_open and is closed exactly once.
+            unsafe {
+                (self.lib.close)(self.ctx);
+            }
+        }
+    }
+
+    /// Pin the calling thread to `cpu`.
+    pub fn pin_to_cpu(cpu: usize) -> Result<(), String> {
+        // SAFETY: cpu_set_t is a plain bitmask for which zeroed is valid;
+        // CPU_SET writes inside it (cpu is checked against its capacity);
+        // sched_setaffinity(0, ..) reads it for the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+                return Err(format!("cpu {cpu} out of range"));
+            }
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(format!(
+                    "sched_setaffinity({cpu}): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// TDB open flags (tdb.h).
+const TDB_CLEAR_IF_FIRST: i32 = 1;
+const TDB_NOLOCK: i32 = 4;
+const TDB_NOSYNC: i32 = 64;
+const TDB_INCOMPATIBLE_HASH: i32 = 2048;
+
+struct LibTdbBackend<'l>(ffi::Tdb<'l>);
+
+impl Backend for LibTdbBackend<'_> {
+    fn store(&mut self, key: &[u8], val: &[u8]) -> Result<(), String> {
+        self.0.store(key, val)
+    }
+    fn fetch(&mut self, key: &[u8]) -> Result<Option<usize>, String> {
+        self.0.fetch(key)
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<(), String> {
+        self.0.delete(key)
+    }
+    fn traverse(&mut self) -> Result<u64, String> {
+        self.0.traverse()
+    }
+}
+
+fn fresh_path(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn libtdb_rates(lib: &ffi::LibTdb, args: &Args, dir: &Path, nolock: bool) -> Result<Rates, String> {
+    let mut flags = TDB_CLEAR_IF_FIRST | TDB_NOSYNC | TDB_INCOMPATIBLE_HASH;
+    if nolock {
+        flags |= TDB_NOLOCK;
+    }
+    let path = fresh_path(
+        dir,
+        if nolock {
+            "libtdb-nolock.tdb"
+        } else {
+            "libtdb.tdb"
+        },
+    );
+    let keys: Vec<_> = (0..args.records)
+        .map(|i| (key_of(i), value_of(i, args.value_size)))
+        .collect();
+    let mut b = LibTdbBackend(ffi::Tdb::open(lib, &path, args.hash_size, flags)?);
+    let r = run_phases(&mut b, &keys, args.seconds)?;
+    drop(b);
+    let _ = std::fs::remove_file(&path);
+    Ok(r)
+}
+
+fn print_table(title: &str, lib: &Rates, eng: &Rates) {
+    println!("{title}");
+    println!("| op       | libtdb ops/s | engine ops/s | ratio |");
+    println!("|----------|-------------:|-------------:|------:|");
+    for (name, a, b) in [
+        ("store", lib.store, eng.store),
+        ("fetch", lib.fetch, eng.fetch),
+        ("delete", lib.delete, eng.delete),
+        ("traverse", lib.traverse, eng.traverse),
+    ] {
+        let ratio = if a > 0.0 { b / a } else { f64::NAN };
+        println!("| {name:<8} | {a:>12.0} | {b:>12.0} | {ratio:>5.2} |");
+    }
+    println!();
+}
+
+fn main() {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.records = args.records.min(5000);
+        args.seconds = 0.1;
+        args.hash_size = args.hash_size.min(10_007);
+    }
+    if let Err(e) = run(&args) {
+        eprintln!("engine-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    if args.records == 0 || args.hash_size == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
+        return Err("--records, --hash-size and --seconds must be positive".into());
+    }
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!("engine-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let lib = ffi::LibTdb::load()?;
+    let result = (|| {
+        let lt = libtdb_rates(&lib, args, &dir, false)?;
+        let en = engine::rates(args, &dir, false)?;
+        print_table("one core, fcntl locks", &lt, &en);
+        let lt = libtdb_rates(&lib, args, &dir, true)?;
+        let en = engine::rates(args, &dir, true)?;
+        print_table("one core, NOLOCK", &lt, &en);
+        let cores = engine::cores(args);
+        let multi = engine::multi_core_rates(args, &dir, cores)?;
+        let single = engine::rates(args, &dir, false)?;
+        print_table(
+            &format!("engine one core vs engine {cores} cores (libtdb column = engine 1 core)"),
+            &single,
+            &multi,
+        );
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+mod engine {
+    use super::*;
+
+    pub fn cores(args: &Args) -> usize {
+        if args.cores > 0 {
+            args.cores
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+
+    pub fn rates(_args: &Args, _dir: &Path, _nolock: bool) -> Result<Rates, String> {
+        Err("engine store/fetch API not wired yet".into())
+    }
+
+    pub fn multi_core_rates(args: &Args, dir: &Path, cores: usize) -> Result<Rates, String> {
+        let _ = ffi::pin_to_cpu;
+        let _ = (args, dir, cores, Rates::add);
+        Err("engine store/fetch API not wired yet".into())
+    }
+}
