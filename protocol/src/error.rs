@@ -25,6 +25,9 @@ pub enum ProtocolError {
     BadValue { what: &'static str, value: u64 },
     /// A string that must be NUL-terminated is not, or holds an inner NUL.
     BadString { what: &'static str },
+    /// A value is too large to encode: a length does not fit its `u32`
+    /// field.
+    TooLarge { what: &'static str, len: usize },
 }
 
 impl fmt::Display for ProtocolError {
@@ -44,6 +47,9 @@ impl fmt::Display for ProtocolError {
             ProtocolError::UnknownOperation(op) => write!(f, "unknown operation {op}"),
             ProtocolError::BadValue { what, value } => write!(f, "{what}: invalid value {value}"),
             ProtocolError::BadString { what } => write!(f, "{what}: malformed string"),
+            ProtocolError::TooLarge { what, len } => {
+                write!(f, "{what}: {len} bytes do not fit a 32-bit length field")
+            }
         }
     }
 }

@@ -201,3 +201,17 @@ wire_int!(i32, i32, put_i32);
 wire_int!(u64, u64, put_u64);
 wire_int!(i64, i64, put_i64);
 wire_int!(f64, f64, put_f64);
+
+/// Large values (statistics, tunable lists) are boxed inside enums so that
+/// every packet value stays small; the box marshals as its content.
+impl<'a, T: Wire<'a>> Wire<'a> for Box<T> {
+    fn wire_len(&self) -> usize {
+        (**self).wire_len()
+    }
+    fn push(&self, out: &mut Vec<u8>) {
+        (**self).push(out)
+    }
+    fn pull(r: &mut Reader<'a>) -> Result<Self, ProtocolError> {
+        T::pull(r).map(Box::new)
+    }
+}
