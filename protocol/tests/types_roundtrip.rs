@@ -1463,3 +1463,49 @@ fn string_and_misc_layouts() {
         [1, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']
     );
 }
+
+#[test]
+fn tunable_defaults_and_names() {
+    let d = TunableList::defaults();
+    assert_eq!(d.database_hash_size, 100001);
+    assert_eq!(d.keepalive_interval, 5);
+    assert_eq!(d.control_timeout, 60);
+    assert_eq!(d.recover_timeout, 30);
+    assert_eq!(d.enable_bans, 1);
+    assert_eq!(d.pulldb_preallocation_size, 10 * 1024 * 1024);
+    assert_eq!(d.ip_alloc_algorithm, 2);
+    assert_eq!(d.get("QueueBufferSize"), Some(1024));
+    // Every table entry names a wire field, each field exactly once.
+    let mut seen = [false; TUNABLE_COUNT];
+    for t in &TUNABLE_TABLE {
+        let i = TunableList::index_of(t.name).unwrap();
+        assert!(!seen[i], "{} twice", t.name);
+        seen[i] = true;
+        assert_eq!(d.to_array()[i], t.default, "{}", t.name);
+    }
+    assert!(TunableInfo::find("vacuumlimit").unwrap().obsolete);
+    assert!(!TunableInfo::find("VacuumInterval").unwrap().obsolete);
+    let names = TunableList::names();
+    assert_eq!(names.names.len(), 62 - 13);
+    assert_eq!(names.names[0], "SeqnumInterval");
+    assert!(!names.names.contains(&"LCP2PublicIPs"));
+    // Table order, not wire order: VacuumFastPathCount before MaxQueueDropMsg.
+    let pos = |n: &str| names.names.iter().position(|x| *x == n).unwrap();
+    assert!(pos("VacuumFastPathCount") < pos("MaxQueueDropMsg"));
+    let enc = names.to_bytes();
+    assert_eq!(VarList::from_bytes(&enc).unwrap(), names);
+}
+
+#[test]
+fn lenient_string_like_upstream() {
+    assert_eq!(CtdbString::from_bytes_lenient(b""), CtdbString(None));
+    assert_eq!(
+        CtdbString::from_bytes_lenient(b"no nul").as_str(),
+        Some("no nul")
+    );
+    assert_eq!(
+        CtdbString::from_bytes_lenient(b"a\0b\0").as_str(),
+        Some("a")
+    );
+    assert_eq!(CtdbString::from_bytes_lenient(b"x\0").as_str(), Some("x"));
+}

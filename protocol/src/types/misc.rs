@@ -114,6 +114,18 @@ impl<'a> CtdbString<'a> {
     pub fn to_string_lossy(&self) -> String {
         String::from_utf8_lossy(self.0.unwrap_or_default()).into_owned()
     }
+
+    /// Reads a whole buffer the way upstream's `ctdb_string_pull` does,
+    /// without the strict checks of [`Wire::from_bytes`]: empty is NULL, a
+    /// missing final NUL is tolerated and the text ends at the first NUL.
+    /// Needed for DUMP_MEMORY output, which ctdbd sends without its NUL.
+    pub fn from_bytes_lenient(buf: &'a [u8]) -> Self {
+        if buf.is_empty() {
+            return CtdbString(None);
+        }
+        let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+        CtdbString(Some(&buf[..end]))
+    }
 }
 
 impl<'a> From<&'a str> for CtdbString<'a> {

@@ -50,7 +50,9 @@ pub use stats::{
     DbStatistics, HotKey, LatencyCounter, LockStatistics, Statistics, StatisticsClient,
     StatisticsList, StatisticsNode, StatisticsTimeouts, MAX_COUNT_BUCKETS, MAX_HOT_KEYS,
 };
-pub use tunable::{Tunable, TunableList, VarList, TUNABLE_COUNT, TUNABLE_NAMES};
+pub use tunable::{
+    Tunable, TunableInfo, TunableList, VarList, TUNABLE_COUNT, TUNABLE_NAMES, TUNABLE_TABLE,
+};
 
 use crate::error::ProtocolError;
 use crate::wire::{Put, Reader};

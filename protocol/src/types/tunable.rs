@@ -134,6 +134,363 @@ impl TunableList {
     }
 }
 
+/// One entry of upstream's tunable table (`ctdb/common/tunable.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunableInfo {
+    pub name: &'static str,
+    pub default: u32,
+    /// Obsolete tunables are still accepted by SET_TUNABLE (status 1),
+    /// rejected in tunable files, and left out of LIST_TUNABLES.
+    pub obsolete: bool,
+}
+
+/// Upstream's tunable table in its own order, which is the order
+/// LIST_TUNABLES reports names in (it differs from the wire order of
+/// [`TunableList`]).
+pub const TUNABLE_TABLE: [TunableInfo; TUNABLE_COUNT] = [
+    TunableInfo {
+        name: "MaxRedirectCount",
+        default: 3,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "SeqnumInterval",
+        default: 1000,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "ControlTimeout",
+        default: 60,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "TraverseTimeout",
+        default: 20,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "KeepaliveInterval",
+        default: 5,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "KeepaliveLimit",
+        default: 5,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RecoverTimeout",
+        default: 30,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RecoverInterval",
+        default: 1,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "ElectionTimeout",
+        default: 3,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "TakeoverTimeout",
+        default: 9,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "MonitorInterval",
+        default: 15,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "TickleUpdateInterval",
+        default: 20,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "EventScriptTimeout",
+        default: 30,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "MonitorTimeoutCount",
+        default: 20,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "EventScriptUnhealthyOnTimeout",
+        default: 0,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "RecoveryGracePeriod",
+        default: 120,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RecoveryBanPeriod",
+        default: 300,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "DatabaseHashSize",
+        default: 100001,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "DatabaseMaxDead",
+        default: 5,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RerecoveryTimeout",
+        default: 10,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "EnableBans",
+        default: 1,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "DeterministicIPs",
+        default: 0,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "LCP2PublicIPs",
+        default: 1,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "ReclockPingPeriod",
+        default: 60,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "NoIPFailback",
+        default: 0,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "DisableIPFailover",
+        default: 0,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "VerboseMemoryNames",
+        default: 0,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RecdPingTimeout",
+        default: 60,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RecdFailCount",
+        default: 10,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "LogLatencyMs",
+        default: 0,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RecLockLatencyMs",
+        default: 1000,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RecoveryDropAllIPs",
+        default: 120,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "VerifyRecoveryLock",
+        default: 1,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "VacuumInterval",
+        default: 10,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "VacuumMaxRunTime",
+        default: 120,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RepackLimit",
+        default: 10000,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "VacuumLimit",
+        default: 5000,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "VacuumFastPathCount",
+        default: 60,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "MaxQueueDropMsg",
+        default: 1000000,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "AllowUnhealthyDBRead",
+        default: 0,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "StatHistoryInterval",
+        default: 1,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "DeferredAttachTO",
+        default: 120,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "AllowClientDBAttach",
+        default: 1,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RecoverPDBBySeqNum",
+        default: 1,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "DeferredRebalanceOnNodeAdd",
+        default: 300,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "FetchCollapse",
+        default: 1,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "HopcountMakeSticky",
+        default: 50,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "StickyDuration",
+        default: 600,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "StickyPindown",
+        default: 200,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "NoIPTakeover",
+        default: 0,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "DBRecordCountWarn",
+        default: 100000,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "DBRecordSizeWarn",
+        default: 10000000,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "DBSizeWarn",
+        default: 100000000,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "PullDBPreallocation",
+        default: 10485760,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "NoIPHostOnAllDisabled",
+        default: 1,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "Samba3AvoidDeadlocks",
+        default: 0,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "TDBMutexEnabled",
+        default: 1,
+        obsolete: true,
+    },
+    TunableInfo {
+        name: "LockProcessesPerDB",
+        default: 200,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "RecBufferSizeLimit",
+        default: 1000000,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "QueueBufferSize",
+        default: 1024,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "IPAllocAlgorithm",
+        default: 2,
+        obsolete: false,
+    },
+    TunableInfo {
+        name: "AllowMixedVersions",
+        default: 0,
+        obsolete: false,
+    },
+];
+
+impl TunableInfo {
+    /// Looks a tunable up by name, case-insensitively.
+    pub fn find(name: &str) -> Option<&'static TunableInfo> {
+        TUNABLE_TABLE
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
+    }
+}
+
+impl TunableList {
+    /// Every tunable at its upstream default (`ctdb_tunable_set_defaults`).
+    pub fn defaults() -> Self {
+        let mut t = TunableList::default();
+        for info in &TUNABLE_TABLE {
+            t.set(info.name, info.default);
+        }
+        t
+    }
+
+    /// The names LIST_TUNABLES returns: non-obsolete, in table order.
+    pub fn names() -> VarList<'static> {
+        VarList {
+            names: TUNABLE_TABLE
+                .iter()
+                .filter(|t| !t.obsolete)
+                .map(|t| t.name)
+                .collect(),
+        }
+    }
+}
+
 impl<'a> Wire<'a> for TunableList {
     fn wire_len(&self) -> usize {
         Self::SIZE
