@@ -1,0 +1,175 @@
+//! A bounds-checked view of the shared `MAP_SHARED` mapping of a TDB file.
+//!
+//! Other processes (smbd, ctdb tools, libtdb users) write the same pages, so
+//! no Rust reference into the mapping ever leaves this module: callers copy
+//! bytes in and out. Every accessor checks `offset + len` against the mapped
+//! length and reports `None`/`false` instead of touching memory outside it.
+//! Callers follow the TDB lock protocol (chain, free-list, allrecord locks),
+//! which is what makes the plain copies race-free with respect to writers.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A mapping of `len` bytes of a file starting at a page-aligned file offset.
+pub struct Map {
+    raw: Option<MmapRaw>,
+    len: u64,
+}
+
+impl Map {
+    /// Map `len` bytes of `file` starting at file offset `offset` (page aligned).
+    pub fn new(file: &File, offset: u64, len: u64) -> io::Result<Map> {
+        if len == 0 {
+            return Ok(Map { raw: None, len: 0 });
+        }
+        let ulen = usize::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        let raw = MmapOptions::new().offset(offset).len(ulen).map_raw(file)?;
+        Ok(Map {
+            raw: Some(raw),
+            len,
+        })
+    }
+
+    /// An empty mapping (nothing readable).
+    pub fn empty() -> Map {
+        Map { raw: None, len: 0 }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn ptr(&self, off: u64, len: usize) -> Option<*mut u8> {
+        let end = off.checked_add(len as u64)?;
+        if end > self.len {
+            return None;
+        }
+        let raw = self.raw.as_ref()?;
+        // SAFETY: `off + len <= self.len == raw.len()`, so the offset stays
+        // inside the mapped allocation.
+        Some(unsafe { raw.as_mut_ptr().add(off as usize) })
+    }
+
+    /// Copy `buf.len()` bytes at `off` into `buf`.
+    pub fn read(&self, off: u64, buf: &mut [u8]) -> bool {
+        if buf.is_empty() {
+            return off <= self.len;
+        }
+        match self.ptr(off, buf.len()) {
+            Some(p) => {
+                // SAFETY: `p..p+buf.len()` is inside the mapping (checked by
+                // `ptr`); `buf` is a distinct Rust allocation, so the ranges
+                // do not overlap. Concurrent writers are excluded by the TDB
+                // lock the caller holds.
+                unsafe { std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Copy `len` bytes at `off` into the end of `out`.
+    pub fn read_append(&self, off: u64, len: usize, out: &mut Vec<u8>) -> bool {
+        if len == 0 {
+            return off <= self.len;
+        }
+        match self.ptr(off, len) {
+            Some(p) => {
+                out.reserve(len);
+                let old = out.len();
+                // SAFETY: the source range is inside the mapping (checked);
+                // the destination has `len` bytes of reserved capacity after
+                // `old`; the ranges cannot overlap. `set_len` covers exactly
+                // the bytes just initialised.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(p, out.as_mut_ptr().add(old), len);
+                    out.set_len(old + len);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Copy `buf` to offset `off`.
+    pub fn write(&self, off: u64, buf: &[u8]) -> bool {
+        if buf.is_empty() {
+            return off <= self.len;
+        }
+        match self.ptr(off, buf.len()) {
+            Some(p) => {
+                // SAFETY: the destination range is inside the writable shared
+                // mapping (checked); `buf` is a separate allocation. Other
+                // accessors are excluded by the TDB lock the caller holds.
+                unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), p, buf.len()) };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Compare the bytes at `off` with `other` without copying them out.
+    pub fn eq(&self, off: u64, other: &[u8]) -> Option<bool> {
+        if other.is_empty() {
+            return if off <= self.len { Some(true) } else { None };
+        }
+        let p = self.ptr(off, other.len())?;
+        // SAFETY: the range is inside the mapping (checked). The slice lives
+        // only for this comparison and never escapes; the caller holds the
+        // chain lock, so no cooperating writer changes these bytes meanwhile.
+        let s = unsafe { std::slice::from_raw_parts(p as *const u8, other.len()) };
+        Some(s == other)
+    }
+
+    pub fn read_u32(&self, off: u64) -> Option<u32> {
+        let mut b = [0u8; 4];
+        if self.read(off, &mut b) {
+            Some(u32::from_le_bytes(b))
+        } else {
+            None
+        }
+    }
+
+    pub fn write_u32(&self, off: u64, v: u32) -> bool {
+        self.write(off, &v.to_le_bytes())
+    }
+
+    /// Atomically add 1 to the aligned 32-bit word at `off` (the seqnum),
+    /// as libtdb does with `__atomic_add_fetch` on its mapping.
+    pub fn atomic_inc_u32(&self, off: u64) -> bool {
+        if off & 3 != 0 {
+            return false;
+        }
+        match self.ptr(off, 4) {
+            Some(p) => {
+                // SAFETY: `p` is 4-byte aligned (mapping is page aligned and
+                // `off % 4 == 0`), inside the mapping, and valid for the
+                // lifetime of `self`; all other users of this word (libtdb
+                // included) access it atomically or under the lock protocol.
+                let a = unsafe { AtomicU32::from_ptr(p as *mut u32) };
+                a.fetch_add(1, Ordering::SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// msync the given range (used by transactions without TDB_NOSYNC).
+    pub fn flush(&self, off: u64, len: u64) -> io::Result<()> {
+        let Some(raw) = self.raw.as_ref() else {
+            return Ok(());
+        };
+        let end = off.saturating_add(len).min(self.len);
+        if off >= end {
+            return Ok(());
+        }
+        raw.flush_range(off as usize, (end - off) as usize)
+    }
+}

@@ -1,0 +1,210 @@
+//! Interoperability with the real libtdb 1.4.8 (python3-tdb, tdbdump,
+//! tdbtool): files written by the engine are read identically by libtdb and
+//! pass `tdbtool check`, and vice versa, for both hash functions.
+
+mod common;
+use common::*;
+
+use ctdb_engine::{flags, Database, HashKind, OpenOptions, StoreFlag};
+
+fn engine_dump(db: &Database) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut h = db.handle().unwrap();
+    let mut v = h.entries().unwrap();
+    v.sort();
+    v
+}
+
+#[test]
+fn byte_identical_to_libtdb_for_same_operations() {
+    let td = TempDir::new("bytes");
+    for tflags in [0u32, flags::INCOMPATIBLE_HASH] {
+        let ours = td.path(&format!("ours-{tflags}.tdb"));
+        let theirs = td.path(&format!("theirs-{tflags}.tdb"));
+        {
+            let db =
+                Database::open(&ours, &OpenOptions::new().hash_size(3).tdb_flags(tflags)).unwrap();
+            let mut h = db.handle().unwrap();
+            h.store(b"key", b"value", StoreFlag::Replace).unwrap();
+            h.store(b"second", b"2", StoreFlag::Insert).unwrap();
+            h.store(b"key", b"a longer value than before", StoreFlag::Replace)
+                .unwrap();
+            h.delete(b"second").unwrap();
+            h.store(b"third", b"3", StoreFlag::Replace).unwrap();
+        }
+        python(
+            r#"
+import sys, os, tdb
+t = tdb.open(sys.argv[1], hash_size=3, tdb_flags=int(sys.argv[2]), flags=os.O_RDWR|os.O_CREAT)
+t.store(b"key", b"value", tdb.REPLACE)
+t.store(b"second", b"2", tdb.INSERT)
+t.store(b"key", b"a longer value than before", tdb.REPLACE)
+t.delete(b"second")
+t.store(b"third", b"3", tdb.REPLACE)
+t.close()
+"#,
+            &[theirs.to_str().unwrap(), &tflags.to_string()],
+        );
+        let a = std::fs::read(&ours).unwrap();
+        let b = std::fs::read(&theirs).unwrap();
+        assert_eq!(a.len(), b.len(), "file sizes differ (flags {tflags})");
+        if a != b {
+            let first = a.iter().zip(&b).position(|(x, y)| x != y).unwrap();
+            panic!("files differ first at byte {first} (flags {tflags})");
+        }
+        tdbtool_check(&ours);
+    }
+}
+
+#[test]
+fn engine_written_files_read_by_libtdb() {
+    let td = TempDir::new("ours");
+    let seed = seed("engine_written_files_read_by_libtdb");
+    let mut rng = Rng::new(seed);
+    for (tflags, hash_size) in [
+        (0u32, 131u32),
+        (flags::INCOMPATIBLE_HASH, 10007),
+        (flags::VOLATILE, 7),
+    ] {
+        let path = td.path(&format!("e-{tflags}.tdb"));
+        let mut model = std::collections::BTreeMap::new();
+        {
+            let db = Database::open(
+                &path,
+                &OpenOptions::new().hash_size(hash_size).tdb_flags(tflags),
+            )
+            .unwrap();
+            let mut h = db.handle().unwrap();
+            for i in 0..2000u32 {
+                let k = format!("key-{}", rng.below(700)).into_bytes();
+                if rng.below(4) == 0 {
+                    let _ = h.delete(&k);
+                    model.remove(&k);
+                } else {
+                    let mut v = rng.bytes(200);
+                    v.extend_from_slice(&i.to_le_bytes());
+                    h.store(&k, &v, StoreFlag::Replace).unwrap();
+                    model.insert(k, v);
+                }
+            }
+            assert_eq!(
+                engine_dump(&db),
+                model.clone().into_iter().collect::<Vec<_>>()
+            );
+        }
+        let expect: Vec<_> = model.into_iter().collect();
+        assert_eq!(
+            py_dump(&path, tflags),
+            expect,
+            "python3-tdb sees other records (flags {tflags})"
+        );
+        let dumped = tdbdump_records(&path);
+        let want: Vec<(String, String)> = {
+            let mut w: Vec<_> = expect
+                .iter()
+                .map(|(k, v)| (tdbdump_escape(k), tdbdump_escape(v)))
+                .collect();
+            w.sort();
+            w
+        };
+        assert_eq!(dumped, want, "tdbdump output differs");
+        tdbtool_check(&path);
+    }
+}
+
+#[test]
+fn libtdb_written_files_read_by_engine() {
+    let td = TempDir::new("theirs");
+    for tflags in [0u32, flags::INCOMPATIBLE_HASH] {
+        let path = td.path(&format!("p-{tflags}.tdb"));
+        python(
+            r#"
+import sys, os, tdb
+t = tdb.open(sys.argv[1], hash_size=1031, tdb_flags=int(sys.argv[2]), flags=os.O_RDWR|os.O_CREAT)
+for i in range(3000):
+    t[b"k%d" % i] = (b"v%d-" % i) * (i % 37)
+for i in range(0, 3000, 3):
+    del t[b"k%d" % i]
+t.transaction_start()
+t[b"tx"] = b"committed"
+t.transaction_commit()
+t.close()
+"#,
+            &[path.to_str().unwrap(), &tflags.to_string()],
+        );
+        // Open without the flag: the hash must be detected from the header.
+        let db = Database::open(&path, &OpenOptions::new().create(false)).unwrap();
+        let want_hash = if tflags == 0 {
+            HashKind::Old
+        } else {
+            HashKind::Jenkins
+        };
+        assert_eq!(db.hash_kind(), want_hash);
+        let mut h = db.handle().unwrap();
+        for i in 0..3000u32 {
+            let got = h.fetch(format!("k{i}").as_bytes()).unwrap();
+            if i % 3 == 0 {
+                assert_eq!(got, None);
+            } else {
+                assert_eq!(
+                    got,
+                    Some(format!("v{i}-").repeat((i % 37) as usize).into_bytes())
+                );
+            }
+        }
+        assert_eq!(h.fetch(b"tx").unwrap(), Some(b"committed".to_vec()));
+        assert_eq!(h.count().unwrap(), 2001);
+        let rep = h.check().unwrap();
+        assert_eq!(rep.live, 2001);
+        // Now modify with the engine and let libtdb read it back.
+        h.store(b"k1", b"engine", StoreFlag::Modify).unwrap();
+        h.delete(b"k2").unwrap();
+        drop(h);
+        drop(db);
+        let d = py_dump(&path, tflags);
+        assert_eq!(d.len(), 2000);
+        assert!(d.contains(&(b"k1".to_vec(), b"engine".to_vec())));
+        tdbtool_check(&path);
+    }
+}
+
+#[test]
+fn hundred_thousand_records() {
+    let td = TempDir::new("100k");
+    let path = td.path("big.tdb");
+    {
+        let db = Database::open(
+            &path,
+            &OpenOptions::new()
+                .hash_size(100_001)
+                .tdb_flags(flags::INCOMPATIBLE_HASH),
+        )
+        .unwrap();
+        let mut h = db.handle().unwrap();
+        for i in 0..100_000u32 {
+            h.store(
+                format!("record-{i}").as_bytes(),
+                &i.to_le_bytes().repeat(4),
+                StoreFlag::Insert,
+            )
+            .unwrap();
+        }
+        assert_eq!(h.count().unwrap(), 100_000);
+        assert_eq!(h.check().unwrap().live, 100_000);
+    }
+    tdbtool_check(&path);
+    assert_eq!(tdbdump_count(&path), 100_000);
+    let out = python(
+        r#"
+import sys, os, tdb, struct
+t = tdb.open(sys.argv[1], tdb_flags=tdb.INCOMPATIBLE_HASH, flags=os.O_RDWR)
+n = 0
+for i in range(100000):
+    v = t.get(b"record-%d" % i)
+    assert v == struct.pack("<I", i) * 4, i
+    n += 1
+print(n)
+"#,
+        &[path.to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), "100000");
+}
