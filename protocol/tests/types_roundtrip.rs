@@ -1509,3 +1509,60 @@ fn lenient_string_like_upstream() {
     );
     assert_eq!(CtdbString::from_bytes_lenient(b"x\0").as_str(), Some("x"));
 }
+
+#[test]
+fn connection_text() {
+    let c = Connection::parse("10.0.0.1:445 10.0.0.99:40000", false).unwrap();
+    assert_eq!(c.server().to_string_with_port().unwrap(), "10.0.0.1:445");
+    assert_eq!(c.client().port(), 40000);
+    assert_eq!(c.to_text(false).unwrap(), "10.0.0.1:445 10.0.0.99:40000");
+    assert_eq!(c.to_text(true).unwrap(), "10.0.0.99:40000 10.0.0.1:445");
+    let d = Connection::parse("10.0.0.99:40000\t10.0.0.1:445", true).unwrap();
+    assert_eq!(c, d);
+    let v6 = Connection::parse("[fd00::1]:445 [fd00::2]:1", false).unwrap();
+    assert_eq!(v6.to_text(false).unwrap(), "[fd00::1]:445 [fd00::2]:1");
+    assert!(Connection::parse("10.0.0.1:445 [fd00::2]:1", false).is_none());
+    assert!(Connection::parse("10.0.0.1:445", false).is_none());
+    assert!(Connection::parse("10.0.0.1 10.0.0.2", false).is_none());
+    assert!(Connection::default().to_text(false).is_none());
+}
+
+/// Encoding and decoding a large record buffer: correctness of every
+/// record, and the throughput printed for the record (not asserted).
+#[test]
+fn large_rec_buffer() {
+    let mut r = Rng::from_env("large_rec_buffer");
+    let n = 100_000;
+    let h = gen_ltdb_header(&mut r);
+    let value = r.bytes(100);
+    let start = std::time::Instant::now();
+    let mut b = RecBufferBuilder::new(42);
+    for i in 0..n {
+        let key = format!("key-{i:08}");
+        b.add(i, Some(&h), key.as_bytes(), &value);
+    }
+    let bytes = b.as_rec_buffer().to_bytes();
+    let enc = start.elapsed();
+    let start = std::time::Instant::now();
+    let dec = RecBuffer::from_bytes(&bytes).unwrap();
+    let mut count = 0u32;
+    for (i, rec) in dec.iter().enumerate() {
+        assert_eq!(rec.reqid, i as u32);
+        assert_eq!(rec.key, format!("key-{i:08}").as_bytes());
+        let (gh, gv) = rec.split_header().unwrap();
+        assert_eq!(gh, h);
+        assert_eq!(gv, &value[..]);
+        count += 1;
+    }
+    let decd = start.elapsed();
+    assert_eq!(count, n);
+    println!(
+        "{} records, {} bytes: encode {:?} ({:.0} MB/s), decode+walk {:?} ({:.0} MB/s)",
+        n,
+        bytes.len(),
+        enc,
+        bytes.len() as f64 / enc.as_secs_f64() / 1e6,
+        decd,
+        bytes.len() as f64 / decd.as_secs_f64() / 1e6
+    );
+}

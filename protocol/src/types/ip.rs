@@ -143,6 +143,45 @@ impl Connection {
     pub fn client(&self) -> &SockAddr {
         &self.dst
     }
+
+    /// Upstream's text form (`ctdb_connection_to_string`): both ends with
+    /// ports, separated by a space, server first unless `client_first`.
+    /// `None` if an end has no address.
+    pub fn to_text(&self, client_first: bool) -> Option<String> {
+        let server = self.src.to_string_with_port()?;
+        let client = self.dst.to_string_with_port()?;
+        Some(if client_first {
+            format!("{client} {server}")
+        } else {
+            format!("{server} {client}")
+        })
+    }
+
+    /// Parses two `ip:port` words (`ctdb_connection_from_string`), the
+    /// first being the client when `client_first`. Both ends must be of
+    /// the same address family; words after the second are ignored.
+    pub fn parse(s: &str, client_first: bool) -> Option<Connection> {
+        if s.len() >= 128 {
+            return None;
+        }
+        let mut words = s.split([' ', '\t', '\n']).filter(|w| !w.is_empty());
+        let first = SockAddr::parse_with_port(words.next()?)?;
+        let second = SockAddr::parse_with_port(words.next()?)?;
+        if std::mem::discriminant(&first) != std::mem::discriminant(&second) {
+            return None;
+        }
+        Some(if client_first {
+            Connection {
+                src: second,
+                dst: first,
+            }
+        } else {
+            Connection {
+                src: first,
+                dst: second,
+            }
+        })
+    }
 }
 
 counted_list! {
