@@ -112,10 +112,19 @@ fn validate_agrees_on_good_and_bad_files() {
         ("[database]\nunknown key = 1\n".into(), false),
         ("[Database]\ntdb mutexes = no\n".into(), true),
         ("[database]\nTDB mutexes = no\n".into(), false),
-        (format!("[database]\nvolatile database directory = {d}/vol\n"), true),
-        (format!("[database]\nvolatile database directory = {d}/nope\n"), false),
+        (
+            format!("[database]\nvolatile database directory = {d}/vol\n"),
+            true,
+        ),
+        (
+            format!("[database]\nvolatile database directory = {d}/nope\n"),
+            false,
+        ),
         ("[database]\nlock debug script = exec.sh\n".into(), true),
-        ("[database]\nlock debug script = /elsewhere/exec.sh\n".into(), true),
+        (
+            "[database]\nlock debug script = /elsewhere/exec.sh\n".into(),
+            true,
+        ),
         ("[database]\nlock debug script = noexec.sh\n".into(), false),
         ("[event]\ndebug script = missing.sh\n".into(), false),
         ("[logging]\nlocation = syslog:magic\n".into(), false),
@@ -128,14 +137,25 @@ fn validate_agrees_on_good_and_bad_files() {
         ("[logging]\nlog level = 11\n".into(), false),
         ("[legacy]\nscript log level = DEB\n".into(), true),
         ("[legacy]\nscript log level = loud\n".into(), false),
-        ("[cluster]\nleader timeout = 0\nleader timeout = 5\n".into(), false),
+        (
+            "[cluster]\nleader timeout = 0\nleader timeout = 5\n".into(),
+            false,
+        ),
     ];
     for (text, good) in cases {
         dir.write("ctdb.conf", &text);
         let (rc, _, err) = ctdb_config(dir.path(), &["validate"]);
-        assert_eq!(rc == 0, good, "upstream disagrees with the test on {text:?}: {err}");
+        assert_eq!(
+            rc == 0,
+            good,
+            "upstream disagrees with the test on {text:?}: {err}"
+        );
         let r = Config::load_with(dir.path(), LoadOptions::validate());
-        assert_eq!(r.is_ok(), good, "we disagree with upstream on {text:?}: {r:?}");
+        assert_eq!(
+            r.is_ok(),
+            good,
+            "we disagree with upstream on {text:?}: {r:?}"
+        );
     }
 }
 
@@ -148,25 +168,82 @@ fn random_configs_dump_identically() {
     dir.mkdir("v2");
     dir.script("s.sh", true);
     let pool: Vec<(&str, &str, Vec<String>)> = vec![
-        ("logging", "location", vec!["syslog".into(), "file:".into(), format!("file:{d}/l"), "syslog:nonblocking".into()]),
-        ("logging", "log level", vec!["ERROR".into(), "NOTICE".into(), "debug".into(), "3".into()]),
+        (
+            "logging",
+            "location",
+            vec![
+                "syslog".into(),
+                "file:".into(),
+                format!("file:{d}/l"),
+                "syslog:nonblocking".into(),
+            ],
+        ),
+        (
+            "logging",
+            "log level",
+            vec!["ERROR".into(), "NOTICE".into(), "debug".into(), "3".into()],
+        ),
         ("cluster", "transport", vec!["tcp".into()]),
-        ("cluster", "node address", vec!["127.0.0.1".into(), "::1".into()]),
-        ("cluster", "cluster lock", vec!["/a/lock".into(), "!/bin/helper arg".into()]),
+        (
+            "cluster",
+            "node address",
+            vec!["127.0.0.1".into(), "::1".into()],
+        ),
+        (
+            "cluster",
+            "cluster lock",
+            vec!["/a/lock".into(), "!/bin/helper arg".into()],
+        ),
         ("cluster", "recovery lock", vec!["/b/lock".into()]),
-        ("cluster", "leader timeout", vec!["5".into(), "7".into(), "0x20".into(), "010".into()]),
-        ("cluster", "leader capability", vec!["true".into(), "false".into(), "Yes".into(), "no".into()]),
-        ("database", "volatile database directory", vec![format!("{d}/v1"), format!("{d}/v2"), "/var/lib/ctdb/volatile".into()]),
-        ("database", "state database directory", vec![format!("{d}/v2"), "/var/lib/ctdb/state".into()]),
+        (
+            "cluster",
+            "leader timeout",
+            vec!["5".into(), "7".into(), "0x20".into(), "010".into()],
+        ),
+        (
+            "cluster",
+            "leader capability",
+            vec!["true".into(), "false".into(), "Yes".into(), "no".into()],
+        ),
+        (
+            "database",
+            "volatile database directory",
+            vec![
+                format!("{d}/v1"),
+                format!("{d}/v2"),
+                "/var/lib/ctdb/volatile".into(),
+            ],
+        ),
+        (
+            "database",
+            "state database directory",
+            vec![format!("{d}/v2"), "/var/lib/ctdb/state".into()],
+        ),
         ("database", "lock debug script", vec!["s.sh".into()]),
-        ("database", "tdb mutexes", vec!["true".into(), "false".into()]),
+        (
+            "database",
+            "tdb mutexes",
+            vec!["true".into(), "false".into()],
+        ),
         ("event", "debug script", vec!["s.sh".into()]),
         ("failover", "disabled", vec!["true".into(), "false".into()]),
-        ("legacy", "realtime scheduling", vec!["false".into(), "true".into()]),
+        (
+            "legacy",
+            "realtime scheduling",
+            vec!["false".into(), "true".into()],
+        ),
         ("legacy", "lmaster capability", vec!["no".into()]),
         ("legacy", "start as stopped", vec!["yes".into()]),
-        ("legacy", "start as disabled", vec!["yes".into(), "no".into()]),
-        ("legacy", "script log level", vec!["ERROR".into(), "info".into(), "NOTICE".into()]),
+        (
+            "legacy",
+            "start as disabled",
+            vec!["yes".into(), "no".into()],
+        ),
+        (
+            "legacy",
+            "script log level",
+            vec!["ERROR".into(), "info".into(), "NOTICE".into()],
+        ),
     ];
     let mut rng = Rng::new(seed());
     for round in 0..25 {
@@ -175,7 +252,11 @@ fn random_configs_dump_identically() {
         for _ in 0..n {
             let (s, k, vals) = rng.pick(&pool);
             let v = rng.pick(vals);
-            let sec = if rng.below(4) == 0 { s.to_uppercase() } else { s.to_string() };
+            let sec = if rng.below(4) == 0 {
+                s.to_uppercase()
+            } else {
+                s.to_string()
+            };
             let blank = if rng.below(3) == 0 { "\t " } else { " " };
             text.push_str(&format!("[{sec}]\n{blank}{k}{blank}={blank}{v}{blank}\n"));
         }
