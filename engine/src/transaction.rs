@@ -145,16 +145,24 @@ impl CoreStore {
                 what: "transaction start while holding locks (or inside a traverse)".into(),
             });
         }
-        self.nest_lock(TRANSACTION_LOCK, LockType::Write, true)?;
-        if let Err(e) = self.allrecord_lock(LockType::Read, true, true) {
-            let _ = self.nest_unlock(TRANSACTION_LOCK);
-            return Err(e);
-        }
-        if let Err(e) = self.refresh_map() {
+        // As libtdb, the transaction exists (for lock bookkeeping) before
+        // its locks are taken.
+        self.tx = Some(Box::new(Tx::new(self.map.len())));
+        let r = (|| -> Result<()> {
+            self.nest_lock(TRANSACTION_LOCK, LockType::Write, true)?;
+            self.allrecord_lock(LockType::Read, true, true)?;
+            self.refresh_map()
+        })();
+        if let Err(e) = r {
+            self.tx = None;
             self.release_transaction_locks();
             return Err(e);
         }
-        self.tx = Some(Box::new(Tx::new(self.map.len())));
+        let size = self.map.len();
+        if let Some(tx) = self.tx.as_mut() {
+            tx.old_size = size;
+            tx.size = size;
+        }
         Ok(())
     }
 
