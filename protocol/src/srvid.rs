@@ -20,10 +20,15 @@ pub fn range_of(srvid: u64) -> u64 {
     srvid & RANGE_MASK
 }
 
+/// The `ctdb` tool's own reply addresses (`SRVID_CTDB_TOOL`).
+pub const CTDB_TOOL: u64 = TOOL_RANGE | 0x0001_0000_0000_0000;
+/// The `ctdb` tool's srvid for `restoredb` record pushes (`SRVID_CTDB_PUSHDB`).
+pub const CTDB_PUSHDB: u64 = TOOL_RANGE | 0x0002_0000_0000_0000;
+
 /// The srvid the `ctdb` tool uses for its n-th reply address:
-/// `TOOL_RANGE | (pid & 0xFFFF) << 16 | n`.
+/// `CTDB_TOOL | (pid & 0xFFFF) << 16 | n`.
 pub fn tool_srvid(pid: u32, n: u16) -> u64 {
-    TOOL_RANGE | (u64::from(pid & 0xFFFF) << 16) | u64::from(n)
+    CTDB_TOOL | (u64::from(pid & 0xFFFF) << 16) | u64::from(n)
 }
 
 /// The srvid the client library uses for a traverse: `CLIENT_RANGE | pid`.
