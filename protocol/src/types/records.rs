@@ -229,6 +229,38 @@ impl<'a> RecBuffer<'a> {
     }
 }
 
+impl<'a> RecBuffer<'a> {
+    /// Appends the file form upstream's `ctdb_rec_buffer_write` uses for
+    /// `ctdb backupdb` files and recovery spill files: db_id, count, the
+    /// records' byte length as a 64-bit `size_t`, then the records.
+    pub fn push_file(&self, out: &mut Vec<u8>) {
+        out.put_u32(self.db_id);
+        out.put_u32(self.count);
+        out.put_u64(self.records.len() as u64);
+        out.put_bytes(self.records);
+    }
+
+    /// Reads one buffer in the [`RecBuffer::push_file`] form, validating
+    /// that the records fill the stated length exactly.
+    pub fn pull_file(r: &mut Reader<'a>) -> Result<Self, ProtocolError> {
+        let db_id = r.u32("rec_buffer file db_id")?;
+        let count = r.u32("rec_buffer file count")?;
+        let len = r.u64("rec_buffer file length")?;
+        let len = usize::try_from(len).map_err(|_| ProtocolError::BadValue {
+            what: "rec_buffer file length",
+            value: len,
+        })?;
+        let records = r.bytes(len, "rec_buffer file records")?;
+        if u64::from(count) > (len / REC_DATA_HEADER_SIZE) as u64 {
+            return Err(ProtocolError::BadValue {
+                what: "rec_buffer file count",
+                value: u64::from(count),
+            });
+        }
+        RecBuffer::new(db_id, count, records)
+    }
+}
+
 impl<'a> IntoIterator for &RecBuffer<'a> {
     type Item = RecData<'a>;
     type IntoIter = RecBufferIter<'a>;

@@ -317,8 +317,9 @@ pub struct HotKey<'a> {
 /// `ctdb_db_statistics` (GET_DB_STATISTICS). Fixed part 224 bytes, then
 /// always [`MAX_HOT_KEYS`] slots of 24 bytes {count, pad, 8-byte pointer
 /// (meaningless, sent as 0), 8-byte key length}, then the key bytes of the
-/// ten slots concatenated. `num_hot_keys` says how many slots are in use
-/// (upstream's new marshalling always sends 10, ctdbd the real count).
+/// ten slots concatenated. `num_hot_keys` is sent as is: both ctdbd and
+/// upstream's client library always send [`MAX_HOT_KEYS`] (10), and
+/// `ctdb dbstatistics` prints that many slots, so a daemon should set 10.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct DbStatistics<'a> {
     pub locks: LockStatistics,
