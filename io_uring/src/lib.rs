@@ -13,6 +13,8 @@
 //! * [`PacketWriter`] writes one packet at a time; [`SendQueue`] is a bounded
 //!   queue with a writer task, whose `send().await` waits while the queue is
 //!   full.
+//! * [`split`] gives a read half and a write half of one socket to two
+//!   tasks of the same core.
 //!
 //! Everything here is single-core: readers, writers and queues live on the
 //! glommio executor that owns the socket, as the daemon's thread-per-core
@@ -24,6 +26,7 @@
 pub mod error;
 pub mod frame;
 pub mod reader;
+pub mod split;
 pub mod writer;
 
 pub use error::IoError;
@@ -32,4 +35,5 @@ pub use frame::{
     HEADER_LEN, PACKET_ALIGN,
 };
 pub use reader::PacketReader;
+pub use split::{split, ReadHalf, WriteHalf};
 pub use writer::{PacketWriter, SendQueue, SendQueueConfig};

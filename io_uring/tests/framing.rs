@@ -478,3 +478,45 @@ fn idle_executor_parks_instead_of_spinning() {
         "spin not detected: {spinning:?}"
     );
 }
+
+#[test]
+fn split_halves_read_and_write_concurrently() {
+    run(|| async {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (rd, wr) = ctdb_io::split(ours);
+        // Echo server: a reader task feeding a send queue on the same socket.
+        let echo = glommio::spawn_local(async move {
+            let q = SendQueue::spawn(
+                wr,
+                SendQueueConfig {
+                    capacity: 8,
+                    pad: false,
+                    ..SendQueueConfig::default()
+                },
+            );
+            let mut r = PacketReader::new(rd);
+            while let Some(p) = r.next_packet().await.unwrap() {
+                q.send(p.to_vec()).await.unwrap();
+            }
+            q.close().await.unwrap().packets()
+        });
+        let (prd, pwr) = ctdb_io::split(theirs);
+        let total = 2000u32;
+        let sender = glommio::spawn_local(async move {
+            let mut w = PacketWriter::new(pwr, FrameConfig::default(), false);
+            for i in 0..total {
+                w.write_packet(&packet(32 + (i as usize % 700), i))
+                    .await
+                    .unwrap();
+            }
+            w.into_inner().close().await.unwrap();
+        });
+        let mut r = PacketReader::new(prd);
+        for i in 0..total {
+            let p = r.next_packet().await.unwrap().expect("echo");
+            assert_eq!(p, &packet(32 + (i as usize % 700), i)[..]);
+        }
+        sender.await;
+        assert_eq!(echo.await, total as u64);
+    });
+}
