@@ -733,7 +733,12 @@ impl Config {
                     ErrorKind::UnknownSection,
                     format!("unknown section [{sname}]"),
                 ),
-                (None, Some(_)) | (Some(_), None) => {}
+                (None, Some((key, _))) => l.unknown(
+                    line,
+                    ErrorKind::OptionOutsideSection,
+                    format!("unknown section for option \"{key}\""),
+                ),
+                (Some(_), None) => {}
                 (Some(sec), Some((key, v))) => {
                     let Some(idx) = find_option(sec, key) else {
                         l.unknown(

@@ -258,7 +258,29 @@ fn random_configs_dump_identically() {
                 s.to_string()
             };
             let blank = if rng.below(3) == 0 { "\t " } else { " " };
-            text.push_str(&format!("[{sec}]\n{blank}{k}{blank}={blank}{v}{blank}\n"));
+            // Noise upstream's tokenizer must skip: comments, blank lines
+            // with white space.
+            match rng.below(5) {
+                0 => text.push_str(" # comment = 1\n"),
+                1 => text.push_str("\t; other\n"),
+                2 => text.push_str(" \t \n"),
+                _ => {}
+            }
+            // Sometimes split the value over a continuation line.
+            let v = if v.len() > 2 && rng.below(3) == 0 {
+                let cut = 1 + rng.below(v.len() - 1);
+                if v.is_char_boundary(cut) {
+                    format!("{}\\\n{}", &v[..cut], &v[cut..])
+                } else {
+                    v.clone()
+                }
+            } else {
+                v.clone()
+            };
+            let eol = if rng.below(4) == 0 { "\r\n" } else { "\n" };
+            text.push_str(&format!(
+                "[{sec}]\n{blank}{k}{blank}={blank}{v}{blank}{eol}"
+            ));
         }
         dir.write("ctdb.conf", &text);
         assert_eq!(ours(&dir), theirs(&dir), "round {round}, file:\n{text}");

@@ -433,3 +433,49 @@ fn paths_match_ctdb_path() {
     let e = Paths::from_vars(vars(&[("CTDB_TEST_MODE", "1")])).unwrap_err();
     assert!(e.to_string().contains("CTDB_BASE"), "{e}");
 }
+
+/// Random bytes and random mutations of valid files never panic any
+/// parser; they either load or give an error naming a line.
+#[test]
+fn hostile_input_never_panics() {
+    use ctdb_config::{Config, LoadOptions};
+    let seeds: &[&[u8]] = &[
+        b"[cluster]\nleader timeout = 5\nnode address = 10.0.0.1\n",
+        b"[legacy]\n start as stopped = yes \\\n\n[x\n= 1\n",
+        b"10.0.0.1\n#\nfc00::1\n",
+        b"10.0.0.1/24 eth0,eth1\n",
+        b"RecoverTimeout=0x10\nFoo\n",
+        b"A=\"b\" 'c' \\\n",
+    ];
+    let alphabet = b"[]=#;\\ \t\r\n\0/:,.'\"x0aZ\xff\xc3";
+    let mut rng = Rng::new(seed());
+    let path = Path::new("/fuzz/file");
+    for _ in 0..3000 {
+        let mut data = rng.pick(seeds).to_vec();
+        for _ in 0..1 + rng.below(8) {
+            let pos = rng.below(data.len() + 1);
+            match rng.below(3) {
+                0 => data.insert(pos, *rng.pick(alphabet)),
+                1 if pos < data.len() => {
+                    data.remove(pos);
+                }
+                _ => data.insert(pos, rng.next() as u8),
+            }
+        }
+        for opts in [LoadOptions::strict(), LoadOptions::ctdbd()] {
+            if let Err(e) = Config::from_ini(path, &data, Path::new("/nonexistent"), opts) {
+                assert!(!e.to_string().is_empty());
+            }
+            let text = String::from_utf8_lossy(&data);
+            let _ = Config::from_toml(path, &text, Path::new("/nonexistent"), opts);
+        }
+        let _ = Tunables::parse(path, &data);
+        if let Err(e) = Nodes::parse(path, &data) {
+            assert!(e.line().is_some(), "{e}");
+        }
+        if let Err(e) = PublicAddresses::parse(path, &data, None) {
+            assert!(e.line().is_some(), "{e}");
+        }
+        let _ = ScriptOptions::parse(&String::from_utf8_lossy(&data));
+    }
+}
