@@ -1582,27 +1582,6 @@ fn backup_file_read_by_ctdb_dumpdbbackup() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("test.bak");
 
-    let flag_names = [
-        (LtdbHeader::FLAG_MIGRATED_WITH_DATA, "MIGRATED_WITH_DATA"),
-        (LtdbHeader::FLAG_VACUUM_MIGRATED, "VACUUM_MIGRATED"),
-        (LtdbHeader::FLAG_AUTOMATIC, "AUTOMATIC"),
-        (LtdbHeader::RO_HAVE_DELEGATIONS, "RO_HAVE_DELEGATIONS"),
-        (LtdbHeader::RO_HAVE_READONLY, "RO_HAVE_READONLY"),
-        (LtdbHeader::RO_REVOKING_READONLY, "RO_REVOKING_READONLY"),
-        (LtdbHeader::RO_REVOKE_COMPLETE, "RO_REVOKE_COMPLETE"),
-    ];
-    let show = |name: &str, b: &[u8]| {
-        let mut s = format!("{name}({}) = \"", b.len());
-        for &c in b {
-            if (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\' {
-                s.push(c as char);
-            } else {
-                s.push_str(&format!("\\{c:02X}"));
-            }
-        }
-        s + "\"\n"
-    };
-
     let nbuf = 3;
     let db_id = r.u32();
     let mut file = Vec::new();
@@ -1618,7 +1597,15 @@ fn backup_file_read_by_ctdb_dumpdbbackup() {
         for _ in 0..r.below(20) {
             let mut h = gen_ltdb_header(&mut r);
             h.flags = 0;
-            for (bit, _) in flag_names {
+            for bit in [
+                LtdbHeader::FLAG_MIGRATED_WITH_DATA,
+                LtdbHeader::FLAG_VACUUM_MIGRATED,
+                LtdbHeader::FLAG_AUTOMATIC,
+                LtdbHeader::RO_HAVE_DELEGATIONS,
+                LtdbHeader::RO_HAVE_READONLY,
+                LtdbHeader::RO_REVOKING_READONLY,
+                LtdbHeader::RO_REVOKE_COMPLETE,
+            ] {
                 if r.below(3) == 0 {
                     h.flags |= bit;
                 }
@@ -1626,20 +1613,7 @@ fn backup_file_read_by_ctdb_dumpdbbackup() {
             let key = r.bytes(20);
             let data = r.bytes(60);
             b.add(r.u32(), Some(&h), &key, &data);
-            expect += &show("key", &key);
-            expect += &format!(
-                "dmaster: {}\nrsn: {}\nflags: 0x{:08x}",
-                h.dmaster, h.rsn, h.flags
-            );
-            for (bit, n) in flag_names {
-                if h.flags & bit != 0 {
-                    expect += " ";
-                    expect += n;
-                }
-            }
-            expect += "\n";
-            expect += &show("data", &data);
-            expect += "\n";
+            expect += &ctdb_dump_record(&key, &h, &data);
             nrec += 1;
         }
         bufs.push(b);
@@ -1984,4 +1958,125 @@ fn golden_db_statistics_match_cli() {
         b[p..p + 8].fill(0);
     }
     assert_eq!(a, b);
+}
+
+/// One record as `ctdb catdb` / `ctdb dumpdbbackup` print it.
+fn ctdb_dump_record(key: &[u8], h: &LtdbHeader, data: &[u8]) -> String {
+    let show = |name: &str, b: &[u8]| {
+        let mut s = format!("{name}({}) = \"", b.len());
+        for &c in b {
+            if (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\' {
+                s.push(c as char);
+            } else {
+                s.push_str(&format!("\\{c:02X}"));
+            }
+        }
+        s + "\"\n"
+    };
+    let flag_names = [
+        (LtdbHeader::FLAG_MIGRATED_WITH_DATA, "MIGRATED_WITH_DATA"),
+        (LtdbHeader::FLAG_VACUUM_MIGRATED, "VACUUM_MIGRATED"),
+        (LtdbHeader::FLAG_AUTOMATIC, "AUTOMATIC"),
+        (LtdbHeader::RO_HAVE_DELEGATIONS, "RO_HAVE_DELEGATIONS"),
+        (LtdbHeader::RO_HAVE_READONLY, "RO_HAVE_READONLY"),
+        (LtdbHeader::RO_REVOKING_READONLY, "RO_REVOKING_READONLY"),
+        (LtdbHeader::RO_REVOKE_COMPLETE, "RO_REVOKE_COMPLETE"),
+    ];
+    let mut s = show("key", key);
+    s += &format!(
+        "dmaster: {}\nrsn: {}\nflags: 0x{:08x}",
+        h.dmaster, h.rsn, h.flags
+    );
+    for (bit, n) in flag_names {
+        if h.flags & bit != 0 {
+            s += " ";
+            s += n;
+        }
+    }
+    s += "\n";
+    s += &show("data", data);
+    s + "\n"
+}
+
+/// Traverse records arrive as REQ_MESSAGEs whose payload is one rec_data
+/// with the ltdb header in front of the value; an empty record ends it.
+#[test]
+fn golden_catdb_traverse_records_match_cli() {
+    const REQ_MESSAGE: u32 = 5;
+    for file in ["catdb-volatile.txt", "catdb-persistent.txt"] {
+        let g = golden(file);
+        let mut text = String::new();
+        let mut records = 0;
+        let mut ended = false;
+        for (from_cli, _, p) in &g.packets {
+            if *from_cli || le32(p, 16) != REQ_MESSAGE {
+                continue;
+            }
+            let srvid = u64::from_le_bytes(p[32..40].try_into().unwrap());
+            let datalen = le32(p, 40) as usize;
+            let payload = &p[44..44 + datalen];
+            if srvid == srvid::LEADER {
+                assert!(matches!(
+                    MessageData::decode(srvid, payload).unwrap(),
+                    MessageData::Leader(0)
+                ));
+                continue;
+            }
+            let MessageData::Other(body) = MessageData::decode(srvid, payload).unwrap() else {
+                panic!("traverse srvid {srvid:#x} is well-known");
+            };
+            let rec = RecData::from_bytes(body).unwrap();
+            assert_eq!(rec.to_bytes(), body);
+            assert!(!ended, "record after the end marker");
+            if rec.is_end_marker() {
+                ended = true;
+                continue;
+            }
+            let (h, value) = rec.split_header().unwrap();
+            // The client library drops records that are only a header
+            // (deleted records ctdbd still traverses).
+            if value.is_empty() {
+                continue;
+            }
+            text += &ctdb_dump_record(rec.key, &h, value);
+            records += 1;
+        }
+        assert!(ended, "{file}: no end marker");
+        assert!(records > 0);
+        text += &format!("Dumped {records} records\n");
+        let mut printed = g.out.join("\n");
+        printed.push('\n');
+        assert_eq!(text, printed, "{file}");
+    }
+}
+
+/// `ctdb ptrans` commits with TRANS3_COMMIT: a rec_buffer whose records
+/// carry an ltdb header and the new value for each key read from stdin.
+#[test]
+fn golden_trans3_commit_rec_buffer() {
+    let g = golden("ptrans.txt");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ptrans.txt"),
+    )
+    .unwrap();
+    let input: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("in|"))
+        .map(|l| {
+            let w: Vec<&str> = l.split('"').collect();
+            (w[1].to_string(), w[3].to_string())
+        })
+        .collect();
+    assert!(!input.is_empty());
+    let commits = g.controls(119);
+    assert_eq!(commits.len(), 1);
+    let data = &commits[0].0;
+    let buf = RecBuffer::from_bytes(data).unwrap();
+    assert_eq!(buf.to_bytes(), *data);
+    let recs: Vec<RecData<'_>> = buf.iter().collect();
+    for (k, v) in &input {
+        let r = recs.iter().find(|r| r.key == k.as_bytes()).unwrap();
+        let (_, value) = r.split_header().unwrap();
+        assert_eq!(value, v.as_bytes());
+    }
 }
