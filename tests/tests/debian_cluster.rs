@@ -56,6 +56,16 @@ fn three_debian_nodes_become_ok_and_stop_cleanly() {
     );
 
     cluster.stop_all().expect("stop");
+    // Closing stdin made each test-mode ctdbd run its shutdown sequence
+    // (stopping eventd and recoverd) rather than die by signal.
+    for i in 0..3 {
+        let log = cluster.log_tail(i, 30);
+        assert!(log.contains("stdin closed, exiting"), "node {i}:\n{log}");
+        assert!(
+            log.contains("Shutdown sequence complete"),
+            "node {i}:\n{log}"
+        );
+    }
     let left: Vec<u32> = all
         .iter()
         .copied()
