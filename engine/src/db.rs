@@ -492,7 +492,10 @@ pub fn fuzz_open(bytes: &[u8]) -> Result<()> {
     let path = dir.join(format!("f{}.tdb", N.fetch_add(1, Ordering::Relaxed)));
     std::fs::write(&path, bytes).map_err(io(&path, "write"))?;
     let r = (|| -> Result<()> {
-        let db = Database::open(&path, &OpenOptions::new().create(false))?;
+        let db = Database::open(
+            &path,
+            &OpenOptions::new().create(false).tdb_flags(flags::NOSYNC),
+        )?;
         let mut h = db.handle()?;
         h.check()?;
         let mut n = 0u64;
@@ -505,6 +508,16 @@ pub fn fuzz_open(bytes: &[u8]) -> Result<()> {
         }
         h.store(b"fuzz", b"value", crate::StoreFlag::Replace)?;
         h.delete(b"fuzz")?;
+        h.transaction_start()?;
+        let r = h.store(b"fuzz-tx", &[7u8; 100], crate::StoreFlag::Replace);
+        match r {
+            Ok(()) => h.transaction_commit()?,
+            Err(e) => {
+                h.transaction_cancel()?;
+                return Err(e);
+            }
+        }
+        h.check()?;
         Ok(())
     })();
     let _ = std::fs::remove_file(&path);

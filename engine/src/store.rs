@@ -49,10 +49,13 @@ pub(crate) struct AllRecord {
     pub upgradable: bool,
 }
 
-/// Tortoise/hare loop detection on a chain (libtdb's chainwalk).
+/// Tortoise/hare loop detection on a chain (libtdb's chainwalk), plus a
+/// hop limit (no list can have more entries than the file has 24-byte
+/// slots) so that no corrupt list can make a walk run forever.
 pub(crate) struct ChainWalk {
     slow: u32,
     chase: bool,
+    hops: u64,
 }
 
 impl ChainWalk {
@@ -60,10 +63,21 @@ impl ChainWalk {
         ChainWalk {
             slow: start,
             chase: false,
+            hops: 0,
         }
     }
 
+    /// Count one hop without the tortoise check (lists being modified).
+    pub(crate) fn hop(&mut self, st: &CoreStore, at: u32) -> Result<()> {
+        self.hops += 1;
+        if self.hops > st.map_size() / REC_SIZE as u64 + 2 {
+            return Err(st.corrupt(at as u64, "list longer than the file allows (loop)"));
+        }
+        Ok(())
+    }
+
     pub(crate) fn check(&mut self, st: &mut CoreStore, next: u32) -> Result<()> {
+        self.hop(st, next)?;
         if self.chase {
             self.slow = st.read_u32(self.slow)?;
         }
@@ -80,6 +94,7 @@ struct TravState {
     off: u32,
     ty: LockType,
     level: usize,
+    hops: u64,
 }
 
 /// A handle for one core: owns the hash chains `b` with
@@ -1047,6 +1062,8 @@ impl CoreStore {
                 if !deleted {
                     last_ptr = rec_ptr;
                     walk.check(self, next)?;
+                } else {
+                    walk.hop(self, next)?;
                 }
                 rec_ptr = next;
             }
@@ -1210,6 +1227,7 @@ impl CoreStore {
                         merge_created_candidate = true;
                     }
                     modified = true;
+                    walk.hop(self, rec_ptr)?;
                     continue;
                 }
                 if rec.rec_len >= length && !matches!(best, Some(b) if b.2 <= rec.rec_len) {
@@ -1219,6 +1237,8 @@ impl CoreStore {
                 rec_ptr = rec.next;
                 if !modified {
                     walk.check(self, rec_ptr)?;
+                } else {
+                    walk.hop(self, rec_ptr)?;
                 }
                 if let Some(b) = best {
                     if (b.2 as f32) < length as f32 * multiplier {
@@ -1413,6 +1433,10 @@ impl CoreStore {
                     tl.off = rec.next;
                 }
                 while tl.off != 0 {
+                    tl.hops += 1;
+                    if tl.hops > self.map_size() / REC_SIZE as u64 + 2 {
+                        return Err(self.corrupt(tl.off as u64, "hash chain loop during traverse"));
+                    }
                     let rec = self.read_chain_rec(tl.off)?;
                     if tl.off == rec.next {
                         return Err(self.corrupt(tl.off as u64, "record points to itself"));
@@ -1431,6 +1455,7 @@ impl CoreStore {
                 Ok(None) => {
                     self.unlock_chain(tl.list)?;
                     want_next = false;
+                    tl.hops = 0;
                     tl.list = tl.list.saturating_add(step);
                 }
                 Err(e) => {
@@ -1454,6 +1479,7 @@ impl CoreStore {
             off: 0,
             ty,
             level,
+            hops: 0,
         };
         let mut count = 0u64;
         let mut buf: Vec<u8> = Vec::new();

@@ -454,6 +454,9 @@ impl CoreStore {
             ));
         }
         let eof = rec.key_len;
+        if head as u64 + REC_SIZE as u64 + rec.data_len as u64 > self.map.len() {
+            return Err(self.corrupt(head as u64, "recovery data extends beyond end of file"));
+        }
         let mut data = vec![0u8; rec.data_len as usize];
         self.real_read(head as u64 + REC_SIZE as u64, &mut data)?;
         let mut p = 0usize;
