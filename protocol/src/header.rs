@@ -11,7 +11,7 @@
 //! every encode.
 
 use crate::error::ProtocolError;
-use crate::wire::{Put, Reader};
+use crate::wire::Put;
 
 /// "CTDB" as a host-order u32 (bytes `42 44 54 43` on little-endian).
 pub const CTDB_MAGIC: u32 = 0x4354_4442;
@@ -192,23 +192,32 @@ pub struct RawHeader {
 
 impl RawHeader {
     /// Reads the first 32 bytes of `buf` without checking any field.
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<RawHeader, ProtocolError> {
-        let mut r = Reader::new(buf);
+        let Some(h) = buf.get(..HEADER_LEN) else {
+            return Err(ProtocolError::Short {
+                what: "packet header",
+                need: HEADER_LEN,
+                have: buf.len(),
+            });
+        };
+        let f = |i: usize| u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
         Ok(RawHeader {
-            length: r.u32("header.length")?,
-            magic: r.u32("header.ctdb_magic")?,
-            version: r.u32("header.ctdb_version")?,
-            generation: r.u32("header.generation")?,
-            operation: r.u32("header.operation")?,
-            destnode: r.u32("header.destnode")?,
-            srcnode: r.u32("header.srcnode")?,
-            reqid: r.u32("header.reqid")?,
+            length: f(0),
+            magic: f(4),
+            version: f(8),
+            generation: f(12),
+            operation: f(16),
+            destnode: f(20),
+            srcnode: f(24),
+            reqid: f(28),
         })
     }
 
     /// Upstream's header checks plus our size limit: length in
     /// `32..=max_packet`, magic, version. The operation is checked by
     /// [`RawHeader::operation`].
+    #[inline]
     pub fn check(&self, limits: &DecodeLimits) -> Result<(), ProtocolError> {
         check_length(self.length, limits)?;
         if self.magic != CTDB_MAGIC {
@@ -236,15 +245,25 @@ impl RawHeader {
     }
 
     /// Appends the 32 header bytes.
+    #[inline]
     pub fn push(&self, out: &mut Vec<u8>) {
-        out.put_u32(self.length);
-        out.put_u32(self.magic);
-        out.put_u32(self.version);
-        out.put_u32(self.generation);
-        out.put_u32(self.operation);
-        out.put_u32(self.destnode);
-        out.put_u32(self.srcnode);
-        out.put_u32(self.reqid);
+        let mut h = [0u8; HEADER_LEN];
+        for (i, v) in [
+            self.length,
+            self.magic,
+            self.version,
+            self.generation,
+            self.operation,
+            self.destnode,
+            self.srcnode,
+            self.reqid,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            h[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        out.put_bytes(&h);
     }
 }
 

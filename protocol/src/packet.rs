@@ -403,6 +403,7 @@ impl<'a> Payload<'a> {
 
     /// Appends the payload (no header, no padding). Lengths must have been
     /// checked to fit in `u32` (see [`Packet::encode_framed`]).
+    #[inline]
     pub fn push(&self, out: &mut Vec<u8>) {
         match self {
             Payload::ReqCall(c) => {
@@ -484,6 +485,7 @@ impl<'a> Payload<'a> {
     /// Decodes the payload of operation `op` from `body`, the bytes after
     /// the header up to the header's length. Bytes after the payload's own
     /// end (padding) are ignored.
+    #[inline]
     pub fn decode(op: Operation, body: &'a [u8]) -> Result<Payload<'a>, ProtocolError> {
         let mut r = Reader::new(body);
         Ok(match op {
@@ -641,12 +643,14 @@ impl<'a> Packet<'a> {
     /// be within `32..=limits.max_packet` and within `buf`; bytes of `buf`
     /// after that length are not looked at, nor are bytes between the end of
     /// the payload and the length (padding).
+    #[inline]
     pub fn decode(buf: &'a [u8], limits: &DecodeLimits) -> Result<Packet<'a>, ProtocolError> {
         Ok(Self::decode_with_raw(buf, limits)?.0)
     }
 
     /// As [`Packet::decode`], also returning the header as received
     /// (length, operation, ...).
+    #[inline]
     pub fn decode_with_raw(
         buf: &'a [u8],
         limits: &DecodeLimits,
