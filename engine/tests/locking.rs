@@ -1,0 +1,301 @@
+//! Cross-process and cross-core locking: the engine's OFD locks exclude
+//! libtdb's POSIX locks both ways, handles of one process exclude each
+//! other, closing one handle keeps the others' locks, partitions run in
+//! parallel threads, CLEAR_IF_FIRST follows the ACTIVE-lock protocol, and
+//! mutex mode interoperates with libtdb's robust mutexes.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ctdb_engine::{flags, Database, Error, OpenOptions, StoreFlag};
+
+const MUTEX: u32 = flags::MUTEX_LOCKING | flags::CLEAR_IF_FIRST;
+
+/// python3-tdb tries `lock_all` (which must wait for every chain lock) with
+/// a 2 s alarm; returns true if it got the lock.
+fn libtdb_can_lock_all(path: &std::path::Path, tflags: u32) -> bool {
+    let out = Command::new(PY)
+        .arg("-c")
+        .arg(
+            r#"
+import sys, os, signal, tdb
+t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
+signal.alarm(2)
+t.lock_all()
+print("got", flush=True)
+t.unlock_all()
+"#,
+        )
+        .arg(path)
+        .arg(tflags.to_string())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("got")
+}
+
+#[test]
+fn engine_chainlock_excludes_libtdb() {
+    let td = TempDir::new("lock1");
+    for tflags in [0u32, MUTEX] {
+        let path = td.path(&format!("l{tflags}.tdb"));
+        let db =
+            Database::open(&path, &OpenOptions::new().hash_size(17).tdb_flags(tflags)).unwrap();
+        assert_eq!(db.uses_mutexes(), tflags != 0);
+        let mut h = db.handle().unwrap();
+        h.store(b"k", b"v", StoreFlag::Replace).unwrap();
+        h.chainlock(b"k").unwrap();
+        assert!(
+            !libtdb_can_lock_all(&path, tflags),
+            "libtdb got lock_all while the engine holds a chain lock"
+        );
+        // Closing another handle of this process must not drop our lock.
+        let other = db.handle().unwrap();
+        drop(other);
+        assert!(
+            !libtdb_can_lock_all(&path, tflags),
+            "closing another descriptor dropped the chain lock"
+        );
+        h.chainunlock(b"k").unwrap();
+        assert!(
+            libtdb_can_lock_all(&path, tflags),
+            "libtdb cannot lock after the engine unlocked"
+        );
+    }
+}
+
+#[test]
+fn libtdb_lockall_blocks_engine_store() {
+    let td = TempDir::new("lock2");
+    for tflags in [0u32, MUTEX] {
+        let path = td.path(&format!("l{tflags}.tdb"));
+        let db =
+            Database::open(&path, &OpenOptions::new().hash_size(17).tdb_flags(tflags)).unwrap();
+        let mut h = db.handle().unwrap();
+        let mut child = Command::new(PY)
+            .arg("-c")
+            .arg(
+                r#"
+import sys, os, time, tdb
+t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
+t.lock_all()
+print("held", flush=True)
+time.sleep(1.0)
+t.unlock_all()
+"#,
+            )
+            .arg(&path)
+            .arg(tflags.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "held");
+        let t0 = Instant::now();
+        h.store(b"x", b"y", StoreFlag::Replace).unwrap();
+        let waited = t0.elapsed();
+        let _ = child.kill();
+        child.wait().unwrap();
+        assert!(
+            waited >= Duration::from_millis(700),
+            "store did not wait for libtdb's lock_all ({waited:?})"
+        );
+    }
+}
+
+#[test]
+fn handles_of_one_process_exclude_each_other() {
+    let td = TempDir::new("lock3");
+    for tflags in [0u32, MUTEX] {
+        let path = td.path(&format!("l{tflags}.tdb"));
+        let db =
+            Database::open(&path, &OpenOptions::new().hash_size(17).tdb_flags(tflags)).unwrap();
+        let mut a = db.handle().unwrap();
+        a.chainlock(b"key").unwrap();
+        let db2 = db.clone();
+        let t = std::thread::spawn(move || {
+            let mut b = db2.handle().unwrap();
+            let t0 = Instant::now();
+            b.store(b"key", b"from b", StoreFlag::Replace).unwrap();
+            t0.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        a.store(b"key", b"from a", StoreFlag::Replace).unwrap();
+        a.chainunlock(b"key").unwrap();
+        let waited = t.join().unwrap();
+        assert!(
+            waited >= Duration::from_millis(400),
+            "second handle did not wait ({waited:?})"
+        );
+        assert_eq!(a.fetch(b"key").unwrap(), Some(b"from b".to_vec()));
+    }
+}
+
+#[test]
+fn partitions_in_parallel_threads() {
+    let td = TempDir::new("parts");
+    let seed = seed("partitions_in_parallel_threads");
+    for tflags in [
+        flags::INCOMPATIBLE_HASH,
+        flags::VOLATILE | flags::INCOMPATIBLE_HASH,
+        MUTEX,
+    ] {
+        let path = td.path(&format!("p{tflags}.tdb"));
+        let db =
+            Database::open(&path, &OpenOptions::new().hash_size(1009).tdb_flags(tflags)).unwrap();
+        let ncores = 4;
+        let mut threads = Vec::new();
+        for core in 0..ncores {
+            let db = db.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut rng = Rng::new(seed ^ core as u64);
+                let mut st = db.partition(core, ncores).unwrap();
+                let mut model = BTreeMap::new();
+                let mut foreign = 0;
+                for i in 0..4000u32 {
+                    let k = format!("key-{}", rng.below(3000)).into_bytes();
+                    if db.owner_of(&k, ncores) != core {
+                        assert!(matches!(
+                            st.store(&k, b"x", StoreFlag::Replace),
+                            Err(Error::NotOwner { .. })
+                        ));
+                        foreign += 1;
+                        continue;
+                    }
+                    if rng.below(5) == 0 {
+                        let _ = st.delete(&k);
+                        model.remove(&k);
+                    } else {
+                        let v = format!("{core}-{i}-")
+                            .repeat(rng.below(20) as usize + 1)
+                            .into_bytes();
+                        st.store(&k, &v, StoreFlag::Replace).unwrap();
+                        model.insert(k, v);
+                    }
+                }
+                assert!(foreign > 0);
+                let mine: BTreeMap<_, _> = st.entries().unwrap().into_iter().collect();
+                assert_eq!(mine, model, "core {core} sees other records");
+                model
+            }));
+        }
+        let mut all = BTreeMap::new();
+        for t in threads {
+            all.extend(t.join().unwrap());
+        }
+        let mut h = db.handle().unwrap();
+        let rep = h.check().unwrap();
+        assert_eq!(rep.live as usize, all.len());
+        drop(h);
+        let py: BTreeMap<_, _> = py_dump(&path, tflags).into_iter().collect();
+        assert_eq!(py, all, "libtdb sees other records (flags {tflags})");
+        tdbtool_check(&path);
+    }
+}
+
+#[test]
+fn clear_if_first_follows_active_lock() {
+    let td = TempDir::new("cif");
+    for tflags in [flags::CLEAR_IF_FIRST | flags::INCOMPATIBLE_HASH, MUTEX] {
+        let path = td.path(&format!("c{tflags}.tdb"));
+        {
+            let db =
+                Database::open(&path, &OpenOptions::new().hash_size(31).tdb_flags(tflags)).unwrap();
+            let mut h = db.handle().unwrap();
+            h.store(b"kept", b"while open", StoreFlag::Replace).unwrap();
+            // libtdb opening with CLEAR_IF_FIRST while we hold it must not wipe.
+            let out = python(
+                r#"
+import sys, os, tdb
+t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
+print(t.get(b"kept"))
+t[b"from-py"] = b"1"
+t.close()
+"#,
+                &[path.to_str().unwrap(), &tflags.to_string()],
+            );
+            assert_eq!(out.trim(), "b'while open'");
+            assert_eq!(h.fetch(b"from-py").unwrap(), Some(b"1".to_vec()));
+            // A second opener in this process must not wipe either.
+            let db2 =
+                Database::open(&path, &OpenOptions::new().hash_size(31).tdb_flags(tflags)).unwrap();
+            assert_eq!(
+                db2.handle().unwrap().fetch(b"kept").unwrap(),
+                Some(b"while open".to_vec())
+            );
+        }
+        // Nobody holds it now: the next CLEAR_IF_FIRST opener wipes.
+        let db =
+            Database::open(&path, &OpenOptions::new().hash_size(31).tdb_flags(tflags)).unwrap();
+        let mut h = db.handle().unwrap();
+        assert_eq!(h.count().unwrap(), 0);
+        h.store(b"again", b"x", StoreFlag::Replace).unwrap();
+        // libtdb holding it open protects it from our wipe.
+        drop(h);
+        drop(db);
+        let mut child = Command::new(PY)
+            .arg("-c")
+            .arg(
+                r#"
+import sys, os, time, tdb
+t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
+t[b"py-holds"] = b"1"
+print("open", flush=True)
+time.sleep(30)
+"#,
+            )
+            .arg(&path)
+            .arg(tflags.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let r = Database::open(&path, &OpenOptions::new().hash_size(31).tdb_flags(tflags))
+            .and_then(|db| db.handle().and_then(|mut h| h.fetch(b"py-holds")));
+        let _ = child.kill();
+        child.wait().unwrap();
+        assert_eq!(line.trim(), "open");
+        assert_eq!(
+            r.unwrap(),
+            Some(b"1".to_vec()),
+            "engine wiped a database libtdb holds open"
+        );
+    }
+}
+
+#[test]
+fn mutex_file_layout_matches_libtdb() {
+    let td = TempDir::new("mutexbytes");
+    let ours = td.path("ours.tdb");
+    let theirs = td.path("theirs.tdb");
+    let db = Database::open(&ours, &OpenOptions::new().hash_size(3).tdb_flags(MUTEX)).unwrap();
+    let mut h = db.handle().unwrap();
+    h.store(b"key", b"value", StoreFlag::Replace).unwrap();
+    let a = std::fs::read(&ours).unwrap();
+    python(
+        r#"
+import sys, os, tdb
+t = tdb.open(sys.argv[1], hash_size=3, tdb_flags=int(sys.argv[2]), flags=os.O_RDWR|os.O_CREAT)
+t[b"key"] = b"value"
+open(sys.argv[1] + ".copy", "wb").write(open(sys.argv[1], "rb").read())
+t.close()
+"#,
+        &[theirs.to_str().unwrap(), &MUTEX.to_string()],
+    );
+    let b = std::fs::read(td.path("theirs.tdb.copy")).unwrap();
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a.len(), 12288);
+    assert_eq!(a[..168], b[..168], "header copy differs");
+    assert_eq!(a[4096..], b[4096..], "tdb part differs");
+    assert_eq!(a[168..4096], b[168..4096], "mutex area differs");
+}
