@@ -986,6 +986,10 @@ fn sock_addr_parse() {
     assert!(SockAddr::parse_with_port("10.1.2.3:").is_none());
     assert!(a.same_ip(&SockAddr::parse_ip("10.1.2.3").unwrap()));
     assert!(!a.same(&SockAddr::parse_ip("10.1.2.3").unwrap()));
+    let sa: SocketAddr = "[fe80::1%3]:99".parse().unwrap();
+    assert_eq!(SocketAddr::try_from(SockAddr::from(sa)), Ok(sa));
+    assert_eq!(IpAddr::try_from(SockAddr::from(sa)), Ok(sa.ip()));
+    assert!(SocketAddr::try_from(SockAddr::Unspec).is_err());
     assert_eq!(
         SockAddr::from(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_socket_addr(),
         Some(SocketAddr::from(([127, 0, 0, 1], 0)))

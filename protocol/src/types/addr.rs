@@ -176,6 +176,22 @@ impl From<SocketAddrV6> for SockAddr {
     }
 }
 
+/// Fails (giving back the value) for `Unspec`.
+impl TryFrom<SockAddr> for SocketAddr {
+    type Error = SockAddr;
+    fn try_from(a: SockAddr) -> Result<SocketAddr, SockAddr> {
+        a.to_socket_addr().ok_or(a)
+    }
+}
+
+/// Fails (giving back the value) for `Unspec`.
+impl TryFrom<SockAddr> for IpAddr {
+    type Error = SockAddr;
+    fn try_from(a: SockAddr) -> Result<IpAddr, SockAddr> {
+        a.ip().ok_or(a)
+    }
+}
+
 impl From<IpAddr> for SockAddr {
     fn from(ip: IpAddr) -> Self {
         SockAddr::from_ip(ip)
