@@ -25,8 +25,8 @@ fn run(seed: u64, tflags: u32, hash_size: u32, steps: usize, path: &std::path::P
     let key = |rng: &mut Rng| -> Vec<u8> {
         let n = rng.below(300);
         let mut k = format!("k{n}").into_bytes();
-        if n % 7 == 0 {
-            k.extend(std::iter::repeat(b'x').take((n % 50) as usize));
+        if n.is_multiple_of(7) {
+            k.extend(std::iter::repeat_n(b'x', (n % 50) as usize));
         }
         k
     };
@@ -83,7 +83,7 @@ fn run(seed: u64, tflags: u32, hash_size: u32, steps: usize, path: &std::path::P
                     .unwrap();
                 assert_eq!(n as usize, cur.len(), "{ctx}");
                 assert_eq!(seen, cur.len(), "{ctx}");
-                cur.retain(|_, v| !v.first().is_some_and(|b| b & 1 == 1));
+                cur.retain(|_, v| v.first().is_none_or(|b| b & 1 != 1));
             }
             80..=84 => {
                 assert_eq!(&dump(&mut h), cur, "{ctx}");
