@@ -1741,6 +1741,10 @@ fn control_catdb(ctx: &mut Ctx, args: &[String]) -> i32 {
                 Err(_) => continue,
             };
             let value = &data[wire::LTDB_HEADER_LEN..];
+            // Upstream skips records whose value is empty (deleted).
+            if value.is_empty() {
+                continue;
+            }
             count += 1;
             print!("{}", format::dump_record(&key, &hdr, value));
         },
@@ -2280,21 +2284,93 @@ fn control_gratarp(ctx: &mut Ctx, args: &[String]) -> i32 {
     }
 }
 
+/// Upstream's `ctdb_connection_list_read(fd 0, client_first=false)`:
+/// "server client" per line, `#` comments and empty lines skipped.
+fn read_connections_stdin() -> Result<Vec<wire::Connection>, i32> {
+    let mut text = String::new();
+    if std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).is_err() {
+        return Err(libc::EIO);
+    }
+    let mut conns = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut it = line.split([' ', '\t']).filter(|t| !t.is_empty());
+        let (a, b) = match (it.next(), it.next()) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Err(libc::EINVAL),
+        };
+        match (
+            wire::parse_sock_addr(a, true),
+            wire::parse_sock_addr(b, true),
+        ) {
+            (Some(src), Some(dst)) if src.cmp_key().0 == dst.cmp_key().0 => {
+                conns.push(wire::Connection { src, dst })
+            }
+            _ => return Err(libc::EINVAL),
+        }
+    }
+    Ok(conns)
+}
+
+/// `ctdb_sys_send_tcp(dest, src, 0, 0, 0)`: an ACK from `src` to `dest`.
+fn send_tickle(dest: &SockAddr, src: &SockAddr) -> i32 {
+    let (d, s) = match (dest.ip, src.ip) {
+        (Some(d), Some(s)) => (d, s),
+        _ => return -1,
+    };
+    let failed = |errno: i32| {
+        eprintln!("Failed sendto ({})", crate::sys::strerror(errno));
+        -1
+    };
+    // Mixed families: upstream hands the kernel an address of the other
+    // family, which sendto() rejects.
+    let pkt = match crate::sys::tickle_packet(s, src.port, d, dest.port) {
+        Some(p) => p,
+        None => return failed(libc::EAFNOSUPPORT),
+    };
+    match crate::sys::send_raw(d, &pkt) {
+        Ok(()) => 0,
+        Err(e) => failed(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
 fn control_tickle(_: &Options, args: &[String]) -> i32 {
     if !args.is_empty() && args.len() != 2 {
         usage(Some("tickle"));
     }
-    if args.len() == 2 {
-        for a in args {
-            if wire::parse_sock_addr(a, true).is_none() {
+    if args.is_empty() {
+        let conns = match read_connections_stdin() {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        let failed = conns
+            .iter()
+            .filter(|c| send_tickle(&c.src, &c.dst) != 0)
+            .count();
+        if failed > 0 {
+            eprintln!("Failed to send {failed} tickles");
+            return 1;
+        }
+        return 0;
+    }
+    let mut addrs = Vec::new();
+    for a in args {
+        match wire::parse_sock_addr(a, true) {
+            Some(s) => addrs.push(s),
+            None => {
                 eprintln!("Invalid IP address {a}");
                 return 1;
             }
         }
     }
-    // Sending a forged TCP ACK needs a raw socket; not supported here.
-    eprintln!("Failed to send tickle ack");
-    libc::EOPNOTSUPP
+    let ret = send_tickle(&addrs[0], &addrs[1]);
+    if ret != 0 {
+        eprintln!("Failed to send tickle ack");
+        return ret;
+    }
+    0
 }
 
 fn control_gettickles(ctx: &mut Ctx, args: &[String]) -> i32 {
@@ -2380,27 +2456,12 @@ fn tickle_control(
         usage(Some(name));
     }
     if args.is_empty() {
-        // Connections from stdin ("src dst" per line).
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);
-        let mut conns = Vec::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut it = line.split_whitespace();
-            let (a, b) = match (it.next(), it.next()) {
-                (Some(a), Some(b)) => (a, b),
-                _ => return libc::EINVAL,
-            };
-            match (
-                wire::parse_sock_addr(a, true),
-                wire::parse_sock_addr(b, true),
-            ) {
-                (Some(src), Some(dst)) => conns.push(wire::Connection { src, dst }),
-                _ => return libc::EINVAL,
-            }
+        let conns = match read_connections_stdin() {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        if conns.is_empty() {
+            return 0;
         }
         let cmd_pnn = ctx.cmd_pnn;
         let mut failed = 0;
