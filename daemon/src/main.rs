@@ -1,4 +1,113 @@
+//! `ctdbd`: parse options, daemonise, start the cores, serve clients until
+//! SIGTERM. See the crate documentation of `ctdb_daemon` for the layout.
+
+use std::rc::Rc;
+
+use clap::Parser;
+use ctdb_daemon::client::{self, DaemonState};
+use ctdb_daemon::error::DaemonError;
+use ctdb_daemon::logging;
+use ctdb_daemon::options::{Env, Options, Settings};
+use ctdb_daemon::process::{self, PidFile, ReadyPipe};
+use ctdb_daemon::runtime::{self, Runtime, RuntimeConfig};
+use ctdb_daemon::sys;
+
+/// Samba release whose behaviour we follow.
+const SAMBA_VERSION: &str = "4.17.12";
+
 fn main() {
-    eprintln!("ctdbd: not yet implemented");
-    std::process::exit(1);
+    let options = Options::parse();
+    let settings = match Settings::resolve(options, &Env::from_process()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ctdbd: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut ready = if settings.interactive {
+        ReadyPipe::none()
+    } else {
+        match process::daemonize(settings.test_mode) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("ctdbd: {e}");
+                std::process::exit(1);
+            }
+        }
+    };
+    if let Err(e) = logging::init(&settings.log_target, settings.log_level) {
+        let msg = e.to_string();
+        ready.failed(&msg);
+        eprintln!("ctdbd: {msg}");
+        std::process::exit(1);
+    }
+    let code = match run(&settings, &mut ready) {
+        Ok(()) => 0,
+        Err((code, e)) => {
+            tracing::error!("{e}");
+            ready.failed(&e.to_string());
+            code
+        }
+    };
+    if code == 0 {
+        tracing::info!("CTDB daemon shutting down");
+    }
+    std::process::exit(code);
+}
+
+fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonError)> {
+    tracing::info!("CTDB starting on node");
+    // Before any thread exists, so every thread inherits the mask.
+    process::block_signals().map_err(|e| (1, e))?;
+    tracing::error!(
+        "Starting CTDBD (Version {SAMBA_VERSION}) as PID: {}",
+        std::process::id()
+    );
+    let _pidfile = PidFile::create(&settings.pidfile).map_err(|e| (11, e))?;
+    let listener = client::bind_socket(&settings.socket).map_err(|e| (10, e))?;
+
+    let cores = match settings.cores {
+        Some(n) => n,
+        None => sys::affinity(0).map(|c| c.len().max(1)).unwrap_or(1),
+    };
+    let cfg = RuntimeConfig {
+        cores,
+        realtime: settings.realtime,
+        mlock: settings.mlock,
+        ..RuntimeConfig::default()
+    };
+    let (accept_ring, accept_end) =
+        runtime::bell_pair().map_err(|e| (1, DaemonError::sys("socketpair", e)))?;
+    let accepted = client::spawn_accept_thread(listener, accept_ring).map_err(|e| (1, e))?;
+
+    let rt = Runtime::start(cfg, move |core| async move {
+        let state = Rc::new(DaemonState::new(0));
+        let stop = core.stop_signal();
+        match core.ping_all(1).await {
+            Ok(p) => tracing::debug!("{} data shard(s) answered: {p:?}", p.len()),
+            Err(e) => tracing::error!("data cores not answering: {e}"),
+        }
+        match runtime::attach_bell(accept_end) {
+            Ok(bell) => client::serve(state, accepted, bell, stop).await,
+            Err(e) => tracing::error!("cannot attach the accept queue: {e}"),
+        }
+    })
+    .map_err(|e| (1, e))?;
+    if settings.realtime {
+        tracing::info!("Set real-time scheduler priority");
+    }
+    for c in rt.cores() {
+        tracing::info!(
+            "core {} on CPU {}: {:?}{}",
+            c.index,
+            c.cpu,
+            c.role,
+            if c.realtime { ", SCHED_FIFO" } else { "" }
+        );
+    }
+    process::spawn_signal_thread(rt.stopper()).map_err(|e| (1, e))?;
+    ready.ready();
+    let r = rt.join().map_err(|e| (1, e));
+    client::remove_socket(&settings.socket);
+    r
 }

@@ -1,0 +1,269 @@
+//! Every system call the daemon makes through `libc`, and the only module
+//! with `unsafe` in this crate. Each function is a thin, checked wrapper that
+//! returns `io::Result`; callers never see raw pointers.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The calling thread's kernel id.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+pub fn getpid() -> i32 {
+    std::process::id() as i32
+}
+
+/// Puts the calling thread under SCHED_FIFO at `priority` (upstream uses 1).
+pub fn set_fifo(priority: i32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: pid 0 means the calling thread; `param` is a valid, live
+    // sched_param for the duration of the call.
+    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) }).map(|_| ())
+}
+
+/// Scheduling policy of thread `tid` (0 = calling thread), e.g.
+/// `libc::SCHED_FIFO`.
+pub fn sched_policy(tid: i32) -> io::Result<i32> {
+    // SAFETY: plain syscall with an integer argument.
+    check(unsafe { libc::sched_getscheduler(tid) })
+}
+
+/// CPUs thread `tid` (0 = calling thread) may run on, ascending.
+pub fn affinity(tid: i32) -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; all-zero is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    check(unsafe {
+        libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
+    })?;
+    let mut cpus = Vec::new();
+    for cpu in 0..libc::CPU_SETSIZE as usize {
+        // SAFETY: `cpu` is below CPU_SETSIZE, so CPU_ISSET stays in bounds.
+        if unsafe { libc::CPU_ISSET(cpu, &set) } {
+            cpus.push(cpu);
+        }
+    }
+    Ok(cpus)
+}
+
+/// Locks current and future pages of the process into memory.
+pub fn mlockall() -> io::Result<()> {
+    // SAFETY: plain syscall with flag arguments.
+    check(unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) }).map(|_| ())
+}
+
+/// RLIMIT_MEMLOCK as (soft, hard) in bytes; `u64::MAX` means unlimited.
+pub fn memlock_limit() -> io::Result<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid rlimit to write into.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) })?;
+    let conv = |v: libc::rlim_t| {
+        if v == libc::RLIM_INFINITY {
+            u64::MAX
+        } else {
+            v
+        }
+    };
+    Ok((conv(r.rlim_cur), conv(r.rlim_max)))
+}
+
+/// Sets the soft RLIMIT_MEMLOCK (the hard limit is left alone).
+pub fn set_memlock_soft(soft: u64) -> io::Result<()> {
+    let (_, hard) = memlock_limit()?;
+    let conv = |v: u64| {
+        if v == u64::MAX {
+            libc::RLIM_INFINITY
+        } else {
+            v
+        }
+    };
+    let r = libc::rlimit {
+        rlim_cur: conv(soft),
+        rlim_max: conv(hard),
+    };
+    // SAFETY: `r` is a valid rlimit.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) }).map(|_| ())
+}
+
+/// Local broken-down time of `secs` since the epoch:
+/// (year, month 1-12, day, hour, minute, second).
+pub fn localtime(secs: i64) -> (i32, u32, u32, u32, u32, u32) {
+    let t: libc::time_t = secs as libc::time_t;
+    // SAFETY: `tm` is plain data; all-zero is valid.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is the
+    // thread-safe variant and writes only into `tm`.
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if !ok {
+        return (1970, 1, 1, 0, 0, 0);
+    }
+    (
+        tm.tm_year + 1900,
+        (tm.tm_mon + 1) as u32,
+        tm.tm_mday as u32,
+        tm.tm_hour as u32,
+        tm.tm_min as u32,
+        tm.tm_sec as u32,
+    )
+}
+
+/// Which side of a fork we are on.
+pub enum Forked {
+    Parent(i32),
+    Child,
+}
+
+/// fork(2). Only call while the process has a single thread.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: called before any other thread exists (start-up, before the
+    // runtime), so the child inherits a consistent address space.
+    let pid = check(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid)
+    })
+}
+
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::setsid() }).map(|_| ())
+}
+
+/// Points stdin (unless `keep_stdin`), stdout and stderr at /dev/null.
+pub fn detach_stdio(keep_stdin: bool) -> io::Result<()> {
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    let fd = null.as_raw_fd();
+    let targets: &[i32] = if keep_stdin { &[1, 2] } else { &[0, 1, 2] };
+    for &t in targets {
+        // SAFETY: both descriptors are valid; dup2 atomically replaces `t`.
+        check(unsafe { libc::dup2(fd, t) })?;
+    }
+    Ok(())
+}
+
+/// Runs `f` with the process umask set to `mask`, then restores it.
+pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask cannot fail.
+    let old = unsafe { libc::umask(mask as libc::mode_t) };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    r
+}
+
+/// The pid of the process at the other end of a Unix stream (SO_PEERCRED).
+pub fn peer_pid(s: &StdUnixStream) -> io::Result<i32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writing and `len` holds the
+    // size of `cred`.
+    check(unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cred.pid)
+}
+
+/// Moves a std Unix stream into the current glommio executor's reactor.
+/// Must be called on a glommio executor thread.
+pub fn into_glommio(s: StdUnixStream) -> io::Result<glommio::net::UnixStream> {
+    s.set_nonblocking(true)?;
+    let fd = s.into_raw_fd();
+    // SAFETY: `fd` is an open, connected stream socket we own exclusively
+    // (just released from `s`); glommio takes over closing it.
+    Ok(unsafe { glommio::net::UnixStream::from_raw_fd(fd) })
+}
+
+/// Takes an exclusive, non-blocking fcntl write lock on the whole of `f`.
+/// Fails with `WouldBlock` when another process holds it.
+pub fn lock_file(f: &File) -> io::Result<()> {
+    // SAFETY: flock is plain data; zero is a valid starting value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: `fl` is a valid flock for F_SETLK on an open descriptor.
+    match check(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) }) {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EAGAIN)) => {
+            Err(io::Error::new(io::ErrorKind::WouldBlock, e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn sigset(signals: &[i32]) -> io::Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset below.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid for writing.
+    check(unsafe { libc::sigemptyset(&mut set) })?;
+    for &s in signals {
+        // SAFETY: `set` is initialised; `s` is a signal number.
+        check(unsafe { libc::sigaddset(&mut set, s) })?;
+    }
+    Ok(set)
+}
+
+/// Blocks `signals` in the calling thread and every thread it creates
+/// afterwards, so that only [`wait_signal`] sees them.
+pub fn block_signals(signals: &[i32]) -> io::Result<()> {
+    let set = sigset(signals)?;
+    // SAFETY: `set` is initialised; the old mask is not wanted.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+/// Waits for one of `signals` (which must be blocked) and returns it.
+pub fn wait_signal(signals: &[i32]) -> io::Result<i32> {
+    let set = sigset(signals)?;
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is initialised and `sig` valid for writing.
+    let r = unsafe { libc::sigwait(&set, &mut sig) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(sig)
+}
+
+/// True when the effective capability set holds CAP_IPC_LOCK, which lifts
+/// RLIMIT_MEMLOCK for io_uring and mlockall.
+pub fn has_cap_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
