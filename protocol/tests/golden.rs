@@ -28,8 +28,10 @@ use ctdb_protocol::{
 struct Recorded {
     file: String,
     line: usize,
-    /// true: CLI to ctdbd.
+    /// true: CLI to ctdbd, or (node traffic) connecting node to listener.
     to_daemon: bool,
+    /// Node-to-node TCP traffic (`golden/nodes/`) rather than CLI traffic.
+    node: bool,
     conn: u32,
     bytes: Vec<u8>,
 }
@@ -50,10 +52,16 @@ fn unhex(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-/// Every packet of every recording, in file order.
+/// Every packet of every recording, in file order: the CLI recordings in
+/// `golden/`, then the node traffic in `golden/nodes/`.
 fn load() -> Vec<Recorded> {
-    let dir = golden_dir();
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+    let mut out = load_dir(&golden_dir(), "", false);
+    out.extend(load_dir(&golden_dir().join("nodes"), "nodes/", true));
+    out
+}
+
+fn load_dir(dir: &Path, prefix: &str, node: bool) -> Vec<Recorded> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "txt"))
@@ -61,7 +69,7 @@ fn load() -> Vec<Recorded> {
     files.sort();
     let mut out = Vec::new();
     for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let name = format!("{prefix}{}", path.file_name().unwrap().to_string_lossy());
         let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {name}: {e}"));
         for (i, line) in text.lines().enumerate() {
             let to_daemon = match line.as_bytes().first() {
@@ -82,6 +90,7 @@ fn load() -> Vec<Recorded> {
                 file: name.clone(),
                 line: i + 1,
                 to_daemon,
+                node,
                 conn,
                 bytes,
             });
@@ -238,15 +247,20 @@ fn every_recorded_packet_decodes_and_reencodes_identically() {
     let packets = load();
     // The recordings hold well over a thousand packets; a broken loader
     // must not make this test pass vacuously.
+    let node_packets = packets.iter().filter(|p| p.node).count();
+    let cli_packets = packets.len() - node_packets;
+    assert!(cli_packets >= 1000, "only {cli_packets} CLI packets loaded");
     assert!(
-        packets.len() >= 1000,
-        "only {} packets loaded",
-        packets.len()
+        node_packets >= 1000,
+        "only {node_packets} node packets loaded"
     );
 
     let limits = DecodeLimits::default();
-    // (file, connection, reqid) -> opcode of the control request.
-    let mut opcodes: HashMap<(String, u32, u32), u32> = HashMap::new();
+    // Control request -> opcode, to type the matching reply. CLI: keyed by
+    // (file, connection, 0, reqid). Nodes send requests and replies over
+    // different connections (each node sends on the one it opened), so
+    // there: (file, requester pnn, responder pnn, reqid).
+    let mut opcodes: HashMap<(String, u32, u32, u32), u32> = HashMap::new();
     let mut failures = Vec::new();
     let mut known = Vec::new();
     let mut checked = 0usize;
@@ -257,10 +271,11 @@ fn every_recorded_packet_decodes_and_reencodes_identically() {
             "{}:{} ({})",
             p.file,
             p.line,
-            if p.to_daemon {
-                "CLI -> ctdbd"
-            } else {
-                "ctdbd -> CLI"
+            match (p.node, p.to_daemon) {
+                (false, true) => "CLI -> ctdbd",
+                (false, false) => "ctdbd -> CLI",
+                (true, true) => "node traffic, connecting side",
+                (true, false) => "node traffic, listening side",
             }
         );
         let pkt = match Packet::decode(&p.bytes, &limits) {
@@ -273,12 +288,21 @@ fn every_recorded_packet_decodes_and_reencodes_identically() {
                 continue;
             }
         };
+        let h = &pkt.header;
         if let Payload::ReqControl(c) = &pkt.payload {
-            opcodes.insert((p.file.clone(), p.conn, pkt.header.reqid), c.opcode);
+            let key = if p.node {
+                (p.file.clone(), h.srcnode, h.destnode, h.reqid)
+            } else {
+                (p.file.clone(), p.conn, 0, h.reqid)
+            };
+            opcodes.insert(key, c.opcode);
         }
-        let reply_opcode = opcodes
-            .get(&(p.file.clone(), p.conn, pkt.header.reqid))
-            .copied();
+        let key = if p.node {
+            (p.file.clone(), h.destnode, h.srcnode, h.reqid)
+        } else {
+            (p.file.clone(), p.conn, 0, h.reqid)
+        };
+        let reply_opcode = opcodes.get(&key).copied();
         let (rebuilt, what) = match typed(&pkt, reply_opcode, &mut known) {
             Ok(x) => x,
             Err(e) => {
@@ -286,7 +310,9 @@ fn every_recorded_packet_decodes_and_reencodes_identically() {
                 continue;
             }
         };
-        let framing = if p.to_daemon {
+        // The ctdb client library pads to 8; ctdbd also sizes each packet
+        // at least as its fixed struct.
+        let framing = if p.to_daemon && !p.node {
             Framing::Client
         } else {
             Framing::Daemon

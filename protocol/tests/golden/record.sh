@@ -18,11 +18,29 @@ export CTDB_LOCAL_DIR
 export CTDB_LOCAL_NET="${GOLDEN_NET:-127.0.99}"
 export CTDB_LOCAL_WAIT=60
 
+capture_pid=""
 cleanup() {
 	"$cluster" stop >/dev/null 2>&1 || true
+	if [ -n "$capture_pid" ]; then
+		kill -TERM "$capture_pid" 2>/dev/null || true
+		wait "$capture_pid" || true
+	fi
 	rm -rf "$CTDB_LOCAL_DIR"
 }
 trap cleanup EXIT
+
+# Node-to-node TCP traffic of the whole session (needs root for AF_PACKET):
+# started before the daemons so that every connection is seen from its SYN.
+mkdir -p "${here}/nodes"
+rm -f "${here}/nodes/"*.txt
+/usr/bin/python3 "${here}/capture_nodes.py" --net "$CTDB_LOCAL_NET" \
+	--out "${here}/nodes/session.txt" --ready "${CTDB_LOCAL_DIR}/capture.ready" &
+capture_pid=$!
+for i in $(seq 100); do
+	[ -e "${CTDB_LOCAL_DIR}/capture.ready" ] && break
+	kill -0 "$capture_pid" 2>/dev/null || { echo "record.sh: capture failed" >&2; exit 1; }
+	sleep 0.1
+done
 
 "$cluster" start 3
 
@@ -140,5 +158,20 @@ rec ipreallocate ipreallocate
 rec recover recover
 wait_ok
 rec status-final status
+
+# Cross-node record traffic: write through node 0, read back through nodes
+# 1 and 2 (record migrations: REQ_CALL, REQ_DMASTER, REPLY_DMASTER, ...).
+for n in 1 2; do
+	CTDB_NODE=$n "$cluster" ctdb writekey golden_volatile.tdb "node${n}key" "from${n}" >/dev/null
+	CTDB_NODE=0 "$cluster" ctdb readkey golden_volatile.tdb "node${n}key" >/dev/null
+	CTDB_NODE=$n "$cluster" ctdb readkey golden_volatile.tdb "node${n}key" >/dev/null
+done
+CTDB_NODE=2 "$cluster" ctdb pstore golden_persistent.tdb key4 value4 >/dev/null
+CTDB_NODE=1 "$cluster" ctdb catdb golden_volatile.tdb >/dev/null
+
+"$cluster" stop >/dev/null
+kill -TERM "$capture_pid"
+wait "$capture_pid"
+capture_pid=""
 
 echo "recorded $(ls "${here}"/*.txt | wc -l) commands into ${here}"
