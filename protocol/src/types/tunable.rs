@@ -542,9 +542,11 @@ impl<'a> Wire<'a> for Tunable<'a> {
 }
 
 /// `ctdb_var_list` (LIST_TUNABLES output): `u32 len`, then `len` bytes of
-/// names joined by `:` with one final NUL (len 0 when there are no names).
-/// Decoding skips empty names, as upstream's `strtok` does; names must be
-/// UTF-8.
+/// names separated by `:` with one final NUL (len 0 when there are no
+/// names). Encoding uses ctdbd's form, which also puts a `:` in front
+/// (`":SeqnumInterval:ControlTimeout:...\0"`); upstream's client-side
+/// encoder omits it. Decoding accepts both and skips empty names, as
+/// upstream's `strtok` does; names must be UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct VarList<'a> {
     pub names: Vec<&'a str>,
@@ -552,14 +554,15 @@ pub struct VarList<'a> {
 
 impl<'a> Wire<'a> for VarList<'a> {
     fn wire_len(&self) -> usize {
-        4 + self.names.iter().map(|n| n.len() + 1).sum::<usize>()
+        if self.names.is_empty() {
+            return 4;
+        }
+        4 + 1 + self.names.iter().map(|n| n.len() + 1).sum::<usize>()
     }
     fn push(&self, out: &mut Vec<u8>) {
         out.put_u32((self.wire_len() - 4) as u32);
-        for (i, n) in self.names.iter().enumerate() {
-            if i > 0 {
-                out.put_u8(b':');
-            }
+        for n in &self.names {
+            out.put_u8(b':');
             out.put_bytes(n.as_bytes());
         }
         if !self.names.is_empty() {
@@ -570,7 +573,7 @@ impl<'a> Wire<'a> for VarList<'a> {
         let n = r.u32("var_list length")? as usize;
         let b = r.bytes(n, "var_list")?;
         if b.is_empty() {
-            return Ok(VarList { names: Vec::new() });
+            return Ok(VarList::default());
         }
         let body = match b.split_last() {
             Some((0, body)) if !body.contains(&0) => body,
