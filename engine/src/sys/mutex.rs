@@ -94,7 +94,7 @@ const MUTEX_SIZE: usize = size_of::<libc::pthread_mutex_t>();
 const MUTEX_ALIGN: usize = align_of::<libc::pthread_mutex_t>();
 
 const fn align_up(x: usize, a: usize) -> usize {
-    (x + a - 1) / a * a
+    x.div_ceil(a) * a
 }
 
 /// Offset of `allrecord_mutex` in the area.
@@ -152,7 +152,7 @@ pub fn mutex_index_for_lock(off: u64, len: u64, hash_size: u32) -> Option<MutexI
         return None;
     }
     let data_start = TDB_HEADER_SIZE as u64 + 4 * u64::from(hash_size) + 4;
-    if off >= data_start || off % 4 != 0 {
+    if off >= data_start || off & 3 != 0 {
         return None;
     }
     match (off - FREELIST_LOCK_OFFSET) / 4 {
@@ -380,8 +380,7 @@ impl MutexArea {
     /// (first opener). Re-initialising a mutex someone holds breaks it.
     pub fn init(&self) -> io::Result<()> {
         if self.held.load(Ordering::SeqCst) != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
+            return Err(io::Error::other(
                 "mutex area: init while this process holds one of its mutexes",
             ));
         }
@@ -571,10 +570,9 @@ impl MutexArea {
         let state = lk.load(Ordering::SeqCst);
         if state != F_UNLCK {
             self.raw_unlock(self.allrecord_mutex_ptr());
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                format!("mutex area: allrecord_lock is {state} under the allrecord mutex"),
-            ));
+            return Err(io::Error::other(format!(
+                "mutex area: allrecord_lock is {state} under the allrecord mutex"
+            )));
         }
         lk.store(
             if kind == LockKind::Read {
@@ -619,10 +617,9 @@ impl MutexArea {
         let lk = self.allrecord_lock();
         let state = lk.load(Ordering::SeqCst);
         if state != F_RDLCK {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                format!("mutex area: upgrade of allrecord lock in state {state}, not F_RDLCK"),
-            ));
+            return Err(io::Error::other(format!(
+                "mutex area: upgrade of allrecord lock in state {state}, not F_RDLCK"
+            )));
         }
         lk.store(F_WRLCK, Ordering::SeqCst);
         if let Err(e) = self.sweep_chains(true) {
@@ -648,10 +645,9 @@ impl MutexArea {
         let lk = self.allrecord_lock();
         let old = lk.load(Ordering::SeqCst);
         if old != F_RDLCK && old != F_WRLCK {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                format!("mutex area: unlock of allrecord lock in state {old}"),
-            ));
+            return Err(io::Error::other(format!(
+                "mutex area: unlock of allrecord lock in state {old}"
+            )));
         }
         lk.store(F_UNLCK, Ordering::SeqCst);
         match self.raw_unlock(self.allrecord_mutex_ptr()) {
