@@ -61,8 +61,26 @@ pub struct ClusterSpec {
     pub log_level: String,
     /// Extra `ctdb.conf` lines as (section, key, value).
     pub extra_conf: Vec<(String, String, String)>,
-    /// Remove the cluster directory when the cluster is dropped.
+    /// Remove the cluster directory when the cluster is dropped (it is kept
+    /// anyway if stopping failed or the thread is panicking, for its logs).
     pub remove_dir_on_drop: bool,
+    /// How long a daemon gets to exit after its stdin is closed before it
+    /// is sent SIGTERM (and as long again before SIGKILL).
+    pub shutdown_grace: Duration,
+}
+
+/// The ctdbd to test: `$CTDBD` if set, else Debian's.
+pub fn ctdbd_from_env() -> PathBuf {
+    std::env::var_os("CTDBD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEBIAN_CTDBD))
+}
+
+/// The ctdb CLI to test: `$CTDB` if set, else Debian's.
+pub fn cli_from_env() -> PathBuf {
+    std::env::var_os("CTDB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEBIAN_CTDB))
 }
 
 static DIR_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -89,6 +107,7 @@ impl ClusterSpec {
             log_level: "INFO".to_string(),
             extra_conf: Vec::new(),
             remove_dir_on_drop: true,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 
@@ -525,15 +544,16 @@ impl Cluster {
     }
 
     /// Stop node `i`: close its stdin (test-mode ctdbd then shuts down
-    /// cleanly), after `grace` SIGTERM its pid, after another `grace`
-    /// SIGKILL it; reap it. Then terminate any helper of that node still
-    /// running.
-    pub fn stop_node(&mut self, i: usize, grace: Duration) -> Result<()> {
+    /// cleanly), after `shutdown_grace` SIGTERM its pid, after another
+    /// `shutdown_grace` SIGKILL it; reap it. Then terminate any helper of
+    /// that node still running.
+    pub fn stop_node(&mut self, i: usize) -> Result<()> {
         let base = self.base(i)?;
+        let grace = self.spec.shutdown_grace;
         let node = &mut self.nodes[i];
         node.stdin = None;
         if let Some(mut child) = node.child.take() {
-            stop_child(&mut child, grace)?;
+            stop_child(&mut child, grace, grace)?;
         }
         let left = procs::processes_under(&base);
         let survivors = procs::terminate(&left, grace);
@@ -546,7 +566,7 @@ impl Cluster {
     /// Stop every node (concurrently: all are asked to shut down first),
     /// by pid, then any process still carrying this cluster's CTDB_BASE.
     pub fn stop_all(&mut self) -> Result<()> {
-        let grace = Duration::from_secs(5);
+        let grace = self.spec.shutdown_grace;
         for node in &mut self.nodes {
             node.stdin = None;
         }
@@ -559,7 +579,7 @@ impl Cluster {
         let mut first_err = None;
         for child in &mut children {
             let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(e) = stop_child(child, left) {
+            if let Err(e) = stop_child(child, left, grace) {
                 first_err.get_or_insert(e);
             }
         }
@@ -574,14 +594,14 @@ impl Cluster {
     }
 }
 
-/// Wait up to `grace` for `child` to exit by itself, then SIGTERM, wait up
-/// to 5 s, then SIGKILL and reap.
-fn stop_child(child: &mut Child, grace: Duration) -> Result<()> {
-    if wait_child(child, grace) {
+/// Wait up to `first` for `child` to exit by itself, then SIGTERM, wait up
+/// to `grace`, then SIGKILL and reap.
+fn stop_child(child: &mut Child, first: Duration, grace: Duration) -> Result<()> {
+    if wait_child(child, first) {
         return Ok(());
     }
     sys::send_signal(child.id(), sys::SIGTERM);
-    if wait_child(child, Duration::from_secs(5)) {
+    if wait_child(child, grace) {
         return Ok(());
     }
     let pid = child.id();

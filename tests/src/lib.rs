@@ -23,7 +23,7 @@ pub mod sys;
 
 pub use addr::AddrLease;
 pub use cluster::{
-    unique_dir, CliOutput, Cluster, ClusterSpec, StatusSummary, DEBIAN_CTDB, DEBIAN_CTDBD,
-    DEBIAN_HELPER_DIR,
+    cli_from_env, ctdbd_from_env, unique_dir, CliOutput, Cluster, ClusterSpec, StatusSummary,
+    DEBIAN_CTDB, DEBIAN_CTDBD, DEBIAN_HELPER_DIR,
 };
 pub use error::{HarnessError, Result};

@@ -94,3 +94,40 @@ fn a_broken_daemon_is_reported_with_its_log() {
     let text = err.to_string();
     assert!(text.contains("node 0 exited"), "{text}");
 }
+
+#[test]
+fn a_stopped_node_shows_disconnected_and_rejoins_after_restart() {
+    let cli = Path::new(DEBIAN_CTDB);
+    let mut cluster = Cluster::create_on_free_addresses(2, DEBIAN_CTDBD).expect("create cluster");
+    cluster.start_all().expect("start");
+    cluster
+        .wait_all_ok(cli, Duration::from_secs(60))
+        .expect("all OK");
+    let old_pid = cluster.pid(1).expect("pid");
+
+    cluster.stop_node(1).expect("stop node 1");
+    assert_eq!(cluster.pid(1), None);
+    assert!(!procs::is_alive(old_pid));
+    assert!(procs::processes_under(&cluster.base(1).unwrap()).is_empty());
+    // Node 0 notices within a few keepalive intervals.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cluster.ctdb(0, cli, &["status"]).expect("status");
+        let s = StatusSummary::parse(&out.stdout);
+        if s.nodes.len() == 2 && s.nodes[1].2.contains("DISCONNECTED") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never DISCONNECTED:\n{}",
+            out.stdout
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    cluster.start_node(1).expect("restart node 1");
+    assert_ne!(cluster.pid(1), Some(old_pid));
+    cluster
+        .wait_all_ok(cli, Duration::from_secs(60))
+        .expect("all OK again");
+}
