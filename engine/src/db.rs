@@ -22,6 +22,9 @@ pub struct OpenOptions {
     pub create: bool,
     pub read_only: bool,
     pub mode: u32,
+    /// Dead records kept per chain for reuse (`tdb_set_max_dead`); default
+    /// 5 with TDB_VOLATILE, else 0. ctdbd sets 5 on every database.
+    pub max_dead: Option<u32>,
 }
 
 impl Default for OpenOptions {
@@ -32,6 +35,7 @@ impl Default for OpenOptions {
             create: true,
             read_only: false,
             mode: 0o600,
+            max_dead: None,
         }
     }
 }
@@ -58,6 +62,10 @@ impl OpenOptions {
     }
     pub fn mode(mut self, m: u32) -> Self {
         self.mode = m;
+        self
+    }
+    pub fn max_dead(mut self, n: u32) -> Self {
+        self.max_dead = Some(n);
         self
     }
 }
@@ -411,7 +419,9 @@ impl Database {
             sys::lock(file, LockType::Read, ACTIVE_LOCK, 1, true)
                 .map_err(lock_err(path, ACTIVE_LOCK))?;
         }
-        let max_dead = if tflags & flags::VOLATILE != 0 { 5 } else { 0 };
+        let max_dead = opts
+            .max_dead
+            .unwrap_or(if tflags & flags::VOLATILE != 0 { 5 } else { 0 });
         // A placeholder descriptor; `open` replaces it with the real one.
         let placeholder = file.try_clone().map_err(io(path, "dup"))?;
         Ok(Shared {

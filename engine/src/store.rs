@@ -1638,3 +1638,21 @@ impl CoreStore {
         r.and(u)
     }
 }
+
+impl Drop for CoreStore {
+    /// Cancel an open transaction and release every lock still held: OFD
+    /// locks would go with the descriptor anyway, but chain mutexes belong
+    /// to the thread and must be unlocked explicitly.
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            let _ = self.transaction_cancel();
+        }
+        if self.allrec.count > 0 {
+            self.allrec.count = 1;
+            let _ = self.allrecord_unlock();
+        }
+        while let Some(l) = self.nest.pop() {
+            let _ = self.raw_unlock(l.off);
+        }
+    }
+}
