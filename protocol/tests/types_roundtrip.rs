@@ -731,6 +731,8 @@ fn roundtrip_records() {
         }
         let buf = b.as_rec_buffer();
         check!(RecBuffer, buf);
+        assert_eq!(b.wire_len(), buf.wire_len());
+        assert_eq!(b.clone().into_wire_bytes(), buf.to_bytes());
 
         // Iterating a decoded buffer gives the records back, headers at the
         // front of data.
@@ -1289,7 +1291,15 @@ fn record_layouts() {
     assert_eq!(&buf[8..29], &rec[..]);
     assert_eq!(buf.len(), 8 + 21 + 16 + 1 + 24);
     assert_eq!(&buf[29 + 12..29 + 16], &[24, 0, 0, 0]); // datalen counts the header
-                                                        // A count the buffer cannot hold.
+                                                        // Reuse after clear.
+    let mut b2 = b.clone();
+    b2.clear();
+    assert!(b2.is_empty());
+    assert_eq!(b2.as_rec_buffer(), RecBuffer::empty(0x11223344));
+    b2.add(9, None, b"ab", b"xyz");
+    assert_eq!(b2.records_len(), 21);
+    assert_eq!(&b2.into_wire_bytes()[8..], &rec[..]);
+    // A count the buffer cannot hold.
     let mut bad = buf.clone();
     bad[4] = 3;
     assert!(RecBuffer::from_bytes(&bad).is_err());
@@ -1554,7 +1564,7 @@ fn large_rec_buffer() {
         let key = format!("key-{i:08}");
         b.add(i, Some(&h), key.as_bytes(), &value);
     }
-    let bytes = b.as_rec_buffer().to_bytes();
+    let bytes = b.into_wire_bytes();
     let enc = start.elapsed();
     let start = std::time::Instant::now();
     let dec = RecBuffer::from_bytes(&bytes).unwrap();

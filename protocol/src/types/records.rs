@@ -324,20 +324,36 @@ impl<'a> Wire<'a> for RecBuffer<'a> {
 }
 
 /// Builds a record buffer for sending; [`RecBufferBuilder::as_rec_buffer`]
-/// gives the [`RecBuffer`] view to put in a control or message.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// gives the [`RecBuffer`] view to put in a control or message, and
+/// [`RecBufferBuilder::into_wire_bytes`] the finished encoding without a
+/// copy (the buffer keeps room for db_id and count at its front).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecBufferBuilder {
     pub db_id: u32,
     count: u32,
+    /// 8 reserved bytes, then the marshalled records.
     buf: Vec<u8>,
+}
+
+impl Default for RecBufferBuilder {
+    fn default() -> Self {
+        RecBufferBuilder::new(0)
+    }
 }
 
 impl RecBufferBuilder {
     pub fn new(db_id: u32) -> Self {
+        Self::with_capacity(db_id, 0)
+    }
+
+    /// A builder with room for `bytes` bytes of records.
+    pub fn with_capacity(db_id: u32, bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(8 + bytes);
+        buf.put_zeros(8);
         RecBufferBuilder {
             db_id,
             count: 0,
-            buf: Vec::new(),
+            buf,
         }
     }
 
@@ -366,14 +382,20 @@ impl RecBufferBuilder {
         self.count == 0
     }
 
-    /// Bytes of marshalled records so far (without db_id and count).
+    /// Bytes of marshalled records so far (without db_id and count); what
+    /// upstream compares with RecBufferSizeLimit.
     pub fn records_len(&self) -> usize {
+        self.buf.len() - 8
+    }
+
+    /// Encoded size of the whole buffer.
+    pub fn wire_len(&self) -> usize {
         self.buf.len()
     }
 
     /// Drops all records, keeping the allocation.
     pub fn clear(&mut self) {
-        self.buf.clear();
+        self.buf.truncate(8);
         self.count = 0;
     }
 
@@ -381,8 +403,15 @@ impl RecBufferBuilder {
         RecBuffer {
             db_id: self.db_id,
             count: self.count,
-            records: &self.buf,
+            records: &self.buf[8..],
         }
+    }
+
+    /// The finished `rec_buffer` encoding, without copying the records.
+    pub fn into_wire_bytes(mut self) -> Vec<u8> {
+        self.buf[0..4].copy_from_slice(&self.db_id.to_ne_bytes());
+        self.buf[4..8].copy_from_slice(&self.count.to_ne_bytes());
+        self.buf
     }
 }
 
