@@ -20,8 +20,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ctdb_protocol::{
-    opcode_name, ControlData, ControlReplyData, Data, DecodeLimits, Framing, Opcode, Packet,
-    Payload,
+    opcode_name, ControlData, ControlReplyData, Data, DecodeLimits, Framing, Packet, Payload,
 };
 
 /// One recorded packet.
@@ -99,36 +98,10 @@ fn load_dir(dir: &Path, prefix: &str, node: bool) -> Vec<Recorded> {
     out
 }
 
-/// Differences between ctdbd's bytes and our typed encoding that are
-/// understood and reported (see the note), as opposed to unexplained ones.
-/// Each check is exact: anything else still fails.
-fn known_reply_difference(opcode: u32, recorded: &[u8], ours: &[u8]) -> Option<&'static str> {
-    if opcode == Opcode::ListTunables as u32 && recorded.len() == ours.len() + 1 {
-        // ctdbd answers LIST_TUNABLES with ctdb_tunable_names_to_string()
-        // (common/tunable.c), which starts the list with ':' (":A:B:...:Z"),
-        // whereas ctdb_var_list_push() (protocol_types.c), which our
-        // encoder follows, writes "A:B:...:Z". The pull side (strtok on
-        // ':') reads both the same. Exactly: length+1 and one ':' inserted
-        // after the length field.
-        let (rl, rb) = recorded.split_at(4);
-        let (ol, ob) = ours.split_at(4);
-        let rlen = u32::from_le_bytes(rl.try_into().ok()?);
-        let olen = u32::from_le_bytes(ol.try_into().ok()?);
-        if rlen == olen + 1 && rb.first() == Some(&b':') && &rb[1..] == ob {
-            return Some("ctdbd prefixes the var_list string with ':' (known, reported)");
-        }
-    }
-    None
-}
-
 /// Rebuild `pkt` with typed data instead of raw bytes; `reply_opcode` is
 /// the opcode of the request a control reply answers. Also returns a short
 /// description (operation, opcode) for the report.
-fn typed<'a>(
-    pkt: &Packet<'a>,
-    reply_opcode: Option<u32>,
-    known: &mut Vec<String>,
-) -> Result<(Packet<'a>, String), String> {
+fn typed<'a>(pkt: &Packet<'a>, reply_opcode: Option<u32>) -> Result<(Packet<'a>, String), String> {
     let mut what = pkt.operation().name().to_string();
     let payload = match &pkt.payload {
         Payload::ReqControl(c) => {
@@ -166,12 +139,6 @@ fn typed<'a>(
                     .map_err(|e| format!("{what}: reply data does not decode: {e}"))?;
                 let again = Data::<ControlReplyData>::Typed(data.clone()).to_vec();
                 if again != raw {
-                    if let Some(note) = known_reply_difference(opcode, &raw, &again) {
-                        // Keep the recorded data so the rest of the packet
-                        // is still compared byte for byte.
-                        known.push(format!("{what}: {note}"));
-                        return Ok((pkt.clone(), what));
-                    }
                     return Err(format!(
                         "{what}: reply data re-encodes differently, {}",
                         diff_text(&raw, &again)
@@ -262,7 +229,6 @@ fn every_recorded_packet_decodes_and_reencodes_identically() {
     // there: (file, requester pnn, responder pnn, reqid).
     let mut opcodes: HashMap<(String, u32, u32, u32), u32> = HashMap::new();
     let mut failures = Vec::new();
-    let mut known = Vec::new();
     let mut checked = 0usize;
     let mut by_op: HashMap<String, usize> = HashMap::new();
 
@@ -303,7 +269,7 @@ fn every_recorded_packet_decodes_and_reencodes_identically() {
             (p.file.clone(), p.conn, 0, h.reqid)
         };
         let reply_opcode = opcodes.get(&key).copied();
-        let (rebuilt, what) = match typed(&pkt, reply_opcode, &mut known) {
+        let (rebuilt, what) = match typed(&pkt, reply_opcode) {
             Ok(x) => x,
             Err(e) => {
                 failures.push(format!("{at}: {e}"));
@@ -342,15 +308,6 @@ fn every_recorded_packet_decodes_and_reencodes_identically() {
     );
     for (k, n) in &kinds {
         eprintln!("  {n:5}  {k}");
-    }
-    if !known.is_empty() {
-        let mut kinds: Vec<&String> = known.iter().collect();
-        kinds.sort();
-        kinds.dedup();
-        eprintln!("golden: {} packets with known differences:", known.len());
-        for k in kinds {
-            eprintln!("  {k}");
-        }
     }
     // Group failures by what went wrong (the text after the location) so
     // one systematic difference does not drown the others.
