@@ -34,7 +34,7 @@ impl Timeval {
         }
     }
 
-    /// Seconds as a float, as upstream's `timeval_elapsed` style printing.
+    /// Seconds (with the microseconds as a fraction).
     pub fn as_secs_f64(&self) -> f64 {
         self.tv_sec as f64 + self.tv_usec as f64 / 1e6
     }

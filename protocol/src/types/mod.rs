@@ -12,7 +12,7 @@
 //! [`Reader::count`](crate::wire::Reader::count) so a hostile count cannot
 //! cause a large allocation, variable data is borrowed from the receive
 //! buffer (`'a`), and any malformed input yields a
-//! [`ProtocolError`](crate::error::ProtocolError), never a panic.
+//! [`ProtocolError`], never a panic.
 //! Padding bytes are skipped on input (upstream ignores them too) and written
 //! as zeros on output.
 
