@@ -175,6 +175,17 @@ impl Header {
             reqid,
         }
     }
+
+    /// The header of a reply to a packet with this header, sent by
+    /// `srcnode`: back to the sender, same reqid and generation.
+    pub fn reply(&self, srcnode: u32) -> Header {
+        Header {
+            generation: self.generation,
+            destnode: self.srcnode,
+            srcnode,
+            reqid: self.reqid,
+        }
+    }
 }
 
 /// All eight header fields exactly as received, not yet validated.

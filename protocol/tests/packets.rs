@@ -600,3 +600,21 @@ fn raw_header_parse_and_status_replies() {
         ControlReplyData::None
     );
 }
+
+/// A control whose data is malformed still decodes as a packet, so a
+/// daemon can answer it (status -1) with the right reqid.
+#[test]
+fn malformed_control_data_leaves_the_packet_decodable() {
+    let p = Packet::new(
+        Header::new(0, CTDB_CURRENT_NODE, 5, 77),
+        Payload::ReqControl(ReqControl::raw(Opcode::GetDbSeqnum as u32, b"abc")),
+    );
+    let b = p.to_bytes().unwrap();
+    let q = Packet::decode(&b, &limits()).unwrap();
+    let Payload::ReqControl(c) = &q.payload else {
+        unreachable!()
+    };
+    assert!(c.decode_data().is_err());
+    let reply = Header::reply(&q.header, 0);
+    assert_eq!(reply, Header::new(0, 5, 0, 77));
+}
