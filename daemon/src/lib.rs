@@ -39,6 +39,7 @@
 
 pub mod client;
 pub mod error;
+pub mod event;
 pub mod logging;
 pub mod options;
 pub mod process;

@@ -36,7 +36,12 @@
 //! Each core thread puts itself under SCHED_FIFO priority 1, as upstream
 //! ctdbd does for its single thread, unless `realtime` is off
 //! (`realtime scheduling = false`, `--nosetsched`). Executors park in the
-//! kernel when idle, so a real-time core does not burn its CPU. Before any
+//! kernel when idle, so a real-time core does not burn its CPU.
+//!
+//! Thread names: the reactor thread of core N is `ctdb-core-N`; glommio's
+//! blocking-helper threads for that core are `ctdb-core-N-<id>`, pinned to
+//! the same CPU but left under SCHED_OTHER on purpose, so blocking file
+//! work can never preempt the reactor it serves. Before any
 //! executor starts, RLIMIT_MEMLOCK is checked against what glommio needs for
 //! its io_uring rings; a short limit stops start-up with a message naming
 //! the limit and how to raise it, instead of a failure deep inside glommio.
@@ -547,7 +552,11 @@ impl Runtime {
                         CoreLinks::Control { .. } => (Role::Control, None),
                         CoreLinks::Data { shard, .. } => (Role::Data, Some(*shard)),
                     };
-                    // Phase 1: set this thread up and report.
+                    // Phase 1: set this thread up and report. glommio named
+                    // it "ctdb-core-N-<id>", and so are the blocking helper
+                    // threads it already started for this core; the reactor
+                    // thread itself becomes plain "ctdb-core-N".
+                    let _ = sys::set_thread_name(&format!("ctdb-core-{index}"));
                     let mut fifo = false;
                     if realtime {
                         if let Err(source) = sys::set_fifo(prio) {

@@ -25,6 +25,18 @@ pub fn getpid() -> i32 {
     std::process::id() as i32
 }
 
+/// Sets the calling thread's kernel name (`comm`, at most 15 bytes shown
+/// by ps and top).
+pub fn set_thread_name(name: &str) -> io::Result<()> {
+    let mut buf = [0u8; 16];
+    let n = name.len().min(15);
+    buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+    // bytes; `buf` is 16 bytes with a NUL at the end at the latest.
+    check(unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr() as libc::c_ulong, 0, 0, 0) })
+        .map(|_| ())
+}
+
 /// Puts the calling thread under SCHED_FIFO at `priority` (upstream uses 1).
 pub fn set_fifo(priority: i32) -> io::Result<()> {
     let param = libc::sched_param {

@@ -1,0 +1,159 @@
+//! Event scripts: our `ctdb-eventd`, its protocol, and an in-process
+//! runner, so ctdbd can either spawn an event daemon (ours or Debian's) or
+//! run the scripts itself with the same results.
+//!
+//! Why a separate daemon at all: ctdbd 4.17 does not run event scripts; it
+//! starts `ctdb-eventd -P <ctdbd pid> -S <fd>` and sends it RUN requests
+//! over `$rundir/eventd.socket`. The stock `ctdb event ...` commands run
+//! `ctdb-event`, which talks to that same socket. Speaking the protocol
+//! byte for byte ([`protocol`]) keeps both working against us.
+//!
+//! # Modules
+//!
+//! * [`protocol`]: packet codec;
+//! * [`scripts`]: component directories, script lists, enable/disable;
+//! * [`runner`]: runs an event's scripts (timeouts, process groups,
+//!   cancellation of monitor, debug script), keeps last results;
+//! * [`server`]: the eventd socket server over a [`runner::EventRunner`];
+//! * [`client`]: a blocking client for the eventd socket;
+//! * [`notify`]: `notify.sh` notifications (init, setup, startup,
+//!   healthy, unhealthy).
+//!
+//! # Layouts
+//!
+//! Components live in `etcdir/events/<component>/`, scripts are named
+//! `NN.name.script` and a script is enabled when it is executable (or is a
+//! symlink to an executable, Debian enables stock scripts by linking them
+//! from `/usr/share/ctdb/events/legacy`). For the old `events.d/NN.name`
+//! layout (CTDB before 4.9): if `etcdir/events/legacy` does not exist but
+//! `etcdir/events.d` does, `events.d` is used as the `legacy` component,
+//! with script names being the file names (`NN.name`, no suffix, backup
+//! files such as `*~`, `*.rpmnew`, `*.dpkg-old` skipped).
+//!
+//! # Differences from upstream (deliberate)
+//!
+//! * A script still running when its event times out is sent SIGTERM (to
+//!   its process group) once the debug script has finished, or at once if
+//!   there is none; upstream leaves it running when no debug script is
+//!   configured. It is SIGKILLed if still alive 5 seconds later.
+//! * Captured output is capped at [`runner::OUTPUT_LIMIT`] bytes and cut at
+//!   the first NUL byte.
+
+pub mod client;
+pub mod notify;
+pub mod protocol;
+pub mod runner;
+pub mod scripts;
+pub mod server;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+pub use client::EventClient;
+pub use runner::{EventRunner, RunResult, ScriptResult};
+
+/// Errors of the event modules. Protocol decoding errors carry the byte
+/// offset and the field; I/O errors the operation and path.
+#[derive(Debug)]
+pub enum EventError {
+    /// A packet ended before a field was complete.
+    Truncated {
+        what: &'static str,
+        offset: usize,
+        need: usize,
+        have: usize,
+    },
+    /// A field held a value the protocol does not allow.
+    BadValue {
+        what: &'static str,
+        offset: usize,
+        value: String,
+    },
+    /// A packet's length field is unusable.
+    BadLength { length: u32, why: &'static str },
+    /// A file or socket operation failed.
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The peer replied to a different request or command.
+    Mismatch { what: &'static str, expected: u32, got: u32 },
+    /// A command-line value is unusable.
+    BadOption { option: &'static str, why: String },
+}
+
+impl EventError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        EventError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventError::Truncated {
+                what,
+                offset,
+                need,
+                have,
+            } => write!(
+                f,
+                "event packet truncated in {what} at offset {offset}: need {need} bytes, have {have}"
+            ),
+            EventError::BadValue {
+                what,
+                offset,
+                value,
+            } => write!(f, "event packet has invalid {what} at offset {offset}: {value}"),
+            EventError::BadLength { length, why } => {
+                write!(f, "event packet length {length} is invalid: {why}")
+            }
+            EventError::Io { op, path, source } => {
+                write!(f, "{op} {}: {source}", path.display())
+            }
+            EventError::Mismatch {
+                what,
+                expected,
+                got,
+            } => write!(f, "event reply {what} is {got}, expected {expected}"),
+            EventError::BadOption { option, why } => write!(f, "invalid {option}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for EventError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EventError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<EventError> for crate::DaemonError {
+    fn from(e: EventError) -> Self {
+        match e {
+            EventError::Io { op, path, source } => crate::DaemonError::Path { op, path, source },
+            other => crate::DaemonError::Sys {
+                op: "event daemon",
+                source: io::Error::other(other.to_string()),
+            },
+        }
+    }
+}
+
+/// Text of an errno value, as `strerror` gives it (without Rust's
+/// "(os error N)" suffix).
+pub fn strerror(errno: i32) -> String {
+    let s = io::Error::from_raw_os_error(errno).to_string();
+    match s.rfind(" (os error ") {
+        Some(p) => s[..p].to_string(),
+        None => s,
+    }
+}
