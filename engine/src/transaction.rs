@@ -250,7 +250,7 @@ impl CoreStore {
 
     /// Write the recovery record and set its magic (libtdb's
     /// `transaction_setup_recovery` + `tdb_recovery_allocate`).
-    fn setup_recovery(&mut self) -> Result<()> {
+    fn setup_recovery(&mut self, crash_at: Option<u32>) -> Result<()> {
         let orig_old = self.tx.as_ref().map(|t| t.old_size).unwrap_or(0);
         let mut head = self.read_u32(OFF_RECOVERY)?;
         let mut rec = Rec::default();
@@ -360,17 +360,41 @@ impl CoreStore {
             tx.write_existing(off as u64, &blob);
         }
         self.sync()?;
+        Self::crash_point(crash_at, 1);
         let moff = off as u64 + 20;
         self.real_write(moff, &TDB_RECOVERY_MAGIC.to_le_bytes())?;
         if let Some(tx) = self.tx.as_mut() {
             tx.write_existing(moff, &TDB_RECOVERY_MAGIC.to_le_bytes());
             tx.magic_offset = moff;
         }
-        self.sync()
+        self.sync()?;
+        Self::crash_point(crash_at, 2);
+        Ok(())
     }
 
     /// Commit the open transaction atomically.
     pub fn transaction_commit(&mut self) -> Result<()> {
+        self.commit_inner(None)
+    }
+
+    /// Test aid: run a commit and `abort()` the process right after step
+    /// `step` (1: recovery data written, 2: recovery magic set, 3: half of
+    /// the blocks written, 4: all blocks written and synced, 5: recovery
+    /// magic cleared), simulating a crash there. Never returns.
+    #[doc(hidden)]
+    pub fn debug_commit_then_crash(&mut self, step: u32) -> ! {
+        let r = self.commit_inner(Some(step));
+        eprintln!("debug_commit_then_crash: commit finished without reaching step {step}: {r:?}");
+        std::process::abort();
+    }
+
+    fn crash_point(crash_at: Option<u32>, step: u32) {
+        if crash_at == Some(step) {
+            std::process::abort();
+        }
+    }
+
+    fn commit_inner(&mut self, crash_at: Option<u32>) -> Result<()> {
         let Some(tx) = self.tx.as_ref() else {
             return Err(Error::Invalid {
                 what: "transaction commit without transaction".into(),
@@ -390,7 +414,7 @@ impl CoreStore {
         let r = (|| -> Result<()> {
             self.allrecord_upgrade()?;
             self.nest_lock(OPEN_LOCK, LockType::Write, true)?;
-            self.setup_recovery()
+            self.setup_recovery(crash_at)
         })();
         if let Err(e) = r {
             let _ = self.transaction_cancel();
@@ -402,7 +426,11 @@ impl CoreStore {
             let tx = self.tx.as_ref().expect("transaction present");
             let mut keys: Vec<u64> = tx.blocks.keys().copied().collect();
             keys.sort_unstable();
-            for bi in keys {
+            let half = keys.len() / 2;
+            for (i, bi) in keys.into_iter().enumerate() {
+                if i == half {
+                    Self::crash_point(crash_at, 3);
+                }
                 let off = bi * BLOCK;
                 if off >= size {
                     continue;
@@ -414,20 +442,22 @@ impl CoreStore {
                     return Err(self.corrupt(off, "commit write beyond end of file"));
                 }
             }
-            self.sync()
+            self.sync()?;
+            Self::crash_point(crash_at, 4);
+            Ok(())
         })();
         if let Err(e) = r {
             // Partially written: replay the recovery record now.
-            self.tx = self.tx.take().map(|mut t| {
-                t.magic_offset = 0;
-                t
-            });
+            let tx = self.tx.take();
             let _ = self.recover();
+            self.tx = tx;
             let _ = self.transaction_cancel();
             return Err(e);
         }
         let _ = self.file.set_modified(std::time::SystemTime::now());
-        self.transaction_cancel()
+        let r = self.transaction_cancel();
+        Self::crash_point(crash_at, 5);
+        r
     }
 
     /// Replay a valid recovery record, restoring the pre-transaction image
@@ -476,6 +506,25 @@ impl CoreStore {
             self.real_write(OFF_RECOVERY as u64, &0u32.to_le_bytes())?;
         }
         self.real_write(head as u64 + 20, &0u32.to_le_bytes())?;
-        self.sync()
+        self.sync()?;
+        // Everything past the restored end of file belonged to the
+        // interrupted transaction (or to an abandoned recovery area) and is
+        // referenced by nothing now. libtdb leaves it as unaccounted space
+        // (its own tdb_check then complains); we give it to the free list.
+        self.refresh_map()?;
+        let fsize = self.map.len();
+        let eof = eof as u64;
+        if eof >= data_start(self.sh.hash_size) && eof < fsize && eof & 3 == 0 {
+            let len = fsize - eof;
+            if len > REC_SIZE as u64 + 4 {
+                let rec = Rec {
+                    rec_len: (len - REC_SIZE as u64) as u32,
+                    ..Rec::default()
+                };
+                self.free(eof as u32, rec)?;
+                self.sync()?;
+            }
+        }
+        Ok(())
     }
 }
