@@ -6,7 +6,7 @@
 //! operation it does not know. [`RawHeader::parse`] reads the eight fields
 //! without judging them; [`RawHeader::check`] applies upstream's rules
 //! (`ctdb_req_header_verify`: length at least 32, magic, version) plus our
-//! configurable maximum size. The decoded [`Header`](crate::Header) keeps only
+//! configurable maximum size. The decoded [`Header`] keeps only
 //! what a packet's user needs; length, magic and version are rewritten on
 //! every encode.
 
