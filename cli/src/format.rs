@@ -683,7 +683,23 @@ pub enum BackupError {
     Truncated,
 }
 
-const BACKUP_HEADER_LEN: usize = 5 * 8 + 64;
+pub const BACKUP_HEADER_LEN: usize = 5 * 8 + 64;
+
+/// The 104-byte `struct db_header` of a backup file.
+pub fn backup_header(timestamp: i64, flags: u64, nbuf: u64, nrec: u64, name: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(BACKUP_HEADER_LEN);
+    v.extend_from_slice(&3u64.to_ne_bytes());
+    v.extend_from_slice(&timestamp.to_ne_bytes());
+    v.extend_from_slice(&flags.to_ne_bytes());
+    v.extend_from_slice(&nbuf.to_ne_bytes());
+    v.extend_from_slice(&nrec.to_ne_bytes());
+    let mut n = [0u8; 64];
+    let b = name.as_bytes();
+    let len = b.len().min(63);
+    n[..len].copy_from_slice(&b[..len]);
+    v.extend_from_slice(&n);
+    v
+}
 
 impl Backup {
     pub fn parse(data: &[u8]) -> Result<Backup, BackupError> {

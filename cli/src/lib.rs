@@ -10,6 +10,7 @@
 pub mod client;
 pub mod error;
 pub mod format;
+pub mod local;
 pub mod options;
 mod sys;
 pub mod tool;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::{Client, EPROTO};
 use crate::format::{self, MachineSep};
+use crate::local::{self, LocalDb, Transaction};
 use crate::options::{self, Options, Parsed};
 use crate::wire::{self, op, ControlRequest, NodeMap, SockAddr};
 
@@ -702,9 +703,9 @@ impl Ctx {
         Some((db.db_id, name, db.flags))
     }
 
-    /// Upstream's `ctdb_attach()` control sequence (without opening the
-    /// local file): returns the db_id.
-    fn attach(&mut self, name: &str, flags: u8) -> Result<u32, i32> {
+    /// Upstream's `ctdb_attach()`: attach, check health, set flags, open the
+    /// local TDB file with the daemon's open flags.
+    pub(crate) fn attach(&mut self, name: &str, flags: u8) -> Result<LocalDb, i32> {
         let pnn = self.pnn;
         let (opcode, cname) = if flags & wire::CTDB_DB_FLAGS_PERSISTENT != 0 {
             (op::DB_ATTACH_PERSISTENT, "DB_ATTACH_PERSISTENT")
@@ -748,7 +749,6 @@ impl Ctx {
                 return Err(e);
             }
         };
-        let _ = path;
         match self.client.control(
             pnn,
             t,
@@ -780,17 +780,31 @@ impl Ctx {
             t,
             &ControlRequest::new(op::DB_OPEN_FLAGS, wire::u32_data(db_id)),
         ) {
-            Ok(r) if r.status == 0 => {}
+            Ok(r) if r.status == 0 && r.data.len() >= 4 => {
+                let tdb_flags = u32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]);
+                match crate::local::open_tdb(&path, tdb_flags) {
+                    Ok(store) => Ok(LocalDb {
+                        name: name.to_string(),
+                        db_id,
+                        flags,
+                        store,
+                    }),
+                    Err(_) => {
+                        eprintln!("attach: {name} tdb_wrap_open failed");
+                        Err(libc::ENOMEM)
+                    }
+                }
+            }
             Ok(r) => {
-                eprintln!("attach: {name} DB_OPEN_FLAGS failed, ret={}", r.status);
-                return Err(r.status);
+                let e = if r.status != 0 { r.status } else { EPROTO };
+                eprintln!("attach: {name} DB_OPEN_FLAGS failed, ret={e}");
+                Err(e)
             }
             Err(e) => {
                 eprintln!("attach: {name} DB_OPEN_FLAGS failed, ret={e}");
-                return Err(e);
+                Err(e)
             }
         }
-        Ok(db_id)
     }
 
     fn set_db_flags(&mut self, db_id: u32, flags: u8) -> Result<(), i32> {
@@ -1758,7 +1772,42 @@ fn control_cattdb(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 1 {
         usage(Some("cattdb"));
     }
-    not_supported(ctx, "cattdb")
+    let (_, name, flags) = match ctx.db_exists(&args[0]) {
+        Some(v) => v,
+        None => return 1,
+    };
+    let mut db = match ctx.attach(&name, flags) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("Failed to attach to DB {name}");
+            return e;
+        }
+    };
+    let recs = match local::traverse_local(&mut db) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("Dumped 0 record(s)");
+            return e;
+        }
+    };
+    let mut count = 0u32;
+    let mut ret = 0;
+    for (key, value) in recs {
+        let hdr = match wire::LtdbHeader::parse(&value) {
+            Ok(h) if value.len() >= wire::LTDB_HEADER_LEN => h,
+            _ => {
+                ret = libc::EMSGSIZE;
+                break;
+            }
+        };
+        count += 1;
+        print!(
+            "{}",
+            format::dump_record(&key, &hdr, &value[wire::LTDB_HEADER_LEN..])
+        );
+    }
+    println!("Dumped {count} record(s)");
+    ret
 }
 
 fn control_getcapabilities(ctx: &mut Ctx, args: &[String]) -> i32 {
@@ -2857,10 +2906,91 @@ fn control_delip(ctx: &mut Ctx, args: &[String]) -> i32 {
 }
 
 fn control_backupdb(ctx: &mut Ctx, args: &[String]) -> i32 {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+
     if args.len() != 2 {
         usage(Some("backupdb"));
     }
-    not_supported(ctx, "backupdb")
+    let (db_id, name, flags) = match ctx.db_exists(&args[0]) {
+        Some(v) => v,
+        None => return 1,
+    };
+    let mut db = match ctx.attach(&name, flags) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("Failed to attach to DB {name}");
+            return e;
+        }
+    };
+    // O_RDWR|O_CREAT without O_TRUNC, as upstream.
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&args[1])
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("Failed to open file {} for writing", args[1]);
+            return e.raw_os_error().unwrap_or(libc::EIO);
+        }
+    };
+    let header_fail = |e: std::io::Error| {
+        eprintln!("Failed to write header to file {}", args[1]);
+        e.raw_os_error().unwrap_or(libc::EIO)
+    };
+    if let Err(e) = file.write_all(&[0u8; format::BACKUP_HEADER_LEN]) {
+        return header_fail(e);
+    }
+    let recs = match local::traverse_local(&mut db) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Failed to collect records from DB {name}");
+            return e;
+        }
+    };
+    let mut nbuf = 0u64;
+    let mut nrec = 0u64;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut count = 0u32;
+    // Upstream leaves the buffers' db_id uninitialised (stack garbage);
+    // this writes the database's id, which restoredb replaces anyway.
+    for (i, (key, value)) in recs.iter().enumerate() {
+        wire::push_rec_data(&mut buf, 0, key, value);
+        count += 1;
+        let last = i + 1 == recs.len();
+        if buf.len() + 8 >= 100_000 || last {
+            let mut out = Vec::with_capacity(buf.len() + 16);
+            out.extend_from_slice(&db_id.to_ne_bytes());
+            out.extend_from_slice(&count.to_ne_bytes());
+            out.extend_from_slice(&(buf.len() as u64).to_ne_bytes());
+            out.extend_from_slice(&buf);
+            if let Err(e) = file.write_all(&out) {
+                eprintln!("Failed to write records to backup file");
+                return e.raw_os_error().unwrap_or(libc::EIO);
+            }
+            nbuf += 1;
+            nrec += u64::from(count);
+            buf.clear();
+            count = 0;
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let header = format::backup_header(now as i64, u64::from(flags), nbuf, nrec, &name);
+    if let Err(e) = file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| file.write_all(&header))
+    {
+        return header_fail(e);
+    }
+    println!("Database backed up to {}", args[1]);
+    0
 }
 
 fn control_restoredb(ctx: &mut Ctx, args: &[String]) -> i32 {
@@ -2893,7 +3023,7 @@ fn control_restoredb(ctx: &mut Ctx, args: &[String]) -> i32 {
     );
     let db_flags = (backup.flags & 0xff) as u8;
     let db_id = match ctx.attach(&db_name, db_flags) {
-        Ok(id) => id,
+        Ok(db) => db.db_id,
         Err(e) => {
             eprintln!("Failed to attach to DB {db_name}");
             return e;
@@ -3240,11 +3370,46 @@ fn control_setdbsticky(ctx: &mut Ctx, args: &[String]) -> i32 {
     )
 }
 
-/// Commands that read or write the local TDB file itself; they need the
-/// storage engine, which this tool does not link yet.
-fn not_supported(_: &mut Ctx, name: &str) -> i32 {
-    eprintln!("Command {name} is not supported by this ctdb build (no local TDB access)");
-    libc::EOPNOTSUPP
+/// Upstream's `str_to_data()`: "0x…" is hex, anything else the bytes.
+fn str_to_data(s: &str) -> Result<Vec<u8>, i32> {
+    let Some(hex) = s.strip_prefix("0x") else {
+        return Ok(s.as_bytes().to_vec());
+    };
+    if hex.len() % 2 != 0 {
+        eprintln!("Key ({hex}) contains odd number of hex digits");
+        return Err(libc::EINVAL);
+    }
+    let b = hex.as_bytes();
+    let mut out = Vec::with_capacity(b.len() / 2);
+    for i in 0..b.len() / 2 {
+        let pair = &b[2 * i..2 * i + 2];
+        let v = std::str::from_utf8(pair)
+            .ok()
+            .filter(|p| p.bytes().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|p| u8::from_str_radix(p, 16).ok());
+        match v {
+            Some(v) => out.push(v),
+            None => {
+                eprintln!("Invalid hex: {}", String::from_utf8_lossy(&b[2 * i..]));
+                return Err(libc::EINVAL);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_key(s: &str) -> Result<Vec<u8>, i32> {
+    str_to_data(s).inspect_err(|_| eprintln!("Failed to parse key {s}"))
+}
+
+fn parse_value(s: &str) -> Result<Vec<u8>, i32> {
+    str_to_data(s).inspect_err(|_| eprintln!("Failed to parse value {s}"))
+}
+
+/// printf's "%.*s": the bytes up to the first NUL.
+fn c_str_bytes(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// Checks shared by the persistent-database commands; returns the name and
@@ -3267,91 +3432,415 @@ fn volatile_db(ctx: &mut Ctx, arg: &str) -> Option<(String, u8)> {
     Some((name, flags))
 }
 
+fn attach_or_report(ctx: &mut Ctx, name: &str, flags: u8) -> Result<LocalDb, i32> {
+    ctx.attach(name, flags).inspect_err(|_| {
+        eprintln!("Failed to attach to DB {name}");
+    })
+}
+
+/// `ctdb_transaction_start()` including the attach of g_lock.tdb.
+fn start_transaction(
+    ctx: &mut Ctx,
+    db: &LocalDb,
+    readonly: bool,
+) -> Result<(LocalDb, Transaction), i32> {
+    let mut glock = match ctx.attach("g_lock.tdb", 0) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("transaction_start: {} attach g_lock.tdb failed", db.name);
+            eprintln!("Failed to start transaction on db {}", db.name);
+            return Err(e);
+        }
+    };
+    match Transaction::start(ctx, db, &mut glock, readonly) {
+        Ok(t) => Ok((glock, t)),
+        Err(e) => {
+            eprintln!("Failed to start transaction on db {}", db.name);
+            Err(e)
+        }
+    }
+}
+
 fn control_pfetch(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 2 {
         usage(Some("pfetch"));
     }
-    if persistent_db(ctx, &args[0]).is_none() {
+    let Some((name, flags)) = persistent_db(ctx, &args[0]) else {
         return 1;
+    };
+    let mut db = match attach_or_report(ctx, &name, flags) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let key = match parse_key(&args[1]) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    let (mut glock, mut tx) = match start_transaction(ctx, &db, true) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let data = match tx.fetch(&mut db, &key) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("Failed to read record for key {}", args[1]);
+            let _ = tx.cancel(ctx, &mut db, &mut glock);
+            return e;
+        }
+    };
+    println!("{}", c_str_bytes(&data));
+    let _ = tx.cancel(ctx, &mut db, &mut glock);
+    0
+}
+
+/// pstore and pdelete: one store in a transaction, committed.
+fn persistent_store(ctx: &mut Ctx, args: &[String], value: Option<&str>) -> i32 {
+    let Some((name, flags)) = persistent_db(ctx, &args[0]) else {
+        return 1;
+    };
+    let mut db = match attach_or_report(ctx, &name, flags) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let key = match parse_key(&args[1]) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    let data = match value {
+        Some(v) => match parse_value(v) {
+            Ok(d) => d,
+            Err(e) => return e,
+        },
+        None => Vec::new(),
+    };
+    let (mut glock, mut tx) = match start_transaction(ctx, &db, false) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    if let Err(e) = tx.store(&mut db, &key, &data) {
+        let what = if value.is_some() { "store" } else { "delete" };
+        eprintln!("Failed to {what} record for key {}", args[1]);
+        let _ = tx.cancel(ctx, &mut db, &mut glock);
+        return e;
     }
-    not_supported(ctx, "pfetch")
+    if let Err(e) = tx.commit(ctx, &mut db, &mut glock) {
+        eprintln!("Failed to commit transaction on db {name}");
+        return e;
+    }
+    0
 }
 
 fn control_pstore(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 3 {
         usage(Some("pstore"));
     }
-    if persistent_db(ctx, &args[0]).is_none() {
-        return 1;
-    }
-    not_supported(ctx, "pstore")
+    let value = args[2].clone();
+    persistent_store(ctx, args, Some(&value))
 }
 
 fn control_pdelete(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 2 {
         usage(Some("pdelete"));
     }
-    if persistent_db(ctx, &args[0]).is_none() {
-        return 1;
+    persistent_store(ctx, args, None)
+}
+
+/// Lines as `fgets(line, 1024, file)` returns them.
+fn fgets_lines(input: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let nl = rest.iter().position(|&b| b == b'\n').map(|p| p + 1);
+        let n = nl.unwrap_or(rest.len()).min(1023);
+        out.push(String::from_utf8_lossy(&rest[..n]).into_owned());
+        rest = &rest[n..];
     }
-    not_supported(ctx, "pdelete")
+    out
+}
+
+/// `ptrans_parse_string()`: a quoted string (possibly "0x…" hex) after
+/// blanks. Ok(None) is an empty string.
+fn ptrans_parse_string(ptr: &mut &str) -> Result<Option<Vec<u8>>, ()> {
+    let t = ptr.trim_start_matches([' ', '\t']);
+    // The rest of the line is printed with its newline, as upstream does.
+    let Some(t) = t.strip_prefix('"') else {
+        eprintln!("Unsupported input format in {ptr}");
+        return Err(());
+    };
+    let Some(n) = t.find('"') else {
+        eprintln!("Unmatched \" in input {ptr}");
+        return Err(());
+    };
+    let data = if n > 0 {
+        Some(str_to_data(&t[..n]).map_err(|_| ())?)
+    } else {
+        None
+    };
+    *ptr = &t[n + 1..];
+    Ok(data)
 }
 
 fn control_ptrans(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.is_empty() || args.len() > 2 {
         usage(Some("ptrans"));
     }
-    if persistent_db(ctx, &args[0]).is_none() {
+    let Some((name, flags)) = persistent_db(ctx, &args[0]) else {
         return 1;
+    };
+    let input = if args.len() == 2 {
+        match std::fs::read(&args[1]) {
+            Ok(d) => d,
+            Err(_) => {
+                eprintln!("Failed to open file {}", args[1]);
+                return 1;
+            }
+        }
+    } else {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut v);
+        v
+    };
+    let mut db = match attach_or_report(ctx, &name, flags) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let (mut glock, mut tx) = match start_transaction(ctx, &db, false) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    for line in fgets_lines(&input) {
+        let mut ptr: &str = &line;
+        let key = match ptrans_parse_string(&mut ptr) {
+            Ok(Some(k)) => k,
+            _ => continue,
+        };
+        let value = match ptrans_parse_string(&mut ptr) {
+            Ok(v) => v.unwrap_or_default(),
+            Err(()) => continue,
+        };
+        if let Err(e) = tx.store(&mut db, &key, &value) {
+            eprintln!("Failed to store record");
+            let _ = tx.cancel(ctx, &mut db, &mut glock);
+            return e;
+        }
     }
-    not_supported(ctx, "ptrans")
+    if let Err(e) = tx.commit(ctx, &mut db, &mut glock) {
+        eprintln!("Failed to commit transaction on db {name}");
+        return e;
+    }
+    0
 }
 
-fn control_tfetch(ctx: &mut Ctx, args: &[String]) -> i32 {
+fn open_tdb_file(path: &str) -> Option<ctdb_engine::CoreStore> {
+    match local::open_tdb(path, 0) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            eprintln!("Failed to open TDB file {path}");
+            None
+        }
+    }
+}
+
+fn control_tfetch(_: &mut Ctx, args: &[String]) -> i32 {
     if args.len() < 2 || args.len() > 3 {
         usage(Some("tfetch"));
     }
-    not_supported(ctx, "tfetch")
+    let Some(mut tdb) = open_tdb_file(&args[0]) else {
+        return 1;
+    };
+    let key = match parse_key(&args[1]) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    let data = match tdb.fetch(&key) {
+        Ok(Some(d)) => d,
+        _ => {
+            eprintln!("No record for key {}", args[1]);
+            return 1;
+        }
+    };
+    if data.len() < wire::LTDB_HEADER_LEN {
+        eprintln!("Invalid record for key {}", args[1]);
+        return 1;
+    }
+    drop(tdb);
+    if args.len() == 3 {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&args[2])
+        {
+            Ok(mut f) => {
+                if f.write_all(&data).is_err() {
+                    eprintln!("Failed to write record to file");
+                }
+            }
+            Err(_) => eprintln!("Failed to open output file {}", args[2]),
+        }
+    }
+    let hdr = match wire::LtdbHeader::parse(&data) {
+        Ok(h) => h,
+        Err(_) => {
+            eprintln!("Failed to parse header from data");
+            return 1;
+        }
+    };
+    print!("{}", format::dump_ltdb_header(&hdr));
+    print!(
+        "{}",
+        format::dump_data("data", &data[wire::LTDB_HEADER_LEN..])
+    );
+    0
 }
 
-fn control_tstore(ctx: &mut Ctx, args: &[String]) -> i32 {
+fn control_tstore(_: &mut Ctx, args: &[String]) -> i32 {
     if args.len() < 3 || args.len() > 5 {
         usage(Some("tstore"));
     }
-    not_supported(ctx, "tstore")
+    let Some(mut tdb) = open_tdb_file(&args[0]) else {
+        return 1;
+    };
+    let key = match parse_key(&args[1]) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    let value = match parse_value(&args[2]) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let mut header = wire::LtdbHeader::default();
+    if args.len() > 3 {
+        match format::smb_strtoul(&args[3], 0, false) {
+            Some(v) => header.rsn = v,
+            None => return libc::EINVAL,
+        }
+    }
+    if args.len() > 4 {
+        header.dmaster = format::atoi(&args[4]) as u32;
+    }
+    let mut rec = Vec::new();
+    header.push(&mut rec);
+    rec.extend_from_slice(&value);
+    if tdb
+        .store(&key, &rec, ctdb_engine::StoreFlag::Replace)
+        .is_err()
+    {
+        eprintln!("Failed to write record {} to file {}", args[1], args[0]);
+        return 1;
+    }
+    0
 }
 
 fn control_readkey(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() < 2 || args.len() > 3 {
         usage(Some("readkey"));
     }
-    if args.len() == 3 && args[2] != "readonly" {
-        usage(Some("readkey"));
+    let mut readonly = false;
+    if args.len() == 3 {
+        if args[2] == "readonly" {
+            readonly = true;
+        } else {
+            usage(Some("readkey"));
+        }
     }
-    if volatile_db(ctx, &args[0]).is_none() {
+    let Some((name, flags)) = volatile_db(ctx, &args[0]) else {
         return 1;
+    };
+    let mut db = match attach_or_report(ctx, &name, flags) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let key = match parse_key(&args[1]) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    match local::fetch_lock(ctx, &mut db, &key, readonly) {
+        Ok(h) => {
+            let data = h.data().to_vec();
+            println!("Data: size:{} ptr:[{}]", data.len(), c_str_bytes(&data));
+            h.release(&mut db);
+            0
+        }
+        Err(e) => {
+            eprintln!("Failed to read record for key {}", args[1]);
+            e
+        }
     }
-    not_supported(ctx, "readkey")
 }
 
 fn control_writekey(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 3 {
         usage(Some("writekey"));
     }
-    if volatile_db(ctx, &args[0]).is_none() {
+    let Some((name, flags)) = volatile_db(ctx, &args[0]) else {
         return 1;
-    }
-    not_supported(ctx, "writekey")
+    };
+    let mut db = match attach_or_report(ctx, &name, flags) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let key = match parse_key(&args[1]) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    let data = match parse_value(&args[2]) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let h = match local::fetch_lock(ctx, &mut db, &key, false) {
+        Ok(h) => h,
+        Err(e) => {
+            // Upstream names the database here, not the key.
+            eprintln!("Failed to lock record for key {}", args[0]);
+            return e;
+        }
+    };
+    let ret = match local::store_record(&mut db, &h, &data) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Failed to store record for key {}", args[1]);
+            e
+        }
+    };
+    h.release(&mut db);
+    ret
 }
 
 fn control_deletekey(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 2 {
         usage(Some("deletekey"));
     }
-    if volatile_db(ctx, &args[0]).is_none() {
+    let Some((name, flags)) = volatile_db(ctx, &args[0]) else {
         return 1;
-    }
-    not_supported(ctx, "deletekey")
+    };
+    let mut db = match attach_or_report(ctx, &name, flags) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let key = match parse_key(&args[1]) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    let h = match local::fetch_lock(ctx, &mut db, &key, false) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("Failed to fetch record for key {}", args[1]);
+            return e;
+        }
+    };
+    let ret = match local::delete_record(ctx, &mut db, &h) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Failed to delete record for key {}", args[1]);
+            e
+        }
+    };
+    h.release(&mut db);
+    ret
 }
 
 fn control_checktcpport(_: &Options, args: &[String]) -> i32 {
