@@ -7,7 +7,9 @@
 //! decodes each REQ_CONTROL with [`Packet::decode`] and
 //! [`ControlData::decode`] (failing the test on any decode error), answers
 //! with typed [`ControlReplyData`] encoded by [`Packet::encode`], and sends
-//! the LEADER message `ctdb status` waits for. The tool's stdout then proves
+//! the LEADER message `ctdb status` waits for and the int result
+//! `ctdb ipreallocate` waits for after its TAKEOVER_RUN message (decoded as
+//! [`MessageData`]). The tool's stdout then proves
 //! the layouts of node maps, db maps, strings, tunable lists, statistics,
 //! uptime, interfaces and public IPs match upstream's. This is not a
 //! daemon: it knows only the fixed answers below.
@@ -36,6 +38,8 @@ const CTDB: &str = "/usr/bin/ctdb";
 #[derive(Default)]
 struct Seen {
     opcodes: Vec<u32>,
+    /// Srvids of the messages the tool sent.
+    messages: Vec<u64>,
     /// Every request: opcode and raw control data.
     inputs: Vec<(u32, Vec<u8>)>,
     errors: Vec<String>,
@@ -361,6 +365,32 @@ fn serve(mut conn: UnixStream, seen: &Mutex<Seen>) {
                 return;
             }
         };
+        if let Payload::ReqMessage(m) = &pkt.payload {
+            // a takeover run request: answer the tool's reply srvid with
+            // the int result, as the leader's recovery daemon does
+            match m.decode_data() {
+                Ok(MessageData::TakeoverRun(req)) => {
+                    seen.lock().unwrap().messages.push(m.srvid);
+                    let result = 0i32.to_ne_bytes();
+                    let reply = Packet::new(
+                        Header::new(0, req.pnn, 0, 0),
+                        Payload::ReqMessage(ReqMessage::raw(req.srvid, &result)),
+                    );
+                    out.clear();
+                    reply.encode(&mut out).unwrap();
+                    if conn.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+                Ok(other) => seen
+                    .lock()
+                    .unwrap()
+                    .errors
+                    .push(format!("message {other:?}")),
+                Err(e) => seen.lock().unwrap().errors.push(format!("message: {e}")),
+            }
+            continue;
+        }
         let Payload::ReqControl(req) = &pkt.payload else {
             seen.lock()
                 .unwrap()
@@ -624,8 +654,13 @@ fn ctdb_tool_requests_decode_to_the_values_given_on_its_command_line() {
         "{out}"
     );
 
+    // TAKEOVER_RUN message out, int result message back
+    let (ok, _, err) = show(&["ipreallocate"]);
+    assert!(ok, "{err}");
+
     let seen = d.seen.lock().unwrap();
     assert!(seen.errors.is_empty(), "decode errors: {:?}", seen.errors);
+    assert_eq!(seen.messages, vec![srvid::TAKEOVER_RUN]);
     let inputs: Vec<ControlData<'_>> = seen
         .inputs
         .iter()
