@@ -75,7 +75,23 @@
 //!
 //! [`Packet::encode`] writes header, payload and zero padding and sets the
 //! length field to the total, as ctdbd does ([`Framing::Daemon`]); see
-//! [`Framing`] for the client library's and smbd's variants.
+//! [`Framing`] for the client library's and smbd's variants. A reply's
+//! header is [`Header::reply`] of the request's.
+//!
+//! # Tests (`cargo test -p ctdb-protocol`)
+//!
+//! * `tests/packets.rs`, `tests/controls.rs`: seeded random round trips of
+//!   every operation, every control input and output and every typed
+//!   message body; framing lengths, byte offsets, header checks,
+//!   truncations (`CTDB_TEST_SEED` replays a run).
+//! * `tests/fuzz_decode.rs`: bounded mutation fuzzing of
+//!   [`fuzz::fuzz_decode`] (`CTDB_FUZZ_ITERS`, default 300 000).
+//! * `tests/cli_interop.rs`, `tests/smbd_interop.rs`: Debian's `ctdb` tool
+//!   and `smbd` against a stand-in daemon built on this crate.
+//! * `tests/golden.rs`: packets recorded between Debian's ctdbd and its
+//!   tools re-encode byte for byte.
+//!
+//! Throughput: `cargo run --release -p ctdb-perf --bin codec-bench`.
 
 #![forbid(unsafe_code)]
 
