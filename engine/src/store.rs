@@ -89,14 +89,6 @@ impl ChainWalk {
     }
 }
 
-struct TravState {
-    list: u32,
-    off: u32,
-    ty: LockType,
-    level: usize,
-    hops: u64,
-}
-
 /// A handle for one core: owns the hash chains `b` with
 /// `b % ncores == core` (all chains when `ncores == 1`) and the records on
 /// them. Operations on a key of another core's chain fail with
@@ -110,7 +102,6 @@ pub struct CoreStore {
     pub(crate) map: Map,
     nest: Vec<NestLock>,
     pub(crate) allrec: AllRecord,
-    travlocks: Vec<u32>,
     traverse_read: u32,
     pub(crate) tx: Option<Box<Tx>>,
     pub(crate) core: usize,
@@ -135,7 +126,6 @@ impl CoreStore {
                 ty: LockType::Read,
                 upgradable: false,
             },
-            travlocks: Vec::new(),
             traverse_read: 0,
             tx: None,
             core,
@@ -314,7 +304,13 @@ impl CoreStore {
         self.write(off as u64, &v.to_le_bytes())
     }
 
+    #[inline]
     pub(crate) fn read_rec_raw(&mut self, off: u32) -> Result<Rec> {
+        if self.tx.is_none() {
+            if let Some(b) = self.map.read_array::<24>(off as u64) {
+                return Ok(Rec::from_bytes(&b));
+            }
+        }
         let mut b = [0u8; 24];
         self.read(off as u64, &mut b)?;
         Ok(Rec::from_bytes(&b))
@@ -737,31 +733,9 @@ impl CoreStore {
         Ok(())
     }
 
-    fn lock_record(&mut self, off: u32) -> Result<()> {
-        if self.allrec.count > 0 || off == 0 {
-            return Ok(());
-        }
-        self.brlock(LockType::Read, off as u64, 1, true).map(|_| ())
-    }
-
-    fn unlock_record(&mut self, off: u32) -> Result<()> {
-        if self.allrec.count > 0 || off == 0 {
-            return Ok(());
-        }
-        let count = self.travlocks.iter().filter(|&&o| o == off).count();
-        if count == 1 {
-            self.brunlock(off as u64, 1)
-        } else {
-            Ok(())
-        }
-    }
-
     /// Probe whether nobody traverses at `off` (so a dead record there may be
     /// freed).
     fn write_lock_record(&mut self, off: u32) -> Result<bool> {
-        if self.travlocks.contains(&off) {
-            return Ok(false);
-        }
         if self.allrec.count > 0 {
             return Ok(self.allrec.ty == LockType::Write);
         }
@@ -1400,124 +1374,76 @@ impl CoreStore {
         self.ncores as u32
     }
 
-    /// Next live record, leaving its chain locked and the record read-locked
-    /// (libtdb's `tdb_next_lock`).
-    fn next_lock(&mut self, tl: &mut TravState) -> Result<Option<(u32, Rec)>> {
-        let mut want_next = tl.off != 0;
-        let hs = self.sh.hash_size;
-        let step = self.chain_step();
-        while tl.list < hs {
-            if tl.off == 0 && tl.list != self.first_chain() {
-                // Unlocked peek: skip empty chains.
-                while tl.list < hs {
-                    let top = self.map.read_u32(hash_top(tl.list) as u64);
-                    if self.tx.is_some() || top != Some(0) {
-                        break;
-                    }
-                    tl.list = tl.list.saturating_add(step);
+    /// Copy every live record of chain `list` into `buf` (entries as
+    /// `(start, key_len, data_len)`), under the chain lock.
+    fn snapshot_chain(
+        &mut self,
+        list: u32,
+        ty: LockType,
+        buf: &mut Vec<u8>,
+        entries: &mut Vec<(usize, usize, usize)>,
+    ) -> Result<()> {
+        buf.clear();
+        entries.clear();
+        self.lock_chain(list, ty)?;
+        let r = (|| -> Result<()> {
+            let mut off = self.read_u32(hash_top(list))?;
+            let mut walk = ChainWalk::new(off);
+            while off != 0 {
+                let rec = self.read_chain_rec(off)?;
+                if !rec.is_dead() {
+                    self.rec_data_off(off, &rec)?;
+                    let start = buf.len();
+                    let n = rec.key_len as usize + rec.data_len as usize;
+                    self.append_bytes(off as u64 + REC_SIZE as u64, n, buf)?;
+                    entries.push((start, rec.key_len as usize, rec.data_len as usize));
                 }
-                if tl.list >= hs {
-                    break;
-                }
+                off = rec.next;
+                walk.check(self, off)?;
             }
-            self.lock_chain(tl.list, tl.ty)?;
-            let r = (|| -> Result<Option<(u32, Rec)>> {
-                if tl.off == 0 {
-                    tl.off = self.read_u32(hash_top(tl.list))?;
-                } else {
-                    self.unlock_record(tl.off)?;
-                    self.travlocks[tl.level] = 0;
-                }
-                if want_next {
-                    let rec = self.read_chain_rec(tl.off)?;
-                    tl.off = rec.next;
-                }
-                while tl.off != 0 {
-                    tl.hops += 1;
-                    if tl.hops > self.map_size() / REC_SIZE as u64 + 2 {
-                        return Err(self.corrupt(tl.off as u64, "hash chain loop during traverse"));
-                    }
-                    let rec = self.read_chain_rec(tl.off)?;
-                    if tl.off == rec.next {
-                        return Err(self.corrupt(tl.off as u64, "record points to itself"));
-                    }
-                    if !rec.is_dead() {
-                        self.lock_record(tl.off)?;
-                        self.travlocks[tl.level] = tl.off;
-                        return Ok(Some((tl.off, rec)));
-                    }
-                    tl.off = rec.next;
-                }
-                Ok(None)
-            })();
-            match r {
-                Ok(Some(x)) => return Ok(Some(x)),
-                Ok(None) => {
-                    self.unlock_chain(tl.list)?;
-                    want_next = false;
-                    tl.hops = 0;
-                    tl.list = tl.list.saturating_add(step);
-                }
-                Err(e) => {
-                    tl.off = 0;
-                    let _ = self.unlock_chain(tl.list);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(None)
+            Ok(())
+        })();
+        let u = self.unlock_chain(list);
+        r.and(u)
     }
 
+    /// Traverse this handle's chains. Each chain is copied under its lock
+    /// and the callbacks run after the lock is dropped, so a chain costs one
+    /// lock/unlock pair instead of libtdb's chain+record lock dance per
+    /// record, and no record locks are needed: the callback works on copies
+    /// and may store or delete anything. Records added to a chain already
+    /// visited are not seen (libtdb may miss them too).
     fn traverse_internal<F>(&mut self, ty: LockType, f: &mut F) -> Result<u64>
     where
         F: FnMut(&mut CoreStore, &[u8], &[u8]) -> Result<Walk>,
     {
-        let level = self.travlocks.len();
-        self.travlocks.push(0);
-        let mut tl = TravState {
-            list: self.first_chain(),
-            off: 0,
-            ty,
-            level,
-            hops: 0,
-        };
+        let hs = self.sh.hash_size;
+        let step = self.chain_step();
+        let first = self.first_chain();
+        let mut list = first;
         let mut count = 0u64;
         let mut buf: Vec<u8> = Vec::new();
-        let r = (|| -> Result<()> {
-            loop {
-                let Some((off, rec)) = self.next_lock(&mut tl)? else {
-                    return Ok(());
-                };
+        let mut entries: Vec<(usize, usize, usize)> = Vec::new();
+        while list < hs {
+            // Unlocked peek to skip empty chains; never for the first chain,
+            // so at least one lock is taken (memory coherence, as libtdb).
+            if list != first
+                && self.tx.is_none()
+                && self.map.read_u32(hash_top(list) as u64) == Some(0)
+            {
+                list = list.saturating_add(step);
+                continue;
+            }
+            self.snapshot_chain(list, ty, &mut buf, &mut entries)?;
+            for &(start, k, d) in entries.iter() {
                 count += 1;
-                buf.clear();
-                let rd = self.rec_data_off(off, &rec).and_then(|_| {
-                    self.append_bytes(
-                        off as u64 + REC_SIZE as u64,
-                        rec.key_len as usize + rec.data_len as usize,
-                        &mut buf,
-                    )
-                });
-                let u = self.unlock_chain(tl.list);
-                if let Err(e) = rd.and(u) {
-                    let _ = self.unlock_record(off);
-                    return Err(e);
-                }
-                let k = rec.key_len as usize;
-                match f(self, &buf[..k], &buf[k..]) {
-                    Ok(Walk::Continue) => {}
-                    Ok(Walk::Stop) => {
-                        self.unlock_record(off)?;
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        let _ = self.unlock_record(off);
-                        return Err(e);
-                    }
+                if f(self, &buf[start..start + k], &buf[start + k..start + k + d])? == Walk::Stop {
+                    return Ok(count);
                 }
             }
-        })();
-        self.travlocks.truncate(level);
-        r.map(|_| count)
+            list = list.saturating_add(step);
+        }
+        Ok(count)
     }
 
     /// Read traverse over this handle's chains: the callback sees each live

@@ -46,6 +46,7 @@ impl Map {
         self.len == 0
     }
 
+    #[inline]
     fn ptr(&self, off: u64, len: usize) -> Option<*mut u8> {
         let end = off.checked_add(len as u64)?;
         if end > self.len {
@@ -128,13 +129,22 @@ impl Map {
         Some(s == other)
     }
 
+    #[inline]
     pub fn read_u32(&self, off: u64) -> Option<u32> {
-        let mut b = [0u8; 4];
-        if self.read(off, &mut b) {
-            Some(u32::from_le_bytes(b))
-        } else {
-            None
-        }
+        let b: [u8; 4] = self.read_array(off)?;
+        Some(u32::from_le_bytes(b))
+    }
+
+    /// Copy a fixed-size array (record headers, words) out of the mapping
+    /// without a call to memcpy.
+    #[inline]
+    pub fn read_array<const N: usize>(&self, off: u64) -> Option<[u8; N]> {
+        let p = self.ptr(off, N)?;
+        // SAFETY: `p..p+N` is inside the mapping (checked by `ptr`);
+        // `read_unaligned` has no alignment requirement and `[u8; N]` is
+        // valid for any bit pattern. Writers are excluded by the TDB lock
+        // the caller holds.
+        Some(unsafe { std::ptr::read_unaligned(p as *const [u8; N]) })
     }
 
     pub fn write_u32(&self, off: u64, v: u32) -> bool {
