@@ -85,7 +85,7 @@ pub enum EventError {
 }
 
 impl EventError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         EventError::Io {
             op,
             path: path.into(),

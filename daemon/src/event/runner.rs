@@ -480,7 +480,8 @@ impl EventRunner {
     pub fn status(&self, component: Option<&str>, event: Option<&str>) -> Result<RunResult, i32> {
         let comp = self.component(component)?;
         let event = event.ok_or(libc::EINVAL)?;
-        lock(&comp.results).get(event).cloned().ok_or(libc::EINVAL)
+        let result = lock(&comp.results).get(event).cloned();
+        result.ok_or(libc::EINVAL)
     }
 
     /// Enables or disables a script by its execute bits (the protocol's
