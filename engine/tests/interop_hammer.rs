@@ -282,3 +282,58 @@ fn hammer_mutex_locks() {
         flags::CLEAR_IF_FIRST | flags::INCOMPATIBLE_HASH | flags::NOSYNC | flags::MUTEX_LOCKING,
     );
 }
+
+/// Property: a handle whose mapping predates another process's file growth
+/// still allocates correctly: libtdb grows the file and merges the new
+/// space into the free record at the data start, which then extends beyond
+/// our old mapping; our next allocation walks the free list and must remap
+/// (as libtdb's `tdb_oob` re-reads the file size before declaring an offset
+/// out of bounds) rather than call the file corrupt. This is the
+/// deterministic form of a rare `hammer_mutex_locks` failure ("free record
+/// extends beyond end of file" at the data start).
+#[test]
+fn free_record_grown_by_libtdb() {
+    let dir = temp_dir("grown");
+    let path = dir.join("grown.tdb");
+    let tdb_flags = flags::INCOMPATIBLE_HASH | flags::NOSYNC;
+    let db = Database::open(
+        &path,
+        &OpenOptions::new().hash_size(HASH_SIZE).tdb_flags(tdb_flags),
+    )
+    .unwrap();
+    let mut h = db.handle().unwrap();
+    h.store(b"first", &[1u8; 100], StoreFlag::Replace).unwrap();
+    h.delete(b"first").unwrap();
+    let size_before = std::fs::metadata(&path).unwrap().len();
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            "import os, sys, tdb\n\
+             t = tdb.Tdb(sys.argv[1], 0, int(sys.argv[2]), os.O_RDWR, 0o600)\n\
+             t.store(b'big', b'x' * 200000, tdb.REPLACE)\n\
+             t.delete(b'big')\n\
+             t.close()\n",
+        )
+        .arg(&path)
+        .arg(tdb_flags.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::metadata(&path).unwrap().len() > size_before,
+        "libtdb did not grow the file"
+    );
+    h.store(b"second", &[2u8; 200], StoreFlag::Replace)
+        .expect("store after libtdb grew the file");
+    assert_eq!(
+        h.fetch(b"second").unwrap().as_deref(),
+        Some(&[2u8; 200][..])
+    );
+    drop(h);
+    drop(db);
+    std::fs::remove_dir_all(dir).unwrap();
+}
