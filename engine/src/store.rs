@@ -107,7 +107,21 @@ pub struct CoreStore {
     pub(crate) core: usize,
     pub(crate) ncores: usize,
     scratch: Vec<u8>,
+    /// Lazily computed reserve chain (None inside: this partition owns no
+    /// chain).
+    reserve: Option<Option<Reserve>>,
 }
+
+struct Reserve {
+    key: Vec<u8>,
+    hash: u32,
+    bucket: u32,
+}
+
+/// Dead records added to a partition's reserve per free-list visit.
+const RESERVE_BATCH: u32 = 8;
+/// More dead records than this on the reserve chain are given back.
+const RESERVE_MAX: u32 = 32;
 
 impl CoreStore {
     pub(crate) fn new(
@@ -131,6 +145,7 @@ impl CoreStore {
             core,
             ncores,
             scratch: Vec::new(),
+            reserve: None,
         };
         st.refresh_map()?;
         Ok(st)
@@ -733,27 +748,25 @@ impl CoreStore {
         Ok(())
     }
 
-    /// Probe whether nobody traverses at `off` (so a dead record there may be
-    /// freed).
-    fn write_lock_record(&mut self, off: u32) -> Result<bool> {
+    /// Is nobody (a libtdb traversal) holding a record lock at `off`, so
+    /// that the dead record there may be freed? libtdb probes with a
+    /// non-blocking write lock plus unlock; a lock test is equivalent and
+    /// race-free here because record locks are only taken under the chain
+    /// lock, which we hold.
+    fn record_unlocked(&mut self, off: u32) -> Result<bool> {
         if self.allrec.count > 0 {
             return Ok(self.allrec.ty == LockType::Write);
         }
         if self.sh.nolock {
             return Ok(true);
         }
-        sys::lock(&self.file, LockType::Write, off as u64, 1, false).map_err(|e| Error::Lock {
-            path: self.sh.path.clone(),
-            offset: off as u64,
-            what: format!("record lock probe failed: {e}"),
-        })
-    }
-
-    fn write_unlock_record(&mut self, off: u32) -> Result<()> {
-        if self.allrec.count > 0 {
-            return Ok(());
-        }
-        self.brunlock(off as u64, 1)
+        sys::write_lock_conflicts(&self.file, off as u64, 1)
+            .map(|busy| !busy)
+            .map_err(|e| Error::Lock {
+                path: self.sh.path.clone(),
+                offset: off as u64,
+                what: format!("record lock test failed: {e}"),
+            })
     }
 
     // ---------------------------------------------------------- recovery hook
@@ -1025,8 +1038,7 @@ impl CoreStore {
                             self.lock_freelist()?;
                             locked_fl = true;
                         }
-                        if self.write_lock_record(rec_ptr)? {
-                            self.write_unlock_record(rec_ptr)?;
+                        if self.record_unlocked(rec_ptr)? {
                             self.write_u32(last_ptr, rec.next)?;
                             deleted = true;
                             self.free(rec_ptr, rec)?;
@@ -1261,6 +1273,100 @@ impl CoreStore {
         Ok(best)
     }
 
+    /// The chain holding this partition's reserve and the key its dead
+    /// reserve records carry (a key hashing to that chain, so the records
+    /// are valid dead records for libtdb and `tdb_check`).
+    fn reserve_chain(&mut self) -> Option<(u32, u32)> {
+        if let Some(r) = &self.reserve {
+            return r.as_ref().map(|r| (r.bucket, r.hash));
+        }
+        let mut found = None;
+        for i in 0..(256 * self.ncores as u32) {
+            let key = format!("\0ctdb-engine-reserve-{}-{i}", self.core).into_bytes();
+            let hash = self.sh.hash.hash(&key);
+            let bucket = hash % self.sh.hash_size;
+            if self.owns(bucket) {
+                found = Some(Reserve { key, hash, bucket });
+                break;
+            }
+        }
+        let r = found.as_ref().map(|r| (r.bucket, r.hash));
+        self.reserve = Some(found);
+        r
+    }
+
+    /// Allocate from this partition's reserve of dead records, refilling it
+    /// in batches from the free list, so that cores rarely meet on the
+    /// free-list lock. Returns None if the reserve chain is busy.
+    fn alloc_from_reserve(&mut self, bucket: u32, length: u32) -> Result<Option<(u32, Rec)>> {
+        let Some((rb, rhash)) = self.reserve_chain() else {
+            return Ok(None);
+        };
+        let roff = chain_lock_offset(rb);
+        if rb != bucket && !self.lock_list(roff, LockType::Write, false)? {
+            return Ok(None);
+        }
+        let r = (|| -> Result<Option<(u32, Rec)>> {
+            if let Some((ptr, rec, last)) = self.find_dead(rb, length)? {
+                self.write_u32(last, rec.next)?;
+                return Ok(Some((ptr, rec)));
+            }
+            self.lock_freelist()?;
+            let r2 = (|| -> Result<(u32, Rec)> {
+                if rb != bucket {
+                    self.trim_dead(bucket, 0)?;
+                }
+                if self.count_dead(rb)? > RESERVE_MAX {
+                    self.trim_dead(rb, 0)?;
+                }
+                let got = self.allocate_from_freelist(length)?;
+                let key = match &self.reserve {
+                    Some(Some(r)) => r.key.clone(),
+                    _ => return Ok(got),
+                };
+                let rlen = length.max(64);
+                for _ in 0..RESERVE_BATCH {
+                    let (p, mut rec) = self.allocate_from_freelist(rlen)?;
+                    rec.next = self.read_u32(hash_top(rb))?;
+                    rec.key_len = key.len() as u32;
+                    rec.data_len = 0;
+                    rec.full_hash = rhash;
+                    rec.magic = TDB_DEAD_MAGIC;
+                    self.write_rec(p, &rec)?;
+                    self.write(p as u64 + REC_SIZE as u64, &key)?;
+                    self.write_u32(hash_top(rb), p)?;
+                }
+                Ok(got)
+            })();
+            let u = self.unlock_freelist();
+            let v = r2?;
+            u?;
+            Ok(Some(v))
+        })();
+        if rb != bucket {
+            let u = self.unlock_list(roff);
+            let v = r?;
+            u?;
+            return Ok(v);
+        }
+        r
+    }
+
+    fn count_dead(&mut self, bucket: u32) -> Result<u32> {
+        let mut n = 0;
+        let mut off = self.read_u32(hash_top(bucket))?;
+        let mut walk = ChainWalk::new(off);
+        while off != 0 {
+            let rec = self.read_chain_rec(off)?;
+            if rec.is_dead() {
+                n += 1;
+            }
+            off = rec.next;
+            walk.check(self, off)?;
+        }
+        Ok(n)
+    }
+
     /// Get room for `length` bytes of key+data (chain `bucket` locked).
     fn allocate(&mut self, bucket: u32, length: u32) -> Result<(u32, Rec)> {
         if self.sh.max_dead > 0 {
@@ -1268,6 +1374,11 @@ impl CoreStore {
                 // Reuse a dead record of our own chain: no free-list lock.
                 self.write_u32(last, rec.next)?;
                 return Ok((ptr, rec));
+            }
+        }
+        if self.ncores > 1 && self.tx.is_none() {
+            if let Some(got) = self.alloc_from_reserve(bucket, length)? {
+                return Ok(got);
             }
         }
         self.lock_freelist()?;

@@ -67,6 +67,30 @@ pub fn lock(file: &File, ty: LockType, off: u64, len: u64, wait: bool) -> io::Re
     }
 }
 
+/// Would a write lock on `[off, off+len)` conflict with a lock held through
+/// another open file description or by another process? (`F_OFD_GETLK`)
+pub fn write_lock_conflicts(file: &File, off: u64, len: u64) -> io::Result<bool> {
+    let mut fl = flock_for(libc::F_WRLCK as libc::c_short, off, len)?;
+    loop {
+        // SAFETY: `fl` is a valid, initialised flock the kernel may write
+        // back into; the fd is owned by `file`.
+        let r = unsafe {
+            libc::fcntl(
+                file.as_raw_fd(),
+                libc::F_OFD_GETLK,
+                &mut fl as *mut libc::flock,
+            )
+        };
+        if r == 0 {
+            return Ok(fl.l_type != libc::F_UNLCK as libc::c_short);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 /// Release an OFD lock on `[off, off+len)`.
 pub fn unlock(file: &File, off: u64, len: u64) -> io::Result<()> {
     let fl = flock_for(libc::F_UNLCK as libc::c_short, off, len)?;
