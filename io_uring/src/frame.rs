@@ -7,21 +7,19 @@
 
 use crate::error::IoError;
 
-// TODO(protoA): switch to the constants of `ctdb_protocol::header` once
-// protocol/src/header.rs lands; these two values are fixed by the wire format.
 /// Size of `struct ctdb_req_header`; the smallest legal packet.
-pub const HEADER_LEN: u32 = 32;
+pub const HEADER_LEN: u32 = ctdb_protocol::HEADER_LEN as u32;
 /// `CTDB_MAGIC`: "CTDB" read as a little-endian `u32`.
-pub const CTDB_MAGIC: u32 = 0x4354_4442;
+pub const CTDB_MAGIC: u32 = ctdb_protocol::CTDB_MAGIC;
 
 /// `CTDB_DS_ALIGNMENT`: ctdbd pads every packet it sends to this multiple.
-pub const PACKET_ALIGN: usize = 8;
+pub const PACKET_ALIGN: usize = ctdb_protocol::CTDB_DS_ALIGNMENT;
 
-/// Default upper bound on one packet. Upstream has none; we need one so a
-/// hostile length field cannot make us allocate gigabytes. 64 MiB is far above
-/// any record or control reply ctdbd produces in normal operation (recovery
-/// moves databases in batches of about 1 MiB).
-pub const DEFAULT_MAX_PACKET: u32 = 64 << 20;
+/// Default upper bound on one packet: the protocol crate's decode limit, so
+/// whatever the reader accepts the decoder accepts too. Upstream has no
+/// bound; we need one so a hostile length field cannot make us allocate
+/// without limit (the buffer only grows as bytes actually arrive up to it).
+pub const DEFAULT_MAX_PACKET: u32 = ctdb_protocol::header::DEFAULT_MAX_PACKET;
 
 /// How a stream is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,9 @@
 //! by borrowing from it), and small packets arrive many to a read. The reader
 //! keeps one growable buffer per connection, reads in large chunks, hands out
 //! slices into it, and moves leftover bytes to the front only when a packet
-//! would not fit behind them. After an unusually large packet the buffer is
+//! would not fit behind them. The buffer grows (by doubling) only as the
+//! bytes of a large packet actually arrive, so a length field announcing a
+//! huge packet costs nothing by itself; after a large packet the buffer is
 //! shrunk back, so an idle connection does not pin megabytes.
 
 use futures_lite::io::{AsyncRead, AsyncReadExt};
@@ -129,9 +131,12 @@ impl<S: AsyncRead + Unpin> PacketReader<S> {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() < need {
-            // `need` was checked against `max_packet`, so this is bounded.
-            self.buf.resize(need, 0);
+        if self.buf.len() < need && self.buf.len() - self.end < self.cfg.read_chunk {
+            // Grow by doubling as bytes arrive, not to the announced length
+            // at once: a hostile length field costs nothing until the bytes
+            // are really sent. `need` was checked against `max_packet`.
+            let grown = (self.buf.len() * 2).max(self.end + self.cfg.read_chunk);
+            self.buf.resize(grown.min(need), 0);
         }
         debug_assert!(self.end < self.buf.len());
     }

@@ -259,6 +259,29 @@ fn bad_lengths_and_magic_are_typed_errors() {
 }
 
 #[test]
+fn announced_length_alone_does_not_allocate() {
+    run(|| async {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut bytes = raw_header(100 << 20, CTDB_MAGIC);
+        bytes.extend(vec![7u8; 1000]);
+        a.write_all(&bytes).await.unwrap();
+        a.close().await.unwrap();
+        let mut r = PacketReader::new(b);
+        match r.next_packet().await {
+            Err(IoError::Truncated { have, need, .. }) => {
+                assert_eq!((have, need), (1032, 100 << 20))
+            }
+            other => panic!("expected Truncated, got {other:?}"),
+        }
+        assert!(
+            r.capacity() <= 256 * 1024,
+            "buffer grew to {}",
+            r.capacity()
+        );
+    });
+}
+
+#[test]
 fn many_packets_in_order_over_tcp_with_padding() {
     let seed = seed();
     run(move || async move {
