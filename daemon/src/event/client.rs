@@ -9,9 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::protocol::{
-    self, Reply, Request, RunRequest, ScriptRequest, StatusRequest, RUN_ALL,
-};
+use super::protocol::{self, Reply, Request, RunRequest, ScriptRequest, StatusRequest, RUN_ALL};
 use super::runner::RunResult;
 use super::server::read_packet;
 use super::EventError;
@@ -31,7 +29,8 @@ pub struct EventClient {
 impl EventClient {
     /// Connects to `path`.
     pub fn connect(path: &Path) -> Result<EventClient, EventError> {
-        let stream = UnixStream::connect(path).map_err(|e| EventError::io("connect to", path, e))?;
+        let stream =
+            UnixStream::connect(path).map_err(|e| EventError::io("connect to", path, e))?;
         Ok(EventClient {
             stream,
             path: path.to_path_buf(),
@@ -119,7 +118,12 @@ impl EventClient {
 
     /// Enables or disables a script through the daemon; returns the
     /// reply code.
-    pub fn script(&mut self, component: &str, script: &str, enable: bool) -> Result<i32, EventError> {
+    pub fn script(
+        &mut self,
+        component: &str,
+        script: &str,
+        enable: bool,
+    ) -> Result<i32, EventError> {
         let r = self.request(&Request::Script(ScriptRequest {
             component: Some(component.to_string()),
             script: Some(script.to_string()),

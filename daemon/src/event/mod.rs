@@ -79,12 +79,17 @@ pub enum EventError {
         source: io::Error,
     },
     /// The peer replied to a different request or command.
-    Mismatch { what: &'static str, expected: u32, got: u32 },
+    Mismatch {
+        what: &'static str,
+        expected: u32,
+        got: u32,
+    },
     /// A command-line value is unusable.
     BadOption { option: &'static str, why: String },
 }
 
 impl EventError {
+    /// An I/O error on `path`.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         EventError::Io {
             op,

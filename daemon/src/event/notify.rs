@@ -61,7 +61,10 @@ pub fn run_notification_sync(script: &Path, event: &str) -> NotifyOutcome {
         }
     };
     if meta.mode() & 0o100 == 0 {
-        tracing::error!("Notification script {} is not executable.", script.display());
+        tracing::error!(
+            "Notification script {} is not executable.",
+            script.display()
+        );
         return NotifyOutcome::NotExecutable(script.to_path_buf());
     }
     let cmd = format!("{} {}\n", script.display(), event);

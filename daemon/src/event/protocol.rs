@@ -297,11 +297,13 @@ impl<'a> Reader<'a> {
         let off = self.off;
         match self.bytes(what)? {
             None => Ok(None),
-            Some(b) => String::from_utf8(b).map(Some).map_err(|_| EventError::BadValue {
-                what,
-                offset: off,
-                value: "bytes that are not UTF-8".into(),
-            }),
+            Some(b) => String::from_utf8(b)
+                .map(Some)
+                .map_err(|_| EventError::BadValue {
+                    what,
+                    offset: off,
+                    value: "bytes that are not UTF-8".into(),
+                }),
         }
     }
     fn timeval(&mut self, what: &'static str) -> Result<Timeval, EventError> {

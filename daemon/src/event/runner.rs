@@ -178,7 +178,9 @@ impl CtdbEvent {
 
     /// Whether `args` has the right number of words (spaces/tabs).
     pub fn check_args(self, args: Option<&str>) -> bool {
-        let n = args.map_or(0, |a| a.split([' ', '\t']).filter(|w| !w.is_empty()).count());
+        let n = args.map_or(0, |a| {
+            a.split([' ', '\t']).filter(|w| !w.is_empty()).count()
+        });
         n == self.arg_count()
     }
 
@@ -423,9 +425,11 @@ impl EventRunner {
             let end = Timeval::now();
             let (res, output, timed_out_pid) = match outcome {
                 ScriptOutcome::Done { result, output } => (result, output, None),
-                ScriptOutcome::TimedOut { output, pid, reaped } => {
-                    (-libc::ETIMEDOUT, output, Some((pid, reaped)))
-                }
+                ScriptOutcome::TimedOut {
+                    output,
+                    pid,
+                    reaped,
+                } => (-libc::ETIMEDOUT, output, Some((pid, reaped))),
                 ScriptOutcome::Cancelled => return Err(libc::ECANCELED),
             };
             if let Some(out) = &output {
@@ -480,8 +484,8 @@ impl EventRunner {
     pub fn status(&self, component: Option<&str>, event: Option<&str>) -> Result<RunResult, i32> {
         let comp = self.component(component)?;
         let event = event.ok_or(libc::EINVAL)?;
-        let result = lock(&comp.results).get(event).cloned();
-        result.ok_or(libc::EINVAL)
+        let found = lock(&comp.results).get(event).cloned();
+        found.ok_or(libc::EINVAL)
     }
 
     /// Enables or disables a script by its execute bits (the protocol's
@@ -601,11 +605,7 @@ fn capture(mut r: std::io::PipeReader) -> Captured {
     Captured { buf, eof }
 }
 
-fn spawn_script(
-    path: &Path,
-    arg0: &str,
-    args: &[String],
-) -> std::io::Result<(Child, Captured)> {
+fn spawn_script(path: &Path, arg0: &str, args: &[String]) -> std::io::Result<(Child, Captured)> {
     let (r, w) = std::io::pipe()?;
     let w2 = w.try_clone()?;
     let mut cmd = Command::new(path);
@@ -739,7 +739,11 @@ pub fn kill_group(pgid: u32, sig: i32) {
 /// After a timeout: optionally run the debug script on the hung process,
 /// then SIGTERM its group, SIGKILL if it has not exited after a grace
 /// period. Runs in the background.
-fn terminate_later(pid: u32, reaped: Receiver<()>, debug: Option<(PathBuf, String, Arc<AtomicBool>)>) {
+fn terminate_later(
+    pid: u32,
+    reaped: Receiver<()>,
+    debug: Option<(PathBuf, String, Arc<AtomicBool>)>,
+) {
     thread::spawn(move || {
         if let Some((prog, event, running)) = debug {
             run_debug(&prog, pid, &event);
@@ -758,7 +762,12 @@ fn terminate_later(pid: u32, reaped: Receiver<()>, debug: Option<(PathBuf, Strin
 }
 
 fn run_debug(prog: &Path, pid: u32, event: &str) {
-    tracing::debug!("Running debug {} with args \"{} {}\"", prog.display(), pid, event);
+    tracing::debug!(
+        "Running debug {} with args \"{} {}\"",
+        prog.display(),
+        pid,
+        event
+    );
     let args = [pid.to_string(), event.to_string()];
     match spawn_script(prog, &prog.to_string_lossy(), &args) {
         Ok((mut child, captured)) => {

@@ -117,9 +117,7 @@ impl ComponentDir {
     /// name that is not a script or for a symlink, ENOENT if absent.
     pub fn set_enabled(&self, script: &str, enable: bool) -> Result<(), i32> {
         let file = match self.layout {
-            Layout::Modern if script.len() > 7 && script.ends_with(".script") => {
-                script.to_string()
-            }
+            Layout::Modern if script.len() > 7 && script.ends_with(".script") => script.to_string(),
             Layout::Modern => format!("{script}.script"),
             Layout::EventsD => script.to_string(),
         };
@@ -141,7 +139,8 @@ impl ComponentDir {
             return Err(libc::EINVAL);
         }
         let path = self.path.join(&file);
-        let lmeta = fs::symlink_metadata(&path).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let lmeta =
+            fs::symlink_metadata(&path).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         // Upstream opens the file O_RDWR first (so a dangling link gives
         // ENOENT), then refuses anything whose inode differs from the
         // directory entry's, i.e. a symlink.
@@ -150,7 +149,9 @@ impl ComponentDir {
             .write(true)
             .open(&path)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-        let meta = f.metadata().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         if meta.ino() != lmeta.ino() {
             return Err(libc::EINVAL);
         }
@@ -178,7 +179,14 @@ pub fn script_name(file: &str, layout: Layout) -> Option<&str> {
             }
         }
         Layout::EventsD => {
-            const SKIP: [&str; 6] = [".rpmnew", ".rpmsave", ".rpmorig", ".dpkg-old", ".dpkg-new", ".swp"];
+            const SKIP: [&str; 6] = [
+                ".rpmnew",
+                ".rpmsave",
+                ".rpmorig",
+                ".dpkg-old",
+                ".dpkg-new",
+                ".swp",
+            ];
             if file.len() == 3
                 || file.ends_with('~')
                 || SKIP.iter().any(|s| file.ends_with(s))
