@@ -36,11 +36,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ctdb_io::{FrameConfig, PacketReader, SendQueue, SendQueueConfig};
+use ctdb_protocol::constants::{CTDB_CURRENT_NODE, INVALID_GENERATION};
+use ctdb_protocol::{
+    DecodeLimits, Header, Opcode, Packet, Payload, RawHeader, ReplyControl, ReqControl,
+    CTDB_PROTOCOL,
+};
 
 use crate::error::DaemonError;
 use crate::runtime::{Bell, Ringer, StopSignal};
 use crate::sys;
-use crate::wire;
 
 /// Most clients waiting in the accept queue before the accept thread
 /// stops accepting (back-pressure into the kernel's listen backlog).
@@ -54,6 +58,7 @@ pub struct DaemonState {
     pub generation: u32,
     pub num_clients: Cell<u32>,
     pub frame: FrameConfig,
+    pub limits: DecodeLimits,
 }
 
 impl DaemonState {
@@ -61,9 +66,10 @@ impl DaemonState {
         DaemonState {
             pnn,
             pid: sys::getpid(),
-            generation: wire::INVALID_GENERATION,
+            generation: INVALID_GENERATION,
             num_clients: Cell::new(0),
             frame: FrameConfig::default(),
+            limits: DecodeLimits::default(),
         }
     }
 }
@@ -238,65 +244,75 @@ fn handle_packet(
     pkt: &[u8],
     reply: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let hdr = wire::Header::parse(pkt).map_err(|e| e.to_string())?;
-    if hdr.version != wire::CTDB_PROTOCOL {
-        // Upstream drops such packets and keeps the connection.
-        tracing::error!("Bad CTDB version 0x{:x} rejected in daemon", hdr.version);
+    let raw = RawHeader::parse(pkt).map_err(|e| e.to_string())?;
+    // As upstream: a wrong version or an unknown operation drops the
+    // packet, not the connection (framing is intact).
+    if raw.version != CTDB_PROTOCOL {
+        tracing::error!("Bad CTDB version 0x{:x} rejected in daemon", raw.version);
         return Ok(());
     }
-    match hdr.operation {
-        wire::REQ_CONTROL => {
-            let c = wire::ReqControl::parse(pkt).map_err(|e| e.to_string())?;
-            if c.flags & wire::CTRL_FLAG_NOREPLY != 0 {
+    if raw.operation().is_err() {
+        tracing::error!("daemon: unrecognized operation {}", raw.operation);
+        return Ok(());
+    }
+    let packet = Packet::decode(pkt, &state.limits).map_err(|e| e.to_string())?;
+    match &packet.payload {
+        Payload::ReqControl(c) => {
+            if c.noreply() {
                 return Ok(());
             }
-            let status = if c.destnode != wire::CURRENT_NODE && c.destnode != state.pnn {
+            let dest = packet.header.destnode;
+            let status = if dest != CTDB_CURRENT_NODE && dest != state.pnn {
                 // Node links do not exist yet.
                 -1
             } else {
-                local_control(state, client, &c)
+                local_control(state, client, c)
             };
-            wire::push_reply_control(
-                reply,
-                wire::ReplyHeader {
-                    generation: state.generation,
-                    srcnode: state.pnn,
-                    reqid: hdr.reqid,
-                },
-                status,
-                &[],
-                None,
+            let header = Header::new(state.generation, 0, state.pnn, packet.header.reqid);
+            Packet::new(header, Payload::ReplyControl(ReplyControl::status(status)))
+                .encode(reply)
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        Payload::ReqCall(_) | Payload::ReqMessage(_) | Payload::ReqTunnel(_) => {
+            tracing::warn!(
+                "client operation {} not implemented yet",
+                packet.operation().name()
             );
             Ok(())
         }
-        wire::REQ_CALL | wire::REQ_MESSAGE | wire::REQ_TUNNEL => {
-            tracing::warn!("client operation {} not implemented yet", hdr.operation);
-            Ok(())
-        }
-        op => {
-            tracing::error!("daemon: unrecognized operation {op}");
+        other => {
+            tracing::error!(
+                "daemon: operation {} is not accepted from clients",
+                other.operation().name()
+            );
             Ok(())
         }
     }
 }
 
 /// Controls the daemon can answer on its own; the status of the reply.
-fn local_control(state: &DaemonState, client: &mut Client, c: &wire::ReqControl<'_>) -> i32 {
+fn local_control(state: &DaemonState, client: &mut Client, c: &ReqControl<'_>) -> i32 {
+    const PING: u32 = Opcode::Ping as u32;
+    const GET_PNN: u32 = Opcode::GetPnn as u32;
+    const GET_PID: u32 = Opcode::GetPid as u32;
+    const REGISTER_SRVID: u32 = Opcode::RegisterSrvid as u32;
+    const DEREGISTER_SRVID: u32 = Opcode::DeregisterSrvid as u32;
     match c.opcode {
-        wire::CONTROL_PING => {
+        PING => {
             if !c.data.is_empty() {
                 tracing::error!("PING with {} bytes of data, expected none", c.data.len());
                 return -1;
             }
             state.num_clients.get() as i32
         }
-        wire::CONTROL_GET_PNN => state.pnn as i32,
-        wire::CONTROL_GET_PID => state.pid,
-        wire::CONTROL_REGISTER_SRVID => {
+        GET_PNN => state.pnn as i32,
+        GET_PID => state.pid,
+        REGISTER_SRVID => {
             client.srvids.insert(c.srvid);
             0
         }
-        wire::CONTROL_DEREGISTER_SRVID => {
+        DEREGISTER_SRVID => {
             if client.srvids.remove(&c.srvid) {
                 0
             } else {

@@ -33,8 +33,6 @@
 //! * [`process`]: daemonising, PID file, signals;
 //! * [`runtime`]: cores, pinning, scheduling, cross-core messages;
 //! * [`client`]: the Unix client socket;
-//! * [`wire`]: the few packet layouts used so far (to be replaced by
-//!   `ctdb-protocol`);
 //! * `sys`: the only module with `unsafe`, thin wrappers over libc.
 
 pub mod client;
@@ -45,6 +43,5 @@ pub mod options;
 pub mod process;
 pub mod runtime;
 pub mod sys;
-pub mod wire;
 
 pub use error::DaemonError;

@@ -27,7 +27,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctdb_daemon::wire::{self, ReplyControl};
+use ctdb_protocol::constants::{CTDB_CTRL_FLAG_NOREPLY, CTDB_CURRENT_NODE};
+use ctdb_protocol::{
+    DecodeLimits, Framing, Header, Opcode, Operation, Packet, Payload, ReqControl, CTDB_MAGIC,
+};
+
+const PING: u32 = Opcode::Ping as u32;
+const GET_PNN: u32 = Opcode::GetPnn as u32;
+const GET_PID: u32 = Opcode::GetPid as u32;
 
 const CTDBD: &str = env!("CARGO_BIN_EXE_ctdbd");
 
@@ -139,11 +146,21 @@ fn signal(pid: u32, sig: &str) {
     assert!(st.success(), "kill -{sig} {pid}");
 }
 
+/// A REQ_CONTROL as the ctdb client library frames it.
+fn req_control(reqid: u32, opcode: u32, data: &[u8], flags: u32) -> Vec<u8> {
+    let mut pkt = Vec::new();
+    Packet::new(
+        Header::new(0, CTDB_CURRENT_NODE, 0, reqid),
+        Payload::ReqControl(ReqControl::raw(opcode, data).with_flags(flags)),
+    )
+    .encode_framed(&mut pkt, Framing::Client)
+    .unwrap();
+    pkt
+}
+
 /// Sends a control and reads the reply packet.
 fn control(s: &mut UnixStream, reqid: u32, opcode: u32, data: &[u8]) -> Vec<u8> {
-    let mut pkt = Vec::new();
-    wire::push_req_control(&mut pkt, wire::CURRENT_NODE, reqid, opcode, data);
-    s.write_all(&pkt).unwrap();
+    s.write_all(&req_control(reqid, opcode, data, 0)).unwrap();
     read_packet(s).expect("a reply")
 }
 
@@ -161,12 +178,14 @@ fn read_packet(s: &mut UnixStream) -> Option<Vec<u8>> {
 }
 
 fn status(reply: &[u8], reqid: u32) -> i32 {
-    let r = ReplyControl::parse(reply).unwrap();
-    assert_eq!(r.header.magic, wire::CTDB_MAGIC);
-    assert_eq!(r.header.operation, wire::REPLY_CONTROL);
-    assert_eq!(r.header.reqid, reqid, "reply must echo reqid");
+    let p = Packet::decode(reply, &DecodeLimits::default()).unwrap();
+    assert_eq!(p.operation(), Operation::ReplyControl);
+    assert_eq!(p.header.reqid, reqid, "reply must echo reqid");
     assert_eq!(reply.len() % 8, 0, "ctdbd pads client packets to 8");
-    r.status
+    match p.payload {
+        Payload::ReplyControl(r) => r.status,
+        other => panic!("not a control reply: {other:?}"),
+    }
 }
 
 /// The daemon closed this connection (EOF or reset) within the timeout.
@@ -203,17 +222,17 @@ fn answers_controls_and_survives_garbage() {
     let mut a = connect(&sock);
     // Start-up probes may still be counted for a moment.
     wait_for("a single client", Duration::from_secs(5), || {
-        status(&control(&mut a, 1, wire::CONTROL_PING, &[]), 1) == 1
+        status(&control(&mut a, 1, PING, &[]), 1) == 1
     });
     let mut b = connect(&sock);
-    assert_eq!(status(&control(&mut b, 2, wire::CONTROL_PING, &[]), 2), 2);
+    assert_eq!(status(&control(&mut b, 2, PING, &[]), 2), 2);
     assert_eq!(
-        status(&control(&mut a, 3, wire::CONTROL_GET_PNN, &[]), 3),
+        status(&control(&mut a, 3, GET_PNN, &[]), 3),
         0
     );
-    let pid = status(&control(&mut a, 4, wire::CONTROL_GET_PID, &[]), 4);
+    let pid = status(&control(&mut a, 4, GET_PID, &[]), 4);
     assert_eq!(pid as u32, d.pid());
-    let r = control(&mut a, 5, wire::CONTROL_PING, &[]);
+    let r = control(&mut a, 5, PING, &[]);
     assert_eq!(
         r.len(),
         48,
@@ -225,18 +244,16 @@ fn answers_controls_and_survives_garbage() {
         "unknown control"
     );
     assert_eq!(
-        status(&control(&mut a, 7, wire::CONTROL_PING, b"x"), 7),
+        status(&control(&mut a, 7, PING, b"x"), 7),
         -1,
         "PING with data"
     );
 
     // NOREPLY: no answer; the next reply belongs to the next request.
-    let mut pkt = Vec::new();
-    wire::push_req_control(&mut pkt, wire::CURRENT_NODE, 8, wire::CONTROL_PING, &[]);
-    pkt[52..56].copy_from_slice(&wire::CTRL_FLAG_NOREPLY.to_ne_bytes());
+    let pkt = req_control(8, PING, &[], CTDB_CTRL_FLAG_NOREPLY);
     a.write_all(&pkt).unwrap();
     assert_eq!(
-        status(&control(&mut a, 9, wire::CONTROL_GET_PNN, &[]), 9),
+        status(&control(&mut a, 9, GET_PNN, &[]), 9),
         0
     );
 
@@ -251,11 +268,11 @@ fn answers_controls_and_survives_garbage() {
     };
     let hostile: Vec<(&str, Vec<u8>)> = vec![
         ("garbage", b"GET / HTTP/1.0\r\nHost: x\r\n\r\n".to_vec()),
-        ("short length", header(16, wire::CTDB_MAGIC, 7)),
-        ("zero length", header(0, wire::CTDB_MAGIC, 7)),
-        ("huge length", header(0xFFFF_FFF0, wire::CTDB_MAGIC, 7)),
+        ("short length", header(16, CTDB_MAGIC, 7)),
+        ("zero length", header(0, CTDB_MAGIC, 7)),
+        ("huge length", header(0xFFFF_FFF0, CTDB_MAGIC, 7)),
         ("bad magic", header(32, 0x1234_5678, 7)),
-        ("truncated control", header(32, wire::CTDB_MAGIC, 7)),
+        ("truncated control", header(32, CTDB_MAGIC, 7)),
     ];
     for (what, bytes) in hostile {
         let mut h = connect(&sock);
@@ -272,7 +289,7 @@ fn answers_controls_and_survives_garbage() {
 
     // Still alive; the hostile clients are gone from the count.
     wait_for("client count back to 2", Duration::from_secs(5), || {
-        status(&control(&mut a, 10, wire::CONTROL_PING, &[]), 10) == 2
+        status(&control(&mut a, 10, PING, &[]), 10) == 2
     });
     drop(b);
 
@@ -357,7 +374,7 @@ fn daemonises_and_refuses_a_second_instance() {
 
     let mut s = connect(&sock);
     assert_eq!(
-        status(&control(&mut s, 1, wire::CONTROL_GET_PID, &[]), 1) as u32,
+        status(&control(&mut s, 1, GET_PID, &[]), 1) as u32,
         pid
     );
     drop(s);
@@ -426,7 +443,7 @@ fn core_threads_run_sched_fifo_pinned() {
         // A control answered means every core is set up.
         if let Ok(mut s) = UnixStream::connect(&sock) {
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            status(&control(&mut s, 1, wire::CONTROL_GET_PNN, &[]), 1);
+            status(&control(&mut s, 1, GET_PNN, &[]), 1);
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "no socket");
