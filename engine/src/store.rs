@@ -1100,9 +1100,10 @@ impl CoreStore {
             return Ok(None);
         }
         let grown = left.rec_len as u64 + REC_SIZE as u64 + rec.rec_len as u64;
-        if grown > u32::MAX as u64 || left_ptr as u64 + REC_SIZE as u64 + grown > self.map_size() {
+        if grown > u32::MAX as u64 {
             return Err(self.corrupt(left_ptr as u64, "free record merge overflows the file"));
         }
+        self.ensure(left_ptr as u64, REC_SIZE as u64 + grown)?;
         left.rec_len = grown as u32;
         self.write_rec(left_ptr, &left)?;
         self.update_tailer(left_ptr, &left)?;
@@ -1143,9 +1144,9 @@ impl CoreStore {
         if rec.next != 0 {
             self.ensure(rec.next as u64, REC_SIZE as u64)?;
         }
-        if off as u64 + REC_SIZE as u64 + rec.rec_len as u64 > self.map_size() {
-            return Err(self.corrupt(off as u64, "free record extends beyond end of file"));
-        }
+        // `ensure` re-reads the file size first: another process may have
+        // grown the file and merged the new space into this record.
+        self.ensure(off as u64, REC_SIZE as u64 + rec.rec_len as u64)?;
         Ok(rec)
     }
 
@@ -1629,9 +1630,7 @@ impl CoreStore {
         if len <= REC_SIZE as u64 {
             return Ok(());
         }
-        if off + len > self.map_size() {
-            return Err(self.corrupt(off, "region to free is beyond end of file"));
-        }
+        self.ensure(off, len)?;
         let rec = Rec {
             rec_len: (len - REC_SIZE as u64) as u32,
             ..Rec::default()
