@@ -11,9 +11,11 @@
 //! shared):
 //! store (REPLACE over the key set), fetch, traverse (records visited),
 //! delete (the pass deleting all keys is timed; refilling is not).
-//! Output: one table `op | libtdb ops/s | engine ops/s | ratio`, for one
-//! core with fcntl locks, the same with NOLOCK, and the engine on all
-//! cores (threads pinned, each on its own partition).
+//! Output: tables `op | libtdb ops/s | engine ops/s | ratio` for one core
+//! with fcntl locks, with `TDB_MUTEX_LOCKING` and with NOLOCK (CTDB volatile
+//! flags otherwise: CLEAR_IF_FIRST, NOSYNC, INCOMPATIBLE_HASH), and the
+//! engine on one core against all cores (threads pinned, each on its own
+//! partition).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -421,6 +423,7 @@ const TDB_CLEAR_IF_FIRST: i32 = 1;
 const TDB_NOLOCK: i32 = 4;
 const TDB_NOSYNC: i32 = 64;
 const TDB_INCOMPATIBLE_HASH: i32 = 2048;
+const TDB_MUTEX_LOCKING: i32 = 4096;
 
 struct LibTdbBackend<'l>(ffi::Tdb<'l>);
 
@@ -445,19 +448,41 @@ fn fresh_path(dir: &Path, name: &str) -> PathBuf {
     p
 }
 
-fn libtdb_rates(lib: &ffi::LibTdb, args: &Args, dir: &Path, nolock: bool) -> Result<Rates, String> {
-    let mut flags = TDB_CLEAR_IF_FIRST | TDB_NOSYNC | TDB_INCOMPATIBLE_HASH;
-    if nolock {
-        flags |= TDB_NOLOCK;
+/// How both sides lock: the same tdb flags are passed to each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Locking {
+    /// fcntl byte-range locks (libtdb: POSIX, engine: OFD).
+    Fcntl,
+    /// `TDB_NOLOCK`.
+    NoLock,
+    /// `TDB_MUTEX_LOCKING` robust mutexes (ctdbd's volatile databases).
+    Mutex,
+}
+
+impl Locking {
+    /// CTDB volatile-database flags plus the locking mode.
+    fn tdb_flags(self) -> i32 {
+        let base = TDB_CLEAR_IF_FIRST | TDB_NOSYNC | TDB_INCOMPATIBLE_HASH;
+        match self {
+            Locking::Fcntl => base,
+            Locking::NoLock => base | TDB_NOLOCK,
+            Locking::Mutex => base | TDB_MUTEX_LOCKING,
+        }
     }
-    let path = fresh_path(
-        dir,
-        if nolock {
-            "libtdb-nolock.tdb"
-        } else {
-            "libtdb.tdb"
-        },
-    );
+
+    fn file_name(self, who: &str) -> String {
+        format!("{who}-{self:?}.tdb").to_lowercase()
+    }
+}
+
+fn libtdb_rates(
+    lib: &ffi::LibTdb,
+    args: &Args,
+    dir: &Path,
+    mode: Locking,
+) -> Result<Rates, String> {
+    let flags = mode.tdb_flags();
+    let path = fresh_path(dir, &mode.file_name("libtdb"));
     let keys: Vec<_> = (0..args.records)
         .map(|i| (key_of(i), value_of(i, args.value_size)))
         .collect();
@@ -511,20 +536,26 @@ fn run(args: &Args) -> Result<(), String> {
         let cols = ("libtdb ops/s", "engine ops/s");
         let (lt, en) = best_of(
             n,
-            || libtdb_rates(&lib, args, &dir, false),
-            || engine::rates(args, &dir, false),
+            || libtdb_rates(&lib, args, &dir, Locking::Fcntl),
+            || engine::rates(args, &dir, Locking::Fcntl),
         )?;
         print_table("one core, fcntl locks", cols, &lt, &en);
         let (lt, en) = best_of(
             n,
-            || libtdb_rates(&lib, args, &dir, true),
-            || engine::rates(args, &dir, true),
+            || libtdb_rates(&lib, args, &dir, Locking::Mutex),
+            || engine::rates(args, &dir, Locking::Mutex),
+        )?;
+        print_table("one core, TDB_MUTEX_LOCKING", cols, &lt, &en);
+        let (lt, en) = best_of(
+            n,
+            || libtdb_rates(&lib, args, &dir, Locking::NoLock),
+            || engine::rates(args, &dir, Locking::NoLock),
         )?;
         print_table("one core, NOLOCK", cols, &lt, &en);
         let cores = engine::cores(args);
         let (single, multi) = best_of(
             n,
-            || engine::rates(args, &dir, false),
+            || engine::rates(args, &dir, Locking::Fcntl),
             || engine::multi_core_rates(args, &dir, cores),
         )?;
         let multi_col = format!("{cores} cores ops/s");
@@ -544,7 +575,7 @@ fn run(args: &Args) -> Result<(), String> {
 
 mod engine {
     use super::*;
-    use ctdb_engine::{flags, CoreStore, Database, OpenOptions, StoreFlag, Walk};
+    use ctdb_engine::{CoreStore, Database, OpenOptions, StoreFlag, Walk};
 
     pub fn cores(args: &Args) -> usize {
         if args.cores > 0 {
@@ -591,11 +622,8 @@ mod engine {
         }
     }
 
-    fn open(args: &Args, path: &Path, nolock: bool) -> Result<Database, String> {
-        let mut f = flags::CLEAR_IF_FIRST | flags::NOSYNC | flags::INCOMPATIBLE_HASH;
-        if nolock {
-            f |= flags::NOLOCK;
-        }
+    fn open(args: &Args, path: &Path, mode: Locking) -> Result<Database, String> {
+        let f = mode.tdb_flags() as u32;
         Database::open(
             path,
             &OpenOptions::new().hash_size(args.hash_size).tdb_flags(f),
@@ -604,16 +632,9 @@ mod engine {
     }
 
     /// One core, one handle owning every chain.
-    pub fn rates(args: &Args, dir: &Path, nolock: bool) -> Result<Rates, String> {
-        let path = fresh_path(
-            dir,
-            if nolock {
-                "engine-nolock.tdb"
-            } else {
-                "engine.tdb"
-            },
-        );
-        let db = open(args, &path, nolock)?;
+    pub fn rates(args: &Args, dir: &Path, mode: Locking) -> Result<Rates, String> {
+        let path = fresh_path(dir, &mode.file_name("engine"));
+        let db = open(args, &path, mode)?;
         let keys: Vec<_> = (0..args.records)
             .map(|i| (key_of(i), value_of(i, args.value_size)))
             .collect();
@@ -633,7 +654,7 @@ mod engine {
     /// partition (the keys whose chain it owns); rates are summed.
     pub fn multi_core_rates(args: &Args, dir: &Path, cores: usize) -> Result<Rates, String> {
         let path = fresh_path(dir, "engine-multi.tdb");
-        let db = open(args, &path, false)?;
+        let db = open(args, &path, Locking::Fcntl)?;
         let ncpu = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
