@@ -226,6 +226,7 @@ fn run(args: &[OsString]) -> u8 {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .mode(0o600)
         .open(fname)
     {
