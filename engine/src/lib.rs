@@ -41,10 +41,23 @@
 //! and its own mapping, remapped lazily when another handle or process has
 //! grown the file, so the store/fetch path takes no lock between cores
 //! beyond the per-chain lock libtdb also takes. Allocation first reuses dead
-//! records of the core's own chains (volatile databases), and only then
-//! takes the free-list lock. Operations that need the whole file
-//! (transactions, wipe, check, lockall) need a handle with `ncores == 1`
-//! ([`Database::handle`]), which is how persistent databases are served.
+//! records of the record's own chain (up to `max_dead` are kept, as ctdbd's
+//! `tdb_set_max_dead(5)`), then — for partitions of a multi-core database —
+//! the partition's *reserve*: dead records parked on one of its own chains
+//! under a key that hashes there (valid dead records for libtdb and
+//! `tdbtool check`), refilled in batches, so cores rarely meet on the
+//! free-list lock. Only then the free list (with file growth) is used.
+//! Operations that need the whole file (transactions, wipe, check, lockall)
+//! need a handle with `ncores == 1` ([`Database::handle`]), which is how
+//! persistent databases are served. A thread must not hold a lock through
+//! one handle while waiting for another handle of the same file (OFD locks
+//! of different handles exclude each other even within one thread).
+//!
+//! Traversal copies one chain at a time under its chain lock and runs the
+//! callbacks after unlocking, so it needs no record locks and one lock pair
+//! per non-empty chain. Freeing a dead record still respects record locks
+//! held by libtdb traversals (tested with `F_OFD_GETLK` under the chain
+//! lock, equivalent to libtdb's probe-and-unlock).
 //!
 //! Values are always copied in and out of the mapping: the file is shared
 //! with other processes, so no reference into it ever escapes [`sys`].

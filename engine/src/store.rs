@@ -194,6 +194,7 @@ impl CoreStore {
                 core: self.core,
             });
         }
+        self.map.prefetch(hash_top(bucket) as u64);
         Ok((hash, bucket))
     }
 
