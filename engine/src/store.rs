@@ -234,7 +234,7 @@ impl CoreStore {
             .len();
         let logical = flen.saturating_sub(self.sh.hdr_ofs).min(u32::MAX as u64);
         if logical != self.map.len() {
-            self.map = Map::new(&self.file, self.sh.hdr_ofs, logical)
+            self.map = Map::new(&self.file, self.sh.hdr_ofs, logical, !self.sh.read_only)
                 .map_err(|e| self.io_err("mmap", e))?;
         }
         Ok(())

@@ -208,3 +208,28 @@ print(n)
     );
     assert_eq!(out.trim(), "100000");
 }
+
+#[test]
+fn read_only_open() {
+    let td = TempDir::new("ro");
+    for tflags in [0u32, flags::MUTEX_LOCKING | flags::CLEAR_IF_FIRST] {
+        let path = td.path(&format!("ro-{tflags}.tdb"));
+        let db = Database::open(&path, &OpenOptions::new().hash_size(17).tdb_flags(tflags)).unwrap();
+        let mut w = db.handle().unwrap();
+        for i in 0..50u32 {
+            w.store(format!("k{i}").as_bytes(), &i.to_le_bytes(), StoreFlag::Insert).unwrap();
+        }
+        let ro = Database::open(&path, &OpenOptions::new().read_only(true).tdb_flags(tflags)).unwrap();
+        let mut r = ro.handle().unwrap();
+        assert_eq!(r.fetch(b"k7").unwrap(), Some(7u32.to_le_bytes().to_vec()));
+        assert_eq!(r.count().unwrap(), 50);
+        assert!(matches!(r.store(b"x", b"y", StoreFlag::Replace), Err(ctdb_engine::Error::ReadOnly { .. })));
+        assert!(matches!(r.delete(b"k1"), Err(ctdb_engine::Error::ReadOnly { .. })));
+        // Later growth by the writer is seen through the read-only mapping.
+        for i in 50..2000u32 {
+            w.store(format!("k{i}").as_bytes(), &[1u8; 64], StoreFlag::Insert).unwrap();
+        }
+        assert_eq!(r.fetch(b"k1999").unwrap(), Some(vec![1u8; 64]));
+        assert_eq!(r.count().unwrap(), 2000);
+    }
+}

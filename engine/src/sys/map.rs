@@ -17,25 +17,26 @@ use memmap2::{MmapOptions, MmapRaw};
 pub struct Map {
     raw: Option<MmapRaw>,
     len: u64,
+    writable: bool,
 }
 
 impl Map {
-    /// Map `len` bytes of `file` starting at file offset `offset` (page aligned).
-    pub fn new(file: &File, offset: u64, len: u64) -> io::Result<Map> {
+    /// Map `len` bytes of `file` starting at file offset `offset` (page
+    /// aligned), read-write or (for read-only opens) read-only.
+    pub fn new(file: &File, offset: u64, len: u64, writable: bool) -> io::Result<Map> {
         if len == 0 {
-            return Ok(Map { raw: None, len: 0 });
+            return Ok(Map { raw: None, len: 0, writable });
         }
         let ulen = usize::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-        let raw = MmapOptions::new().offset(offset).len(ulen).map_raw(file)?;
-        Ok(Map {
-            raw: Some(raw),
-            len,
-        })
+        let mut opts = MmapOptions::new();
+        opts.offset(offset).len(ulen);
+        let raw = if writable { opts.map_raw(file)? } else { opts.map_raw_read_only(file)? };
+        Ok(Map { raw: Some(raw), len, writable })
     }
 
     /// An empty mapping (nothing readable).
     pub fn empty() -> Map {
-        Map { raw: None, len: 0 }
+        Map { raw: None, len: 0, writable: false }
     }
 
     pub fn len(&self) -> u64 {
@@ -117,6 +118,9 @@ impl Map {
 
     /// Copy `buf` to offset `off`.
     pub fn write(&self, off: u64, buf: &[u8]) -> bool {
+        if !self.writable {
+            return false;
+        }
         if buf.is_empty() {
             return off <= self.len;
         }
@@ -170,7 +174,7 @@ impl Map {
     /// Atomically add 1 to the aligned 32-bit word at `off` (the seqnum),
     /// as libtdb does with `__atomic_add_fetch` on its mapping.
     pub fn atomic_inc_u32(&self, off: u64) -> bool {
-        if off & 3 != 0 {
+        if off & 3 != 0 || !self.writable {
             return false;
         }
         match self.ptr(off, 4) {
