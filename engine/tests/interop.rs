@@ -170,33 +170,40 @@ t.close()
 #[test]
 fn hundred_thousand_records() {
     let td = TempDir::new("100k");
-    let path = td.path("big.tdb");
-    {
-        let db = Database::open(
-            &path,
-            &OpenOptions::new()
-                .hash_size(100_001)
-                .tdb_flags(flags::INCOMPATIBLE_HASH),
-        )
-        .unwrap();
-        let mut h = db.handle().unwrap();
-        for i in 0..100_000u32 {
-            h.store(
-                format!("record-{i}").as_bytes(),
-                &i.to_le_bytes().repeat(4),
-                StoreFlag::Insert,
+    // (flags we open with, flags libtdb opens with afterwards: no
+    // CLEAR_IF_FIRST, or it would wipe the file we closed)
+    for (tflags, py_flags) in [
+        (flags::INCOMPATIBLE_HASH, flags::INCOMPATIBLE_HASH),
+        (
+            flags::MUTEX_LOCKING | flags::CLEAR_IF_FIRST,
+            flags::MUTEX_LOCKING,
+        ),
+    ] {
+        let path = td.path(&format!("big-{tflags}.tdb"));
+        {
+            let db = Database::open(
+                &path,
+                &OpenOptions::new().hash_size(100_001).tdb_flags(tflags),
             )
             .unwrap();
+            let mut h = db.handle().unwrap();
+            for i in 0..100_000u32 {
+                h.store(
+                    format!("record-{i}").as_bytes(),
+                    &i.to_le_bytes().repeat(4),
+                    StoreFlag::Insert,
+                )
+                .unwrap();
+            }
+            assert_eq!(h.count().unwrap(), 100_000);
+            assert_eq!(h.check().unwrap().live, 100_000);
         }
-        assert_eq!(h.count().unwrap(), 100_000);
-        assert_eq!(h.check().unwrap().live, 100_000);
-    }
-    tdbtool_check(&path);
-    assert_eq!(tdbdump_count(&path), 100_000);
-    let out = python(
-        r#"
+        tdbtool_check(&path);
+        assert_eq!(tdbdump_count(&path), 100_000);
+        let out = python(
+            r#"
 import sys, os, tdb, struct
-t = tdb.open(sys.argv[1], tdb_flags=tdb.INCOMPATIBLE_HASH, flags=os.O_RDWR)
+t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
 n = 0
 for i in range(100000):
     v = t.get(b"record-%d" % i)
@@ -204,9 +211,10 @@ for i in range(100000):
     n += 1
 print(n)
 "#,
-        &[path.to_str().unwrap()],
-    );
-    assert_eq!(out.trim(), "100000");
+            &[path.to_str().unwrap(), &py_flags.to_string()],
+        );
+        assert_eq!(out.trim(), "100000");
+    }
 }
 
 #[test]
@@ -214,20 +222,34 @@ fn read_only_open() {
     let td = TempDir::new("ro");
     for tflags in [0u32, flags::MUTEX_LOCKING | flags::CLEAR_IF_FIRST] {
         let path = td.path(&format!("ro-{tflags}.tdb"));
-        let db = Database::open(&path, &OpenOptions::new().hash_size(17).tdb_flags(tflags)).unwrap();
+        let db =
+            Database::open(&path, &OpenOptions::new().hash_size(17).tdb_flags(tflags)).unwrap();
         let mut w = db.handle().unwrap();
         for i in 0..50u32 {
-            w.store(format!("k{i}").as_bytes(), &i.to_le_bytes(), StoreFlag::Insert).unwrap();
+            w.store(
+                format!("k{i}").as_bytes(),
+                &i.to_le_bytes(),
+                StoreFlag::Insert,
+            )
+            .unwrap();
         }
-        let ro = Database::open(&path, &OpenOptions::new().read_only(true).tdb_flags(tflags)).unwrap();
+        let ro =
+            Database::open(&path, &OpenOptions::new().read_only(true).tdb_flags(tflags)).unwrap();
         let mut r = ro.handle().unwrap();
         assert_eq!(r.fetch(b"k7").unwrap(), Some(7u32.to_le_bytes().to_vec()));
         assert_eq!(r.count().unwrap(), 50);
-        assert!(matches!(r.store(b"x", b"y", StoreFlag::Replace), Err(ctdb_engine::Error::ReadOnly { .. })));
-        assert!(matches!(r.delete(b"k1"), Err(ctdb_engine::Error::ReadOnly { .. })));
+        assert!(matches!(
+            r.store(b"x", b"y", StoreFlag::Replace),
+            Err(ctdb_engine::Error::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            r.delete(b"k1"),
+            Err(ctdb_engine::Error::ReadOnly { .. })
+        ));
         // Later growth by the writer is seen through the read-only mapping.
         for i in 50..2000u32 {
-            w.store(format!("k{i}").as_bytes(), &[1u8; 64], StoreFlag::Insert).unwrap();
+            w.store(format!("k{i}").as_bytes(), &[1u8; 64], StoreFlag::Insert)
+                .unwrap();
         }
         assert_eq!(r.fetch(b"k1999").unwrap(), Some(vec![1u8; 64]));
         assert_eq!(r.count().unwrap(), 2000);
