@@ -153,6 +153,8 @@ fn random_sequences_match_model() {
         (flags::INCOMPATIBLE_HASH, 17),
         (flags::VOLATILE | flags::INCOMPATIBLE_HASH, 5),
         (flags::SEQNUM | flags::NOSYNC, 64),
+        // Mutex mode (without CLEAR_IF_FIRST, so that reopening keeps data).
+        (flags::MUTEX_LOCKING | flags::VOLATILE, 31),
     ]
     .into_iter()
     .enumerate()
@@ -190,4 +192,98 @@ print(t.seqnum)
         &[path.to_str().unwrap()],
     );
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["4", "5"]);
+}
+
+#[test]
+fn partitioned_sequences_match_model() {
+    let td = TempDir::new("pmodel");
+    let base = seed("partitioned_sequences_match_model");
+    for (i, (tflags, hs, ncores)) in [
+        (flags::INCOMPATIBLE_HASH | flags::NOSYNC, 61u32, 3usize),
+        (
+            flags::INCOMPATIBLE_HASH | flags::VOLATILE | flags::NOSYNC,
+            7,
+            4,
+        ),
+        (flags::MUTEX_LOCKING | flags::NOSYNC, 101, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = base.wrapping_add(i as u64);
+        let mut rng = Rng::new(seed);
+        let path = td.path(&format!("p{i}.tdb"));
+        let opts = OpenOptions::new().hash_size(hs).tdb_flags(tflags);
+        let db = Database::open(&path, &opts).unwrap();
+        let mut parts: Vec<_> = (0..ncores)
+            .map(|c| db.partition(c, ncores).unwrap())
+            .collect();
+        let mut model = Model::new();
+        for step in 0..4000 {
+            let ctx = format!("seed {seed} step {step}");
+            let k = format!("key{}", rng.below(400)).into_bytes();
+            let owner = db.owner_of(&k, ncores);
+            let p = &mut parts[owner];
+            match rng.below(20) {
+                0..=8 => {
+                    let max = if rng.below(8) == 0 { 2000 } else { 80 };
+                    let v = rng.bytes(max);
+                    p.store(&k, &v, StoreFlag::Replace).unwrap();
+                    model.insert(k, v);
+                }
+                9..=13 => {
+                    let r = p.delete(&k);
+                    assert_eq!(r.is_ok(), model.remove(&k).is_some(), "{ctx}");
+                }
+                14..=16 => assert_eq!(p.fetch(&k).unwrap().as_ref(), model.get(&k), "{ctx}"),
+                17 => {
+                    let c = rng.below(ncores as u64) as usize;
+                    let n = parts[c]
+                        .traverse(|st, k, d| {
+                            if d.len() % 3 == 0 {
+                                st.delete(k)?;
+                            }
+                            Ok(Walk::Continue)
+                        })
+                        .unwrap();
+                    let mine = model.keys().filter(|k| db.owner_of(k, ncores) == c).count();
+                    assert_eq!(n as usize, mine, "{ctx}");
+                    model.retain(|k, v| db.owner_of(k, ncores) != c || v.len() % 3 != 0);
+                }
+                18 => {
+                    let rep = db
+                        .handle()
+                        .unwrap()
+                        .check()
+                        .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                    assert_eq!(rep.live as usize, model.len(), "{ctx}");
+                }
+                _ => {
+                    // A transaction on a whole-file handle between partition ops.
+                    let mut h = db.handle().unwrap();
+                    h.transaction_start().unwrap();
+                    let v = rng.bytes(50);
+                    h.store(&k, &v, StoreFlag::Replace).unwrap();
+                    if rng.below(2) == 0 {
+                        h.transaction_commit().unwrap();
+                        model.insert(k, v);
+                    } else {
+                        h.transaction_cancel().unwrap();
+                    }
+                }
+            }
+        }
+        let mut all = Model::new();
+        for p in parts.iter_mut() {
+            all.extend(dump(p));
+        }
+        assert_eq!(all, model, "seed {seed}: final");
+        drop(parts);
+        drop(db);
+        tdbtool_check(&path);
+        let py: Model = py_dump(&path, tflags & !flags::CLEAR_IF_FIRST)
+            .into_iter()
+            .collect();
+        assert_eq!(py, model, "seed {seed}: python3-tdb disagrees");
+    }
 }
