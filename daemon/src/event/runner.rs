@@ -672,6 +672,15 @@ fn run_script(
     });
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // Upstream's timer for an already-expired deadline fires before
+            // the child's exit is seen, even for a script that exits at once.
+            return ScriptOutcome::TimedOut {
+                output: captured.snapshot(),
+                pid,
+                reaped,
+            };
+        }
         match wake_rx.recv_timeout(left) {
             Ok(Wake::Exited(p, _)) if p != pid => continue,
             Ok(Wake::Exited(_, st)) => {
