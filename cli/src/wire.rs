@@ -2,19 +2,20 @@
 //! REQ/REPLY_CONTROL, REQ_MESSAGE, REQ/REPLY_CALL, and the control payload
 //! types the commands print.
 //!
-//! Why a local copy: the workspace's `ctdb-protocol` crate is being written
-//! at the same time as this tool and only its primitives (`Reader`, `Put`)
-//! existed when the tool was started. Everything here is built on those
-//! primitives, so moving to the shared packet and type API is a mechanical
-//! swap once it lands. Layouts follow Samba 4.17 (host byte order,
-//! 8-byte packet alignment).
+//! Packets are encoded and validated by `ctdb-protocol`'s [`Packet`] API
+//! (client-library framing: padded to 8). The payload types are decoded
+//! here into the plain values the printers need; they were written while
+//! the protocol crate's type API did not exist yet, on its `Reader`/`Put`
+//! primitives. Layouts follow Samba 4.17 (host byte order).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ctdb_protocol::wire::{Put, Reader};
-use ctdb_protocol::ProtocolError;
+use ctdb_protocol::{
+    DecodeLimits, Framing, Header as ProtoHeader, Packet, Payload, ProtocolError, ReqCall,
+    ReqControl, ReqMessage,
+};
 
-pub const CTDB_MAGIC: u32 = 0x4354_4442;
 pub const CTDB_PROTOCOL: u32 = 1;
 pub const HEADER_LEN: usize = 32;
 
@@ -143,59 +144,38 @@ pub mod op {
     pub const ENABLE_NODE: u32 = 158;
 }
 
-/// The 32-byte packet header.
+/// The fields of a received packet the client routes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    pub length: u32,
-    pub generation: u32,
     pub operation: u32,
-    pub destnode: u32,
-    pub srcnode: u32,
     pub reqid: u32,
 }
 
 impl Header {
+    /// Validates the whole packet (length, magic, version, operation and
+    /// inner lengths) with the protocol crate and returns its routing
+    /// fields.
     pub fn parse(buf: &[u8]) -> Result<Header, ProtocolError> {
-        let mut r = Reader::new(buf);
-        let length = r.u32("header.length")?;
-        let magic = r.u32("header.magic")?;
-        if magic != CTDB_MAGIC {
-            return Err(ProtocolError::BadMagic(magic));
-        }
-        let version = r.u32("header.version")?;
-        if version != CTDB_PROTOCOL {
-            return Err(ProtocolError::BadVersion(version));
-        }
+        let pkt = Packet::decode(buf, &DecodeLimits::default())?;
         Ok(Header {
-            length,
-            generation: r.u32("header.generation")?,
-            operation: r.u32("header.operation")?,
-            destnode: r.u32("header.destnode")?,
-            srcnode: r.u32("header.srcnode")?,
-            reqid: r.u32("header.reqid")?,
+            operation: pkt.operation() as u32,
+            reqid: pkt.header.reqid,
         })
     }
 }
 
-/// Starts a packet: writes a header with a placeholder length.
-fn begin(out: &mut Vec<u8>, operation: u32, destnode: u32, srcnode: u32, reqid: u32) {
+fn encode(out: &mut Vec<u8>, header: ProtoHeader, payload: Payload<'_>) {
     out.clear();
-    out.put_u32(0);
-    out.put_u32(CTDB_MAGIC);
-    out.put_u32(CTDB_PROTOCOL);
-    out.put_u32(0);
-    out.put_u32(operation);
-    out.put_u32(destnode);
-    out.put_u32(srcnode);
-    out.put_u32(reqid);
-}
-
-/// Pads to 8 bytes and writes the final length, as the client library does.
-fn finish(out: &mut Vec<u8>) {
-    let pad = (8 - out.len() % 8) % 8;
-    out.put_zeros(pad);
-    let len = out.len() as u32;
-    out[0..4].copy_from_slice(&len.to_ne_bytes());
+    // Lengths are bounded by what the tool builds (keys, values, record
+    // buffers read from files); an over-long body is an encoding error
+    // that leaves `out` empty, which the daemon then sees as a short
+    // write rather than a malformed packet.
+    if Packet::new(header, payload)
+        .encode_framed(out, Framing::Client)
+        .is_err()
+    {
+        out.clear();
+    }
 }
 
 /// A control request as the tool sends it.
@@ -217,16 +197,16 @@ impl ControlRequest {
         }
     }
 
+    /// Encodes with the client library's framing (padded to 8).
     pub fn encode(&self, out: &mut Vec<u8>, destnode: u32, srcnode: u32, reqid: u32) {
-        begin(out, CTDB_REQ_CONTROL, destnode, srcnode, reqid);
-        out.put_u32(self.opcode);
-        out.put_u32(0);
-        out.put_u64(self.srvid);
-        out.put_u32(0);
-        out.put_u32(self.flags);
-        out.put_u32(self.data.len() as u32);
-        out.put_bytes(&self.data);
-        finish(out);
+        let req = ReqControl::raw(self.opcode, &self.data)
+            .with_srvid(self.srvid)
+            .with_flags(self.flags);
+        encode(
+            out,
+            ProtoHeader::new(0, destnode, srcnode, reqid),
+            Payload::ReqControl(req),
+        );
     }
 }
 
@@ -240,21 +220,29 @@ pub struct ControlReply {
 
 impl ControlReply {
     pub fn parse(buf: &[u8]) -> Result<ControlReply, ProtocolError> {
-        let mut r = Reader::new(buf);
-        r.skip(HEADER_LEN, "reply_control.header")?;
-        let status = r.i32("reply_control.status")?;
-        let datalen = r.u32("reply_control.datalen")? as usize;
-        let errorlen = r.u32("reply_control.errorlen")? as usize;
-        let data = r.bytes(datalen, "reply_control.data")?.to_vec();
-        let err = r.bytes(errorlen, "reply_control.error")?;
-        let error = if errorlen > 0 {
-            let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
-            Some(String::from_utf8_lossy(&err[..end]).into_owned())
-        } else {
+        let pkt = Packet::decode(buf, &DecodeLimits::default())?;
+        let Payload::ReplyControl(r) = pkt.payload else {
+            return Err(ProtocolError::BadValue {
+                what: "reply_control operation",
+                value: pkt.operation() as u64,
+            });
+        };
+        let error = if r.errmsg.is_empty() {
             None
+        } else {
+            let end = r
+                .errmsg
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(r.errmsg.len());
+            Some(String::from_utf8_lossy(&r.errmsg[..end]).into_owned())
+        };
+        let data = match &r.data {
+            ctdb_protocol::Data::Raw(b) => b.to_vec(),
+            ctdb_protocol::Data::Typed(_) => Vec::new(),
         };
         Ok(ControlReply {
-            status,
+            status: r.status,
             data,
             error,
         })
@@ -269,20 +257,26 @@ pub fn encode_message(
     srvid: u64,
     data: &[u8],
 ) {
-    begin(out, CTDB_REQ_MESSAGE, destnode, srcnode, reqid);
-    out.put_u64(srvid);
-    out.put_u32(data.len() as u32);
-    out.put_bytes(data);
-    finish(out);
+    encode(
+        out,
+        ProtoHeader::new(0, destnode, srcnode, reqid),
+        Payload::ReqMessage(ReqMessage::raw(srvid, data)),
+    );
 }
 
 /// A REQ_MESSAGE payload: (srvid, data).
 pub fn parse_message(buf: &[u8]) -> Result<(u64, Vec<u8>), ProtocolError> {
-    let mut r = Reader::new(buf);
-    r.skip(HEADER_LEN, "req_message.header")?;
-    let srvid = r.u64("req_message.srvid")?;
-    let len = r.u32("req_message.datalen")? as usize;
-    Ok((srvid, r.bytes(len, "req_message.data")?.to_vec()))
+    let pkt = Packet::decode(buf, &DecodeLimits::default())?;
+    match pkt.payload {
+        Payload::ReqMessage(m) => match m.data {
+            ctdb_protocol::Data::Raw(b) => Ok((m.srvid, b.to_vec())),
+            ctdb_protocol::Data::Typed(_) => Ok((m.srvid, Vec::new())),
+        },
+        other => Err(ProtocolError::BadValue {
+            what: "req_message operation",
+            value: other.operation() as u64,
+        }),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -296,23 +290,31 @@ pub fn encode_call(
     key: &[u8],
     calldata: &[u8],
 ) {
-    begin(out, CTDB_REQ_CALL, CTDB_CURRENT_NODE, srcnode, reqid);
-    out.put_u32(flags);
-    out.put_u32(db_id);
-    out.put_u32(callid);
-    out.put_u32(0);
-    out.put_u32(key.len() as u32);
-    out.put_u32(calldata.len() as u32);
-    out.put_bytes(key);
-    out.put_bytes(calldata);
-    finish(out);
+    let call = ReqCall {
+        flags,
+        db_id,
+        callid,
+        hopcount: 0,
+        key,
+        calldata,
+    };
+    encode(
+        out,
+        ProtoHeader::new(0, CTDB_CURRENT_NODE, srcnode, reqid),
+        Payload::ReqCall(call),
+    );
 }
 
 /// Status of a REPLY_CALL.
 pub fn parse_reply_call_status(buf: &[u8]) -> Result<i32, ProtocolError> {
-    let mut r = Reader::new(buf);
-    r.skip(HEADER_LEN, "reply_call.header")?;
-    r.i32("reply_call.status")
+    let pkt = Packet::decode(buf, &DecodeLimits::default())?;
+    match pkt.payload {
+        Payload::ReplyCall(r) => Ok(r.status),
+        other => Err(ProtocolError::BadValue {
+            what: "reply_call operation",
+            value: other.operation() as u64,
+        }),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -979,12 +981,47 @@ mod tests {
     #[test]
     fn control_roundtrip_is_padded() {
         let mut out = Vec::new();
-        ControlRequest::new(op::GET_PNN, vec![1, 2, 3]).encode(&mut out, 5, 7, 9);
+        let mut req = ControlRequest::new(op::GET_PNN, vec![1, 2, 3]);
+        req.srvid = 0x1122;
+        req.encode(&mut out, 5, 7, 9);
         assert_eq!(out.len() % 8, 0);
-        let h = Header::parse(&out).unwrap();
-        assert_eq!(h.length as usize, out.len());
-        assert_eq!((h.operation, h.destnode, h.srcnode, h.reqid), (7, 5, 7, 9));
+        let pkt = Packet::decode(&out, &DecodeLimits::default()).unwrap();
+        assert_eq!(
+            (pkt.header.destnode, pkt.header.srcnode, pkt.header.reqid),
+            (5, 7, 9)
+        );
+        let Payload::ReqControl(c) = pkt.payload else {
+            panic!("not a control")
+        };
+        assert_eq!((c.opcode, c.srvid), (op::GET_PNN, 0x1122));
+        assert_eq!(
+            u32::from_ne_bytes(out[0..4].try_into().unwrap()) as usize,
+            out.len()
+        );
         assert_eq!(u32::from_ne_bytes(out[56..60].try_into().unwrap()), 3);
+        let h = Header::parse(&out).unwrap();
+        assert_eq!((h.operation, h.reqid), (CTDB_REQ_CONTROL, 9));
+    }
+
+    #[test]
+    fn message_and_call_round_trip() {
+        let mut out = Vec::new();
+        encode_message(&mut out, 1, 2, 3, 0xabc, b"hello");
+        assert_eq!(parse_message(&out).unwrap(), (0xabc, b"hello".to_vec()));
+        encode_call(
+            &mut out,
+            0,
+            4,
+            CTDB_IMMEDIATE_MIGRATION,
+            0x99,
+            CTDB_NULL_FUNC,
+            b"k",
+            &[],
+        );
+        assert_eq!(Header::parse(&out).unwrap().operation, CTDB_REQ_CALL);
+        assert!(parse_reply_call_status(&out).is_err());
+        assert!(ControlReply::parse(&out).is_err());
+        assert!(Header::parse(&out[..20]).is_err());
     }
 
     #[test]
