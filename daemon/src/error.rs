@@ -38,6 +38,8 @@ pub enum DaemonError {
     Sys { op: &'static str, source: io::Error },
     /// Framing on a connection failed.
     Io(ctdb_io::IoError),
+    /// The configuration (ctdb.conf, paths, overrides) is unusable.
+    Config(ctdb_config::ConfigError),
 }
 
 impl DaemonError {
@@ -98,6 +100,7 @@ impl fmt::Display for DaemonError {
             }
             DaemonError::Sys { op, source } => write!(f, "{op}: {source}"),
             DaemonError::Io(e) => write!(f, "{e}"),
+            DaemonError::Config(e) => write!(f, "{e}"),
         }
     }
 }
@@ -110,6 +113,7 @@ impl std::error::Error for DaemonError {
             | DaemonError::Path { source, .. }
             | DaemonError::Sys { source, .. } => Some(source),
             DaemonError::Io(e) => Some(e),
+            DaemonError::Config(e) => Some(e),
             _ => None,
         }
     }
@@ -118,5 +122,11 @@ impl std::error::Error for DaemonError {
 impl From<ctdb_io::IoError> for DaemonError {
     fn from(e: ctdb_io::IoError) -> Self {
         DaemonError::Io(e)
+    }
+}
+
+impl From<ctdb_config::ConfigError> for DaemonError {
+    fn from(e: ctdb_config::ConfigError) -> Self {
+        DaemonError::Config(e)
     }
 }

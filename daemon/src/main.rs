@@ -7,7 +7,7 @@ use clap::Parser;
 use ctdb_daemon::client::{self, DaemonState};
 use ctdb_daemon::error::DaemonError;
 use ctdb_daemon::logging;
-use ctdb_daemon::options::{Env, Options, Settings};
+use ctdb_daemon::options::{Options, Settings};
 use ctdb_daemon::process::{self, PidFile, ReadyPipe};
 use ctdb_daemon::runtime::{self, Runtime, RuntimeConfig};
 use ctdb_daemon::sys;
@@ -17,7 +17,10 @@ const SAMBA_VERSION: &str = "4.17.12";
 
 fn main() {
     let options = Options::parse();
-    let settings = match Settings::resolve(options, &Env::from_process()) {
+    let settings = match Settings::from_process(options).and_then(|s| {
+        s.check_directories()?;
+        Ok(s)
+    }) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ctdbd: {e}");
@@ -40,6 +43,9 @@ fn main() {
         ready.failed(&msg);
         eprintln!("ctdbd: {msg}");
         std::process::exit(1);
+    }
+    for w in settings.config.warnings() {
+        tracing::warn!("{w}");
     }
     let code = match run(&settings, &mut ready) {
         Ok(()) => 0,

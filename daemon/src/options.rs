@@ -3,12 +3,15 @@
 //! Samba 4.17's ctdbd takes only `-i/--interactive`; everything else moved
 //! to `ctdb.conf`. We also accept the long-standing options of the classic
 //! ctdbd(1) man page so old start scripts keep working; where both exist
-//! the command line wins over the configuration file. `--cores` and
-//! `--mlock` are ours (thread-per-core layout and memory locking).
+//! the command line wins over the configuration file (applied through
+//! `ctdb-config`'s `ConfigOverrides`, so they are validated exactly like
+//! the file's values). `--cores` and `--mlock` are ours (thread-per-core
+//! layout and memory locking).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Parser;
+use ctdb_config::{Config, ConfigOverrides, LoadOptions, LogLocation, Paths};
 
 use crate::error::DaemonError;
 use crate::logging::{DebugLevel, LogTarget};
@@ -105,34 +108,11 @@ pub struct Options {
     pub mlock: bool,
 }
 
-/// The environment ctdbd's paths depend on.
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    /// `CTDB_BASE` (default /etc/ctdb).
-    pub base: Option<PathBuf>,
-    /// `CTDB_SOCKET`.
-    pub socket: Option<PathBuf>,
-    /// `CTDB_TEST_MODE` is set.
-    pub test_mode: bool,
-}
-
-impl Env {
-    pub fn from_process() -> Env {
-        let get = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-        Env {
-            base: get("CTDB_BASE").map(PathBuf::from),
-            socket: get("CTDB_SOCKET").map(PathBuf::from),
-            test_mode: std::env::var_os("CTDB_TEST_MODE").is_some(),
-        }
-    }
-}
-
-/// Everything the daemon needs to start, after options, environment and
-/// (later) the configuration file have been combined.
+/// Everything the daemon needs to start: options, environment and
+/// `ctdb.conf` combined, command line winning.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub interactive: bool,
-    pub base: PathBuf,
     pub socket: PathBuf,
     pub pidfile: PathBuf,
     pub log_target: LogTarget,
@@ -141,37 +121,54 @@ pub struct Settings {
     pub mlock: bool,
     pub cores: Option<usize>,
     pub test_mode: bool,
-    /// The raw options, for settings not applied yet.
+    /// Where every configuration file lives (nodes, public_addresses, ...).
+    pub paths: Paths,
+    /// The loaded `ctdb.conf` (or `ctdb.toml`) with the overrides applied.
+    pub config: Config,
+    /// The raw options.
     pub options: Options,
 }
 
-/// Upstream's run directory: /run/ctdb, or `$CTDB_BASE/run` in test mode.
-fn rundir(env: &Env, base: &Path) -> PathBuf {
-    if env.test_mode {
-        base.join("run")
-    } else {
-        PathBuf::from("/run/ctdb")
-    }
-}
-
 impl Settings {
-    pub fn resolve(options: Options, env: &Env) -> Result<Settings, DaemonError> {
-        let base = env
-            .base
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/etc/ctdb"));
-        if env.test_mode && env.base.is_none() {
+    /// Resolves settings from `options` and an environment lookup
+    /// (`CTDB_BASE`, `CTDB_TEST_MODE`, `CTDB_SOCKET`): paths as upstream's
+    /// `path.c`, `$etcdir/ctdb.conf` loaded as ctdbd does (unknown keys
+    /// ignored with a warning), then the classic options applied on top.
+    pub fn resolve<F>(options: Options, env: F) -> Result<Settings, DaemonError>
+    where
+        F: Fn(&str) -> Option<PathBuf>,
+    {
+        if options.cores == Some(0) {
             return Err(DaemonError::BadOption {
-                option: "CTDB_BASE",
-                why: "must be set when CTDB_TEST_MODE is set".into(),
+                option: "--cores",
+                why: "must be at least 1".into(),
             });
         }
-        let run = rundir(env, &base);
-        let socket = options
-            .socket
-            .clone()
-            .or_else(|| env.socket.clone())
-            .unwrap_or_else(|| run.join("ctdbd.socket"));
+        let mut paths = Paths::from_vars(|n| env(n).filter(|v| !v.as_os_str().is_empty()))?;
+        let mut config = Config::load_with(&paths.etcdir, LoadOptions::ctdbd())?;
+        let overrides = ConfigOverrides {
+            dbdir: options.dbdir.clone(),
+            dbdir_persistent: options.dbdir_persistent.clone(),
+            event_script_dir: options.event_script_dir.clone(),
+            listen: options.listen.clone(),
+            logfile: options.logfile.clone(),
+            nlist: options.nlist.clone(),
+            no_lmaster: options.no_lmaster,
+            no_recmaster: options.no_recmaster,
+            nosetsched: options.nosetsched,
+            public_addresses: options.public_addresses.clone(),
+            public_interface: options.public_interface.clone(),
+            reclock: options.reclock.clone(),
+            socket: options.socket.clone(),
+            start_as_disabled: options.start_as_disabled,
+            syslog: options.syslog,
+            transport: options.transport.clone(),
+            debug_level: options.debug.map(|d| d.name().to_string()),
+            ..ConfigOverrides::default()
+        };
+        overrides.apply(&mut config, &mut paths)?;
+
+        let socket = paths.ctdbd_socket();
         if socket.as_os_str().len() >= 108 {
             return Err(DaemonError::BadOption {
                 option: "socket",
@@ -181,66 +178,95 @@ impl Settings {
                 ),
             });
         }
-        if let Some(t) = &options.transport {
-            if t != "tcp" {
+        // -i logs to stderr whatever the configuration says, as upstream.
+        let log_target = if options.interactive {
+            LogTarget::Stderr
+        } else {
+            match config.log_location() {
+                LogLocation::Stderr => LogTarget::Stderr,
+                LogLocation::File(p) => LogTarget::File(p),
+                LogLocation::Syslog(_) => LogTarget::Syslog,
+            }
+        };
+        let log_level = DebugLevel::parse(&config.log_level().0.to_string()).map_err(|why| {
+            DaemonError::BadOption {
+                option: "[logging] log level",
+                why,
+            }
+        })?;
+        Ok(Settings {
+            interactive: options.interactive,
+            pidfile: paths.pidfile("ctdbd"),
+            socket,
+            log_target,
+            log_level,
+            realtime: config.realtime_scheduling(),
+            mlock: options.mlock,
+            cores: options.cores,
+            test_mode: paths.test_mode,
+            paths,
+            config,
+            options,
+        })
+    }
+
+    /// Resolves from the process environment.
+    pub fn from_process(options: Options) -> Result<Settings, DaemonError> {
+        Settings::resolve(options, |n| std::env::var_os(n).map(PathBuf::from))
+    }
+
+    /// Upstream refuses to start when a database directory is missing.
+    pub fn check_directories(&self) -> Result<(), DaemonError> {
+        for (what, dir) in [
+            ("Volatile", self.config.volatile_db_dir()),
+            ("Persistent", self.config.persistent_db_dir()),
+            ("State", self.config.state_db_dir()),
+        ] {
+            if !dir.is_dir() {
                 return Err(DaemonError::BadOption {
-                    option: "--transport",
-                    why: format!("unsupported transport {t:?} (only \"tcp\")"),
+                    option: "[database]",
+                    why: format!("{what} database directory {} does not exist", dir.display()),
                 });
             }
         }
-        if options.cores == Some(0) {
-            return Err(DaemonError::BadOption {
-                option: "--cores",
-                why: "must be at least 1".into(),
-            });
-        }
-        let log_target = if options.interactive {
-            LogTarget::Stderr
-        } else if let Some(f) = &options.logfile {
-            LogTarget::File(f.clone())
-        } else if options.syslog {
-            LogTarget::Syslog
-        } else if env.test_mode {
-            LogTarget::File(base.join("log.ctdb"))
-        } else {
-            LogTarget::File(PathBuf::from("/var/log/ctdb/log.ctdb"))
-        };
-        let mut s = Settings {
-            interactive: options.interactive,
-            pidfile: run.join("ctdbd.pid"),
-            socket,
-            log_target,
-            log_level: options.debug.unwrap_or(DebugLevel::Notice),
-            realtime: !options.nosetsched,
-            mlock: options.mlock,
-            cores: options.cores,
-            test_mode: env.test_mode,
-            base,
-            options,
-        };
-        apply_config_file(&mut s)?;
-        Ok(s)
+        Ok(())
     }
-}
-
-/// Hook for `$CTDB_BASE/ctdb.conf`.
-///
-/// TODO(config): once ctdb-config exposes its loader, read
-/// `$CTDB_BASE/ctdb.conf` here and apply `[logging] location/log level`,
-/// `[legacy] realtime scheduling`, `[database] volatile/persistent/state
-/// database directory` and the rest, letting explicit command-line options
-/// win. Until then only options and environment count.
-fn apply_config_file(_s: &mut Settings) -> Result<(), DaemonError> {
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+    use std::path::Path;
 
     fn parse(args: &[&str]) -> Result<Options, clap::Error> {
         Options::try_parse_from(std::iter::once("ctdbd").chain(args.iter().copied()))
+    }
+
+    /// A test-mode CTDB_BASE with database directories, and `conf` plus a
+    /// `[database]` section naming them as ctdb.conf.
+    fn base(name: &str, conf: &str) -> PathBuf {
+        let b = std::env::temp_dir().join(format!("ctdbd-opt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&b);
+        for d in ["volatile", "persistent", "state"] {
+            std::fs::create_dir_all(b.join(d)).unwrap();
+        }
+        let db = format!(
+            "[database]\n\tvolatile database directory = {0}/volatile\n\
+             \tpersistent database directory = {0}/persistent\n\
+             \tstate database directory = {0}/state\n",
+            b.display()
+        );
+        std::fs::write(b.join("ctdb.conf"), format!("{conf}{db}")).unwrap();
+        b
+    }
+
+    fn resolve(args: &[&str], vars: &[(&str, &Path)]) -> Result<Settings, DaemonError> {
+        let vars: HashMap<String, PathBuf> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_path_buf()))
+            .collect();
+        Settings::resolve(parse(args).unwrap(), |n| vars.get(n).cloned())
     }
 
     #[test]
@@ -292,46 +318,73 @@ mod tests {
         assert!(e.contains("--frobnicate"), "{e}");
         let e = parse(&["extra"]).unwrap_err().to_string();
         assert!(e.contains("extra"), "{e}");
-        let env = Env::default();
-        let e = Settings::resolve(parse(&["--transport=ib"]).unwrap(), &env).unwrap_err();
-        assert!(e.to_string().contains("unsupported transport"), "{e}");
-        let e = Settings::resolve(parse(&["--cores=0"]).unwrap(), &env).unwrap_err();
+        let b = base("bad", "");
+        let vars = [
+            ("CTDB_BASE", b.as_path()),
+            ("CTDB_TEST_MODE", Path::new("1")),
+        ];
+        let e = resolve(&["--transport=ib"], &vars).unwrap_err();
+        assert!(e.to_string().contains("transport"), "{e}");
+        let e = resolve(&["--cores=0"], &vars).unwrap_err();
         assert!(e.to_string().contains("--cores"), "{e}");
         let long = format!("--socket=/tmp/{}", "s".repeat(120));
-        let e = Settings::resolve(parse(&[&long]).unwrap(), &env).unwrap_err();
+        let e = resolve(&[&long], &vars).unwrap_err();
         assert!(e.to_string().contains("longer than"), "{e}");
+        let e = resolve(&["--dbdir=/nonexistent/ctdb/volatile"], &vars).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ctdb/volatile"), "{e}");
+        // Test mode without CTDB_BASE is a broken setup.
+        let e = resolve(&[], &[("CTDB_TEST_MODE", Path::new("1"))]).unwrap_err();
+        assert!(e.to_string().contains("CTDB_BASE"), "{e}");
+        std::fs::remove_dir_all(&b).unwrap();
     }
 
     #[test]
-    fn paths_follow_upstream_rules() {
-        let env = Env::default();
-        let s = Settings::resolve(parse(&[]).unwrap(), &env).unwrap();
+    fn paths_and_config_follow_upstream_rules() {
+        // Outside test mode: upstream's compiled-in paths.
+        let s = resolve(&[], &[]).unwrap();
         assert_eq!(s.socket, Path::new("/run/ctdb/ctdbd.socket"));
         assert_eq!(s.pidfile, Path::new("/run/ctdb/ctdbd.pid"));
-        assert_eq!(
-            s.log_target,
-            LogTarget::File("/var/log/ctdb/log.ctdb".into())
-        );
-        assert!(s.realtime);
-        assert_eq!(s.log_level, DebugLevel::Notice);
 
-        let env = Env {
-            base: Some("/tmp/base".into()),
-            socket: Some("/tmp/env.socket".into()),
-            test_mode: true,
-        };
-        let s = Settings::resolve(parse(&["--nosetsched"]).unwrap(), &env).unwrap();
-        assert_eq!(s.socket, Path::new("/tmp/env.socket"));
-        assert_eq!(s.pidfile, Path::new("/tmp/base/run/ctdbd.pid"));
-        assert!(!s.realtime);
-        let s =
-            Settings::resolve(parse(&["--socket=/tmp/opt.socket", "-i"]).unwrap(), &env).unwrap();
+        let b = base(
+            "paths",
+            "[logging]\n\tlocation = file:/tmp/ctdb-test.log\n\tlog level = INFO\n\
+             [legacy]\n\trealtime scheduling = false\n[unknown]\n\tkey = ignored\n",
+        );
+        let vars = [
+            ("CTDB_BASE", b.as_path()),
+            ("CTDB_TEST_MODE", Path::new("1")),
+        ];
+        let s = resolve(&[], &vars).unwrap();
+        assert_eq!(s.socket, b.join("run/ctdbd.socket"));
+        assert_eq!(s.pidfile, b.join("run/ctdbd.pid"));
+        assert_eq!(s.log_target, LogTarget::File("/tmp/ctdb-test.log".into()));
+        assert_eq!(s.log_level, DebugLevel::Info);
+        assert!(!s.realtime, "ctdb.conf turned real-time scheduling off");
+        // The unknown section and key are ignored, with warnings, as ctdbd does.
+        let w: Vec<String> = s.config.warnings().iter().map(|w| w.to_string()).collect();
+        assert!(
+            !w.is_empty() && w.iter().any(|w| w.contains("unknown")),
+            "{w:?}"
+        );
+
+        // The command line wins over the file; CTDB_SOCKET over the default.
+        let sock = b.join("env.socket");
+        let vars3 = [
+            ("CTDB_BASE", b.as_path()),
+            ("CTDB_TEST_MODE", Path::new("1")),
+            ("CTDB_SOCKET", sock.as_path()),
+        ];
+        let s = resolve(&["-d", "ERROR", "--logfile=/tmp/other.log"], &vars3).unwrap();
+        assert_eq!(s.socket, sock);
+        assert_eq!(s.log_level, DebugLevel::Error);
+        assert_eq!(s.log_target, LogTarget::File("/tmp/other.log".into()));
+        let s = resolve(&["-i", "--socket=/tmp/opt.socket"], &vars3).unwrap();
         assert_eq!(s.socket, Path::new("/tmp/opt.socket"));
-        assert_eq!(s.log_target, LogTarget::Stderr);
-        let env = Env {
-            test_mode: true,
-            ..Env::default()
-        };
-        assert!(Settings::resolve(parse(&[]).unwrap(), &env).is_err());
+        assert_eq!(s.log_target, LogTarget::Stderr, "-i logs to stderr");
+        s.check_directories().unwrap();
+        std::fs::remove_dir(b.join("state")).unwrap();
+        let e = s.check_directories().unwrap_err();
+        assert!(e.to_string().contains("State database directory"), "{e}");
+        std::fs::remove_dir_all(&b).unwrap();
     }
 }

@@ -38,11 +38,22 @@ const GET_PID: u32 = Opcode::GetPid as u32;
 
 const CTDBD: &str = env!("CARGO_BIN_EXE_ctdbd");
 
-/// A fresh CTDB_BASE under the temp dir.
+/// A fresh test-mode CTDB_BASE under the temp dir: database directories
+/// and a ctdb.conf naming them, logging to `$CTDB_BASE/log.ctdb`.
 fn base(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ctdbd-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    for sub in ["volatile", "persistent", "state"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    let conf = format!(
+        "[logging]\n\tlocation = file:{0}/log.ctdb\n\
+         [database]\n\tvolatile database directory = {0}/volatile\n\
+         \tpersistent database directory = {0}/persistent\n\
+         \tstate database directory = {0}/state\n",
+        d.display()
+    );
+    std::fs::write(d.join("ctdb.conf"), conf).unwrap();
     d
 }
 
@@ -226,10 +237,7 @@ fn answers_controls_and_survives_garbage() {
     });
     let mut b = connect(&sock);
     assert_eq!(status(&control(&mut b, 2, PING, &[]), 2), 2);
-    assert_eq!(
-        status(&control(&mut a, 3, GET_PNN, &[]), 3),
-        0
-    );
+    assert_eq!(status(&control(&mut a, 3, GET_PNN, &[]), 3), 0);
     let pid = status(&control(&mut a, 4, GET_PID, &[]), 4);
     assert_eq!(pid as u32, d.pid());
     let r = control(&mut a, 5, PING, &[]);
@@ -252,10 +260,7 @@ fn answers_controls_and_survives_garbage() {
     // NOREPLY: no answer; the next reply belongs to the next request.
     let pkt = req_control(8, PING, &[], CTDB_CTRL_FLAG_NOREPLY);
     a.write_all(&pkt).unwrap();
-    assert_eq!(
-        status(&control(&mut a, 9, GET_PNN, &[]), 9),
-        0
-    );
+    assert_eq!(status(&control(&mut a, 9, GET_PNN, &[]), 9), 0);
 
     // Hostile connections, each closed by the daemon.
     let header = |len: u32, magic: u32, op: u32| {
@@ -373,10 +378,7 @@ fn daemonises_and_refuses_a_second_instance() {
     );
 
     let mut s = connect(&sock);
-    assert_eq!(
-        status(&control(&mut s, 1, GET_PID, &[]), 1) as u32,
-        pid
-    );
+    assert_eq!(status(&control(&mut s, 1, GET_PID, &[]), 1) as u32, pid);
     drop(s);
     let log = std::fs::read_to_string(base.join("log.ctdb")).unwrap();
     assert!(
