@@ -173,6 +173,10 @@ impl Database {
             tflags &= !(flags::CLEAR_IF_FIRST | flags::MUTEX_LOCKING);
             tflags |= flags::NOLOCK;
         }
+        if tflags & flags::DISALLOW_NESTING == 0 {
+            // As libtdb, so that tdb_flags() matches tdb_get_flags().
+            tflags |= flags::ALLOW_NESTING;
+        }
         if tflags & flags::MUTEX_LOCKING != 0 {
             tflags |= flags::INCOMPATIBLE_HASH;
             if tflags & flags::NOLOCK != 0 {

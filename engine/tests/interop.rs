@@ -255,3 +255,31 @@ fn read_only_open() {
         assert_eq!(r.count().unwrap(), 2000);
     }
 }
+
+#[test]
+fn effective_flags_match_tdb_get_flags() {
+    let td = TempDir::new("flags");
+    for (i, tflags) in [
+        0x1C41u32, // ctdbd volatile with mutexes
+        flags::NOSYNC | flags::CLEAR_IF_FIRST | flags::INCOMPATIBLE_HASH | flags::DISALLOW_NESTING,
+        flags::DISALLOW_NESTING,
+        0,
+        flags::SEQNUM | flags::VOLATILE,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = td.path(&format!("f{i}.tdb"));
+        let db =
+            Database::open(&path, &OpenOptions::new().hash_size(13).tdb_flags(tflags)).unwrap();
+        let out = python(
+            r#"
+import sys, os, tdb
+t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
+print(t.flags)
+"#,
+            &[path.to_str().unwrap(), &tflags.to_string()],
+        );
+        assert_eq!(out.trim(), db.tdb_flags().to_string(), "flags 0x{tflags:x}");
+    }
+}
