@@ -423,11 +423,16 @@ impl CoreStore {
         let size = self.map_size();
         let r = (|| -> Result<()> {
             self.real_grow(size)?;
-            let tx = self.tx.as_ref().expect("transaction present");
-            let mut keys: Vec<u64> = tx.blocks.keys().copied().collect();
-            keys.sort_unstable();
-            let half = keys.len() / 2;
-            for (i, bi) in keys.into_iter().enumerate() {
+            let Some(tx) = self.tx.as_ref() else {
+                return Err(Error::Invalid {
+                    what: "transaction vanished during commit".into(),
+                });
+            };
+            let mut blocks: Vec<(u64, &[u8])> =
+                tx.blocks.iter().map(|(&bi, b)| (bi, &b[..])).collect();
+            blocks.sort_unstable_by_key(|&(bi, _)| bi);
+            let half = blocks.len() / 2;
+            for (i, (bi, b)) in blocks.into_iter().enumerate() {
                 if i == half {
                     Self::crash_point(crash_at, 3);
                 }
@@ -436,10 +441,12 @@ impl CoreStore {
                     continue;
                 }
                 let len = BLOCK.min(size - off) as usize;
-                let tx = self.tx.as_ref().expect("transaction present");
-                let ok = self.map.write(off, &tx.blocks[&bi][..len]);
-                if !ok {
-                    return Err(self.corrupt(off, "commit write beyond end of file"));
+                if !self.map.write(off, &b[..len]) {
+                    return Err(Error::Corrupt {
+                        path: self.sh.path.clone(),
+                        offset: off,
+                        what: "commit write beyond end of file".into(),
+                    });
                 }
             }
             self.sync()?;
