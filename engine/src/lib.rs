@@ -79,4 +79,4 @@ pub use check::CheckReport;
 pub use db::{fuzz_open, Database, OpenOptions};
 pub use error::{Error, Result};
 pub use format::{flags, HashKind};
-pub use store::{CoreStore, StoreFlag, Walk};
+pub use store::{CoreStore, RecordGuard, StoreFlag, Walk};

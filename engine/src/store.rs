@@ -1452,6 +1452,19 @@ impl CoreStore {
         self.unlock_chain(bucket)
     }
 
+    /// smbd-style fetch-lock: write-lock the chain of `key` and return a
+    /// guard through which the record can be read and replaced; the lock is
+    /// released when the guard is dropped.
+    pub fn lock_record(&mut self, key: &[u8]) -> Result<RecordGuard<'_>> {
+        let (_, bucket) = self.bucket_checked(key)?;
+        self.lock_chain(bucket, LockType::Write)?;
+        Ok(RecordGuard {
+            st: self,
+            key: key.to_vec(),
+            bucket,
+        })
+    }
+
     /// Read-lock the chain of `key`.
     pub fn chainlock_read(&mut self, key: &[u8]) -> Result<()> {
         let (_, bucket) = self.bucket_checked(key)?;
@@ -1691,5 +1704,40 @@ impl Drop for CoreStore {
         while let Some(l) = self.nest.pop() {
             let _ = self.raw_unlock(l.off);
         }
+    }
+}
+
+/// A held chain write lock on one key (see [`CoreStore::lock_record`]).
+pub struct RecordGuard<'a> {
+    st: &'a mut CoreStore,
+    key: Vec<u8>,
+    bucket: u32,
+}
+
+impl RecordGuard<'_> {
+    /// The locked key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// Current value of the locked key.
+    pub fn fetch(&mut self) -> Result<Option<Vec<u8>>> {
+        self.st.fetch(&self.key)
+    }
+
+    /// Replace the value of the locked key.
+    pub fn store(&mut self, data: &[u8]) -> Result<()> {
+        self.st.store(&self.key, data, StoreFlag::Replace)
+    }
+
+    /// Delete the locked key ([`Error::NotFound`] if absent).
+    pub fn delete(&mut self) -> Result<()> {
+        self.st.delete(&self.key)
+    }
+}
+
+impl Drop for RecordGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.st.unlock_chain(self.bucket);
     }
 }

@@ -370,3 +370,29 @@ print(",".join(rest), flush=True)
     let rep = h.check().unwrap();
     assert_eq!((rep.live, rep.dead), (2, 0));
 }
+
+#[test]
+fn record_guard_holds_the_chain() {
+    let td = TempDir::new("guard");
+    let path = td.path("g.tdb");
+    let db = Database::open(&path, &OpenOptions::new().hash_size(17)).unwrap();
+    let mut h = db.handle().unwrap();
+    h.store(b"k", b"v1", StoreFlag::Replace).unwrap();
+    {
+        let mut g = h.lock_record(b"k").unwrap();
+        assert_eq!(g.fetch().unwrap(), Some(b"v1".to_vec()));
+        g.store(b"v2").unwrap();
+        assert!(
+            !libtdb_can_lock_all(&path, 0),
+            "guard does not hold the chain lock"
+        );
+    }
+    assert!(
+        libtdb_can_lock_all(&path, 0),
+        "guard did not release the chain lock"
+    );
+    assert_eq!(h.fetch(b"k").unwrap(), Some(b"v2".to_vec()));
+    let mut g = h.lock_record(b"k").unwrap();
+    g.delete().unwrap();
+    assert_eq!(g.fetch().unwrap(), None);
+}
