@@ -194,6 +194,9 @@ impl CoreStore {
                 core: self.core,
             });
         }
+        if let Some(v) = &self.sh.mutex_view {
+            v.prefetch(216 + 40 * (bucket as u64 + 1));
+        }
         self.map.prefetch(hash_top(bucket) as u64);
         Ok((hash, bucket))
     }
