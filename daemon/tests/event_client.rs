@@ -1,0 +1,203 @@
+//! Our blocking EventClient against Debian's ctdb-eventd and ours: RUN,
+//! STATUS and SCRIPT (the command the ctdb-event tool never sends), bad
+//! packets, the -S startup fd and the -P parent watch.
+
+mod event_util;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ctdb_daemon::event::protocol::{encode_request, Request, StatusRequest};
+use ctdb_daemon::event::{EventClient, RunResult};
+use event_util::*;
+
+fn tree(b: &Base) {
+    b.write(
+        "events/legacy/01.ok.script",
+        "#!/bin/sh\necho \"ok $*\"\n",
+        true,
+    );
+    b.write(
+        "events/legacy/02.fail.script",
+        "#!/bin/sh\n[ \"$1\" = monitor ] && { echo \"bad $2\"; exit 7; }\nexit 0\n",
+        true,
+    );
+    b.write("events/legacy/03.off.script", "#!/bin/sh\nexit 0\n", false);
+}
+
+/// Result without times, for comparing daemons.
+fn shape(r: &Result<RunResult, i32>) -> String {
+    match r {
+        Err(e) => format!("errno {e}"),
+        Ok(r) => {
+            let mut s = format!("summary {}", r.summary);
+            for sc in &r.scripts {
+                assert!(sc.end >= sc.begin, "{sc:?}");
+                s.push_str(&format!(
+                    "; {} {} {:?}",
+                    sc.name,
+                    sc.result,
+                    sc.output.as_deref().map(String::from_utf8_lossy)
+                ));
+            }
+            s
+        }
+    }
+}
+
+fn session(exe: &Path, tag: &str) -> String {
+    let b = Base::new(tag);
+    tree(&b);
+    let mut d = Daemon::start(&b, exe);
+    let mut c = EventClient::connect(&b.socket()).unwrap();
+    c.set_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut t = Vec::new();
+    t.push(shape(&c.status("legacy", "monitor").unwrap()));
+    t.push(format!(
+        "run {}",
+        c.run("legacy", "monitor", Some("x y"), 10, false).unwrap()
+    ));
+    t.push(shape(&c.status("legacy", "monitor").unwrap()));
+    t.push(format!(
+        "run {}",
+        c.run("legacy", "monitor", None, 10, true).unwrap()
+    ));
+    t.push(shape(&c.status("legacy", "monitor").unwrap()));
+    t.push(format!(
+        "run {}",
+        c.run("legacy", "startup", None, 10, false).unwrap()
+    ));
+    t.push(shape(&c.status("legacy", "startup").unwrap()));
+    t.push(format!(
+        "run {}",
+        c.run("nope", "startup", None, 10, false).unwrap()
+    ));
+    t.push(shape(&c.status("nope", "startup").unwrap()));
+    // SCRIPT over the socket.
+    t.push(format!(
+        "disable {}",
+        c.script("legacy", "02.fail", false).unwrap()
+    ));
+    t.push(format!(
+        "enable {}",
+        c.script("legacy", "03.off.script", true).unwrap()
+    ));
+    t.push(format!(
+        "missing {}",
+        c.script("legacy", "09.none", true).unwrap()
+    ));
+    t.push(format!(
+        "nocomp {}",
+        c.script("nope", "01.ok", true).unwrap()
+    ));
+    t.push(format!(
+        "run {}",
+        c.run("legacy", "monitor", None, 10, false).unwrap()
+    ));
+    t.push(shape(&c.status("legacy", "monitor").unwrap()));
+    let exec = |n: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(b.dir.join("events/legacy").join(n)).unwrap();
+        m.permissions().mode() & 0o777
+    };
+    t.push(format!(
+        "modes {:o} {:o}",
+        exec("02.fail.script"),
+        exec("03.off.script")
+    ));
+
+    // A packet with an unknown command closes the connection.
+    let mut s = UnixStream::connect(b.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut bad = encode_request(5, &Request::Status(StatusRequest::default()));
+    bad[12..16].copy_from_slice(&77u32.to_ne_bytes());
+    s.write_all(&bad).unwrap();
+    let mut buf = [0u8; 64];
+    t.push(format!(
+        "bad command -> read {:?}",
+        s.read(&mut buf).map_err(|e| e.kind())
+    ));
+    // The daemon still serves others.
+    t.push(shape(&c.status("legacy", "startup").unwrap()));
+    t.push(format!("exit {:?}", d.stop()));
+    t.join("\n")
+}
+
+#[test]
+fn client_sees_the_same_daemon() {
+    let theirs = std::thread::spawn(|| session(Path::new(DEBIAN_EVENTD), "cl-deb"));
+    let ours = session(&ours(), "cl-ours");
+    let theirs = theirs.join().unwrap();
+    assert_eq!(theirs, ours);
+    assert!(ours.contains("; 02.fail 7 Some(\"bad x\\n\")"), "{ours}");
+    assert!(ours.contains("modes 644 755"), "{ours}");
+    assert!(ours.contains("bad command -> read Ok(0)"), "{ours}");
+}
+
+/// `-S 3` with fd 3 a pipe: the daemon writes four zero bytes once it
+/// listens. `-P pid`: it exits with ESRCH once that process is gone.
+fn startup_and_parent(exe: &Path, tag: &str) -> (Vec<u8>, Option<i32>, Duration) {
+    let b = Base::new(tag);
+    tree(&b);
+    let mut parent = Command::new("sleep").arg("30").spawn().unwrap();
+    let log = std::fs::File::create(b.dir.join("log")).unwrap();
+    // The shell puts the pipe on fd 3 (inheritable) and execs the daemon,
+    // as ctdbd hands over its pipe; Debian's daemon points its own stdout
+    // at /dev/null, so fd 1 would not do.
+    let mut cmd = Command::new("/bin/sh");
+    b.env(&mut cmd);
+    cmd.env("CTDB_INTERACTIVE", "1")
+        .arg("-c")
+        .arg("exec \"$0\" -P \"$1\" -S 3 3>&1 >/dev/null")
+        .arg(exe)
+        .arg(parent.id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    let mut child = cmd.spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut zeros = [0xffu8; 4];
+    out.read_exact(&mut zeros).unwrap();
+    assert!(
+        b.socket().exists(),
+        "socket exists once startup is signalled"
+    );
+    let mut c = EventClient::connect(&b.socket()).unwrap();
+    assert_eq!(c.run("legacy", "startup", None, 10, false).unwrap(), 0);
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    let gone = Instant::now();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if gone.elapsed() > Duration::from_secs(15) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = gone.elapsed();
+    assert!(!b.socket().exists(), "socket removed on exit");
+    (zeros.to_vec(), code, took)
+}
+
+#[test]
+fn startup_fd_and_parent_watch_like_debian() {
+    let theirs = std::thread::spawn(|| startup_and_parent(Path::new(DEBIAN_EVENTD), "sp-deb"));
+    let ours = startup_and_parent(&ours(), "sp-ours");
+    let theirs = theirs.join().unwrap();
+    assert_eq!(ours.0, vec![0, 0, 0, 0]);
+    assert_eq!(theirs.0, ours.0);
+    assert_eq!(theirs.1, ours.1, "exit codes (Debian, ours)");
+    assert_eq!(ours.1, Some(libc::ESRCH));
+    assert!(
+        ours.2 < Duration::from_secs(7),
+        "noticed after {:?}",
+        ours.2
+    );
+}
