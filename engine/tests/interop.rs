@@ -283,3 +283,102 @@ print(t.flags)
         assert_eq!(out.trim(), db.tdb_flags().to_string(), "flags 0x{tflags:x}");
     }
 }
+
+#[test]
+fn hash_detection_and_bad_headers() {
+    let td = TempDir::new("hdr");
+    let path = td.path("h.tdb");
+    {
+        let db = Database::open(&path, &OpenOptions::new().hash_size(7)).unwrap();
+        db.handle()
+            .unwrap()
+            .store(b"key", b"value", StoreFlag::Replace)
+            .unwrap();
+    }
+    let good = std::fs::read(&path).unwrap();
+    let variant = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
+        let p = td.path(name);
+        let mut b = good.clone();
+        f(&mut b);
+        std::fs::write(&p, &b).unwrap();
+        p
+    };
+    // An ancient file without magic hashes: old hash, like libtdb.
+    let p = variant("ancient.tdb", &|b| b[52..60].fill(0));
+    let db = Database::open(
+        &p,
+        &OpenOptions::new()
+            .create(false)
+            .tdb_flags(flags::INCOMPATIBLE_HASH),
+    )
+    .unwrap();
+    assert_eq!(db.hash_kind(), HashKind::Old);
+    assert_eq!(
+        db.handle().unwrap().fetch(b"key").unwrap(),
+        Some(b"value".to_vec())
+    );
+    // Each broken header gives a BadHeader error naming the file.
+    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+        (
+            "magic.tdb",
+            Box::new(|b: &mut Vec<u8>| b[0] = b'X'),
+            "magic",
+        ),
+        (
+            "version.tdb",
+            Box::new(|b: &mut Vec<u8>| b[32] ^= 1),
+            "version",
+        ),
+        (
+            "swapped.tdb",
+            Box::new(|b: &mut Vec<u8>| b[32..36].reverse()),
+            "byte-swapped",
+        ),
+        (
+            "rwlocks.tdb",
+            Box::new(|b: &mut Vec<u8>| b[40] = 7),
+            "rwlocks",
+        ),
+        (
+            "hashsize.tdb",
+            Box::new(|b: &mut Vec<u8>| b[36..40].fill(0)),
+            "hash_size",
+        ),
+        (
+            "hugehash.tdb",
+            Box::new(|b: &mut Vec<u8>| b[36..40].copy_from_slice(&1_000_000u32.to_le_bytes())),
+            "hash table",
+        ),
+        (
+            "magichash.tdb",
+            Box::new(|b: &mut Vec<u8>| b[52] ^= 0xff),
+            "magic hashes",
+        ),
+        (
+            "features.tdb",
+            Box::new(|b: &mut Vec<u8>| {
+                b[40..44].copy_from_slice(&0x0BAD_1A52u32.to_le_bytes());
+                b[60] = 2;
+            }),
+            "feature",
+        ),
+        (
+            "short.tdb",
+            Box::new(|b: &mut Vec<u8>| b.truncate(100)),
+            "shorter",
+        ),
+    ];
+    for (name, f, want) in cases {
+        let p = variant(name, &*f);
+        match Database::open(&p, &OpenOptions::new().create(false)) {
+            Err(ctdb_engine::Error::BadHeader { path, what }) => {
+                assert_eq!(path, p);
+                assert!(
+                    what.contains(want),
+                    "{name}: message {what:?} does not mention {want:?}"
+                );
+            }
+            other => panic!("{name}: expected BadHeader, got {other:?}"),
+        }
+    }
+}
