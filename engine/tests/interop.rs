@@ -318,7 +318,8 @@ fn hash_detection_and_bad_headers() {
         Some(b"value".to_vec())
     );
     // Each broken header gives a BadHeader error naming the file.
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
         (
             "magic.tdb",
             Box::new(|b: &mut Vec<u8>| b[0] = b'X'),
