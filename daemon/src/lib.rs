@@ -36,6 +36,8 @@
 //! * `sys`: the only module with `unsafe`, thin wrappers over libc.
 
 pub mod client;
+pub mod cluster;
+pub mod db;
 pub mod error;
 pub mod event;
 pub mod logging;
