@@ -37,7 +37,6 @@
 
 pub mod client;
 pub mod cluster;
-pub mod db;
 pub mod error;
 pub mod event;
 pub mod logging;
