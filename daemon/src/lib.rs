@@ -37,6 +37,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod db;
 pub mod error;
 pub mod event;
 pub mod logging;

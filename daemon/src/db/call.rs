@@ -1,0 +1,161 @@
+//! REQ_CALL from a local client on the node that is dmaster (on a one-node
+//! cluster: every record).
+//!
+//! The `ctdb` tool's and smbd's fetch-lock look at the record in the file
+//! themselves; when this node is not recorded as its dmaster (new record,
+//! or one last written by another node) they send REQ_CALL with
+//! CTDB_NULL_FUNC and CTDB_IMMEDIATE_MIGRATION, wait for REPLY_CALL and look
+//! again. So the call must leave the record in the file with
+//! `dmaster = this node`, as upstream's `daemon_request_call_from_client` →
+//! `ctdb_call_local` does: fetch under the chain lock (a missing record is
+//! created with the initial header and stored through the server rules,
+//! which bump its rsn), run the call function, store the record back
+//! (another rsn increment), unlock, reply. A new record therefore ends up
+//! with rsn 2, dmaster = pnn, flags 0 and empty data, just as with Debian's
+//! ctdbd; the tool then writes its value under its own chain lock.
+
+use std::time::Instant;
+
+use ctdb_engine::ltdb::{LtdbHeader, RecordFlags, LTDB_HEADER_SIZE};
+use ctdb_protocol::constants::CTDB_WANT_READONLY;
+use ctdb_protocol::constants::{CTDB_FETCH_FUNC, CTDB_FETCH_WITH_HEADER_FUNC, CTDB_NULL_FUNC};
+use ctdb_protocol::ReqCall;
+
+use super::Databases;
+
+/// What to do with a REQ_CALL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Send REPLY_CALL with this status and data (same reqid).
+    Reply { status: i32, data: Vec<u8> },
+    /// The database is frozen: keep the request and hand it in again after
+    /// DB_THAW.
+    Defer,
+    /// No reply (unknown database, failed fetch; upstream logs and drops
+    /// the request, the client times out).
+    Drop,
+}
+
+impl Databases {
+    /// Runs a client's REQ_CALL (local clients: upstream counts hops and
+    /// hot keys only for calls that arrive from other nodes, see
+    /// [`Databases::count_remote_call`]).
+    pub fn handle_call(&mut self, call: &ReqCall<'_>) -> CallOutcome {
+        let pnn = self.pnn();
+        let Some((db, env)) = self.db_and_env(call.db_id) else {
+            tracing::error!("Unknown database in request. db_id==0x{:08x}", call.db_id);
+            return CallOutcome::Drop;
+        };
+        if !db.allow_access() {
+            return CallOutcome::Defer;
+        }
+        if let Some(r) = &db.unhealthy {
+            tracing::warn!(
+                "warn: db({}) unhealty in daemon_request_call_from_client(): {r}",
+                db.name
+            );
+        }
+        let key = call.key;
+        // Chain lock: try without waiting first; a wait is what upstream's
+        // lock helper would have done, and is counted as such.
+        let locked_now = match db.h.chainlock_nonblock(key) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("db {}: chain lock failed: {e}", db.name);
+                return CallOutcome::Drop;
+            }
+        };
+        if !locked_now {
+            let start = Instant::now();
+            let r = db.h.chainlock(key);
+            db.stats.lock_wait(start.elapsed().as_secs_f64(), r.is_ok());
+            if let Err(e) = r {
+                tracing::error!("db {}: chain lock failed: {e}", db.name);
+                return CallOutcome::Drop;
+            }
+        }
+        let out = (|| {
+            let (mut header, data) = match db.ltdb_fetch(&env, key) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!("Unable to fetch record: {e}");
+                    return CallOutcome::Drop;
+                }
+            };
+            let mut flags = call.flags;
+            if flags & CTDB_WANT_READONLY != 0 && !db.readonly() {
+                flags &= !CTDB_WANT_READONLY;
+            }
+            if header.flags.contains(RecordFlags::RO_REVOKE_COMPLETE) {
+                header.flags.remove(RecordFlags::RO_FLAGS);
+                db.stats.ro_revokes += 1;
+                if let Err(e) = db.ltdb_store(&env, key, &mut header, &data) {
+                    tracing::error!("Failed to write header with cleared REVOKE flag: {e}");
+                    return CallOutcome::Drop;
+                }
+                if let Some(ro) = &db.ro_tdb {
+                    if let Ok(mut h) = ro.handle() {
+                        let _ = h.delete(key);
+                    }
+                }
+            }
+            if header.dmaster != pnn {
+                // Only another node can be dmaster; with none reachable,
+                // this node (the lmaster) takes the record over.
+                tracing::warn!(
+                    "db {}: record dmaster is node {}, taking it over",
+                    db.name,
+                    header.dmaster
+                );
+                header.dmaster = pnn;
+            }
+            let mut callid = call.callid;
+            let readonly_fetch = flags & CTDB_WANT_READONLY != 0;
+            if readonly_fetch {
+                callid = CTDB_FETCH_WITH_HEADER_FUNC;
+            }
+            // ctdb_call_local: run the function on the current header and
+            // data, then store the (unchanged) record back.
+            let reply = match callid {
+                CTDB_NULL_FUNC => Some(Vec::new()),
+                CTDB_FETCH_FUNC => Some(data.clone()),
+                CTDB_FETCH_WITH_HEADER_FUNC => Some(header.with_data(&data)),
+                other => {
+                    tracing::error!("Unknown call id {other}");
+                    None
+                }
+            };
+            let Some(mut reply) = reply else {
+                // Upstream ignores the failure and replies status 0 with
+                // no data, without storing.
+                return CallOutcome::Reply {
+                    status: 0,
+                    data: Vec::new(),
+                };
+            };
+            if let Err(e) = db.ltdb_store(&env, key, &mut header, &data) {
+                tracing::error!("ctdb_call tdb_store failed: {e}");
+            }
+            if readonly_fetch && call.callid == CTDB_FETCH_FUNC && reply.len() >= LTDB_HEADER_SIZE {
+                reply.drain(..LTDB_HEADER_SIZE);
+            }
+            CallOutcome::Reply {
+                status: 0,
+                data: reply,
+            }
+        })();
+        if let Err(e) = db.h.chainunlock(key) {
+            tracing::error!("ctdb_ltdb_unlock() failed: {e}");
+        }
+        out
+    }
+
+    /// The header and data of a record as this node's ctdbd sees it
+    /// (without creating anything); for tests and tools.
+    pub fn peek_record(&mut self, db_id: u32, key: &[u8]) -> Option<(LtdbHeader, Vec<u8>)> {
+        let db = self.find_mut(db_id)?;
+        let v = db.h.fetch(key).ok()??;
+        let (h, d) = LtdbHeader::split(&v)?;
+        Some((h, d.to_vec()))
+    }
+}

@@ -1,0 +1,200 @@
+//! Per-database statistics for GET_DB_STATISTICS (`ctdb dbstatistics`):
+//! lock waits (count, failures, latency, log2 buckets as upstream's
+//! `lock_bucket_id`), hop-count buckets and the hot keys (the ten keys with
+//! the highest migration counts, smallest first, as upstream keeps them).
+
+use ctdb_protocol::types::{
+    DbStatistics, HotKey, LatencyCounter, LockStatistics, MAX_COUNT_BUCKETS, MAX_HOT_KEYS,
+};
+use ctdb_protocol::Wire;
+
+use super::Databases;
+
+#[derive(Debug, Clone, Default)]
+pub struct HotKeyEntry {
+    pub key: Vec<u8>,
+    pub count: u32,
+    last_logged: u32,
+}
+
+/// Counters of one database.
+#[derive(Debug, Clone, Default)]
+pub struct DbStats {
+    pub locks: LockStatistics,
+    pub vacuum_latency: LatencyCounter,
+    pub ro_delegations: u32,
+    pub ro_revokes: u32,
+    pub hop_count_bucket: [u32; MAX_COUNT_BUCKETS],
+    /// Sorted by count, smallest first; at most [`MAX_HOT_KEYS`].
+    pub hot_keys: Vec<HotKeyEntry>,
+}
+
+/// Upstream's `lock_bucket_id`: bucket of a lock wait of `t` seconds
+/// (< 1 ms, < 10 ms, < 100 ms, then powers of two seconds).
+fn lock_bucket(t: f64) -> usize {
+    let ms = (t * 1000.0) as u64;
+    let id = if ms < 1 {
+        0
+    } else if ms < 10 {
+        1
+    } else if ms < 100 {
+        2
+    } else {
+        let mut s = ms / 1000;
+        let mut id = 3;
+        while s > 0 {
+            s >>= 1;
+            id += 1;
+        }
+        id
+    };
+    id.min(MAX_COUNT_BUCKETS - 1)
+}
+
+fn update_latency(l: &mut LatencyCounter, t: f64) {
+    if l.num == 0 || t < l.min {
+        l.min = t;
+    }
+    if l.num == 0 || t > l.max {
+        l.max = t;
+    }
+    l.num = l.num.saturating_add(1);
+    l.total += t;
+}
+
+impl DbStats {
+    /// A chain or database lock that had to wait `t` seconds.
+    pub fn lock_wait(&mut self, t: f64, locked: bool) {
+        self.locks.num_calls = self.locks.num_calls.wrapping_add(1);
+        if locked {
+            self.locks.buckets[lock_bucket(t)] += 1;
+            update_latency(&mut self.locks.latency, t);
+        } else {
+            self.locks.num_failed += 1;
+        }
+    }
+
+    /// A call that reached this node after `hopcount` hops.
+    pub fn hop(&mut self, hopcount: u32) {
+        let mut bucket = 0;
+        let mut c = hopcount;
+        while c != 0 {
+            c >>= 1;
+            bucket += 1;
+        }
+        self.hop_count_bucket[bucket.min(MAX_COUNT_BUCKETS - 1)] += 1;
+    }
+
+    /// Upstream's `ctdb_update_db_stat_hot_keys`.
+    pub fn hot_key(&mut self, db_name: &str, key: &[u8], count: u32) {
+        if self.hot_keys.len() == MAX_HOT_KEYS && count <= self.hot_keys[0].count {
+            return;
+        }
+        if let Some(e) = self.hot_keys.iter_mut().find(|e| e.key == key) {
+            if count <= e.count {
+                return;
+            }
+            if count >= 2 * e.last_logged {
+                tracing::info!(
+                    "Updated hot key database={db_name} key={} count={count}",
+                    hex(key)
+                );
+                e.last_logged = count;
+            }
+            e.count = count;
+        } else {
+            let entry = HotKeyEntry {
+                key: key.to_vec(),
+                count,
+                last_logged: count,
+            };
+            if self.hot_keys.len() < MAX_HOT_KEYS {
+                self.hot_keys.push(entry);
+            } else {
+                self.hot_keys[0] = entry;
+            }
+            tracing::info!(
+                "Added hot key database={db_name} key={} count={count}",
+                hex(key)
+            );
+        }
+        self.hot_keys.sort_by_key(|e| e.count);
+    }
+
+    /// GET_DB_STATISTICS output (`num_hot_keys` is always 10, as upstream
+    /// sends it; unused slots are empty).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut hot = [HotKey::default(); MAX_HOT_KEYS];
+        for (slot, e) in hot.iter_mut().zip(&self.hot_keys) {
+            *slot = HotKey {
+                count: e.count,
+                key: &e.key,
+            };
+        }
+        let s = DbStatistics {
+            locks: self.locks,
+            vacuum_latency: self.vacuum_latency,
+            db_ro_delegations: self.ro_delegations,
+            db_ro_revokes: self.ro_revokes,
+            hop_count_bucket: self.hop_count_bucket,
+            num_hot_keys: MAX_HOT_KEYS as u32,
+            hot_keys: hot,
+        };
+        s.to_bytes()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+impl Databases {
+    /// Counts a call that arrived from another node after `hopcount` hops
+    /// and whose record has now migrated `migrations` times (hop buckets
+    /// and hot keys, as upstream's `ctdb_request_call` and migration
+    /// tracking).
+    pub fn count_remote_call(&mut self, db_id: u32, key: &[u8], hopcount: u32, migrations: u32) {
+        if let Some(db) = self.find_mut(db_id) {
+            db.stats.hop(hopcount);
+            let name = db.name.clone();
+            db.stats.hot_key(&name, key, migrations);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_keys_keep_the_top_ten() {
+        let mut s = DbStats::default();
+        for i in 0..20u32 {
+            s.hot_key("t", &i.to_le_bytes(), i + 1);
+        }
+        assert_eq!(s.hot_keys.len(), MAX_HOT_KEYS);
+        let counts: Vec<u32> = s.hot_keys.iter().map(|e| e.count).collect();
+        assert_eq!(counts, (11..=20).collect::<Vec<_>>());
+        // Raising an existing key re-sorts.
+        s.hot_key("t", &10u32.to_le_bytes(), 100);
+        assert_eq!(s.hot_keys.last().unwrap().count, 100);
+    }
+
+    #[test]
+    fn buckets() {
+        assert_eq!(lock_bucket(0.0001), 0);
+        assert_eq!(lock_bucket(0.005), 1);
+        assert_eq!(lock_bucket(0.05), 2);
+        assert_eq!(lock_bucket(0.5), 3);
+        assert_eq!(lock_bucket(1.5), 4);
+        let mut s = DbStats::default();
+        s.hop(0);
+        s.hop(1);
+        s.hop(3);
+        assert_eq!(&s.hop_count_bucket[..3], &[1, 1, 1]);
+        let enc = s.encode();
+        let back = DbStatistics::from_bytes(&enc).unwrap();
+        assert_eq!(back.hop_count_bucket[2], 1);
+        assert_eq!(back.num_hot_keys, 10);
+    }
+}

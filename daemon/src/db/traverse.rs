@@ -1,0 +1,148 @@
+//! Traverses: TRAVERSE_START(_EXT) from a client (`ctdb catdb`, smbd's
+//! traverses) and TRAVERSE_ALL(_EXT) from the node that runs one.
+//!
+//! A client registers a srvid, sends TRAVERSE_START_EXT {db_id, reqid,
+//! srvid, withemptyrecords} and gets status 0 at once; the records then
+//! arrive as REQ_MESSAGEs to that srvid, each a `rec_data` {reqid, key,
+//! header||data}, and a `rec_data` with the reqid and empty key and data
+//! ends the traverse. Volatile databases send only records this node is
+//! dmaster of, and without `withemptyrecords` only records with data beyond
+//! the header (upstream's `ctdb_traverse_local_fn`). With a single node the
+//! whole traverse happens here: every active node is this node.
+
+use ctdb_engine::ltdb::{LtdbHeader, LTDB_HEADER_SIZE};
+use ctdb_engine::Walk;
+use ctdb_protocol::types::RecData;
+use ctdb_protocol::{Opcode, Wire};
+
+use super::{ControlCtx, ControlOutcome, Databases, Db, OutControl, OutMessage};
+
+impl Db {
+    /// The records a traverse of this node sends, as `rec_data` encodings
+    /// with `reqid`, in traverse order.
+    fn traverse_local(
+        &mut self,
+        pnn: u32,
+        reqid: u32,
+        withempty: bool,
+    ) -> Result<Vec<Vec<u8>>, ctdb_engine::Error> {
+        let volatile = self.volatile();
+        let mut out = Vec::new();
+        self.h.traverse_read(|k, v| {
+            if volatile {
+                if !withempty && v.len() <= LTDB_HEADER_SIZE {
+                    return Walk::Continue;
+                }
+                match LtdbHeader::parse(v) {
+                    Some(h) if h.dmaster == pnn => {}
+                    _ => return Walk::Continue,
+                }
+            }
+            out.push(RecData::new(reqid, k, v).to_bytes());
+            Walk::Continue
+        })?;
+        Ok(out)
+    }
+}
+
+impl Databases {
+    pub(crate) fn traverse_start(
+        &mut self,
+        ctx: &ControlCtx,
+        db_id: u32,
+        reqid: u32,
+        srvid: u64,
+        withempty: bool,
+    ) -> ControlOutcome {
+        if !ctx.from_client {
+            tracing::error!("No client found");
+            return ControlOutcome::fail();
+        }
+        let pnn = self.pnn();
+        let allow_unhealthy = self.config().allow_unhealthy_db_read;
+        let Some(db) = self.find_mut(db_id) else {
+            return ControlOutcome::fail();
+        };
+        if let Some(r) = &db.unhealthy {
+            if !allow_unhealthy {
+                tracing::error!(
+                    "db({}) unhealty in ctdb_control_traverse_start: {r}",
+                    db.name
+                );
+                return ControlOutcome::fail();
+            }
+            tracing::warn!(
+                "warn: db({}) unhealty in ctdb_control_traverse_start: {r}",
+                db.name
+            );
+        }
+        tracing::info!("Starting traverse on DB {} (id {reqid})", db.name);
+        let recs = match db.traverse_local(pnn, reqid, withempty) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("traverse of {} failed: {e}", db.name);
+                // Upstream's child fails: the traverse ends with what was
+                // sent; the client sees the end marker.
+                Vec::new()
+            }
+        };
+        let n = recs.len();
+        let mut msgs: Vec<OutMessage> = recs
+            .into_iter()
+            .map(|data| OutMessage { pnn, srvid, data })
+            .collect();
+        msgs.push(OutMessage {
+            pnn,
+            srvid,
+            data: RecData::new(reqid, &[], &[]).to_bytes(),
+        });
+        tracing::info!(
+            "Ending traverse on DB {} (id {reqid}), records {n}",
+            db.name
+        );
+        ControlOutcome {
+            messages_after: msgs,
+            ..Default::default()
+        }
+    }
+
+    /// TRAVERSE_ALL(_EXT) from node `pnn`: this node's records go back to
+    /// it as TRAVERSE_DATA controls, then an empty record ends our part.
+    pub(crate) fn traverse_all(
+        &mut self,
+        db_id: u32,
+        reqid: u32,
+        srcpnn: u32,
+        withempty: bool,
+    ) -> ControlOutcome {
+        let pnn = self.pnn();
+        let Some(db) = self.find_mut(db_id) else {
+            tracing::error!("Unknown database 0x{db_id:08x} in traverse_all");
+            return ControlOutcome::fail();
+        };
+        let recs = match db.traverse_local(pnn, reqid, withempty) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("traverse of {} failed: {e}", db.name);
+                return ControlOutcome::fail();
+            }
+        };
+        let mut ctrls: Vec<OutControl> = recs
+            .into_iter()
+            .map(|data| OutControl {
+                destnode: srcpnn,
+                opcode: Opcode::TraverseData,
+                data,
+            })
+            .collect();
+        ctrls.push(OutControl {
+            destnode: srcpnn,
+            opcode: Opcode::TraverseData,
+            data: RecData::new(reqid, &[], &[]).to_bytes(),
+        });
+        ControlOutcome {
+            controls_after: ctrls,
+            ..Default::default()
+        }
+    }
+}
