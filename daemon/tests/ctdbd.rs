@@ -7,6 +7,9 @@
 //!   request id; unknown controls answer -1; NOREPLY controls get nothing;
 //! * garbage, short, oversize and truncated-control packets close only
 //!   that connection: the daemon keeps answering the others;
+//! * a client that floods requests and never reads the replies is stopped
+//!   by back-pressure (the daemon stops reading it; its memory stays flat)
+//!   while other clients are served;
 //! * Debian's `ctdb ping`, `ctdb pnn` and `ctdb getpid` work against it;
 //! * a stale socket file is replaced, the socket is mode 0700, SIGTERM
 //!   stops the daemon cleanly and removes socket and PID file;
@@ -14,7 +17,8 @@
 //!   names a different, live process) and a second daemon on the same
 //!   paths is refused with exit code 11;
 //! * with real-time scheduling on, every core thread of the process runs
-//!   SCHED_FIFO pinned to one CPU;
+//!   SCHED_FIFO pinned to one CPU, and the idle daemon uses almost no CPU
+//!   (summed schedstat run time of all its threads over one second);
 //! * a too-low RLIMIT_MEMLOCK stops start-up with a message naming the limit
 //!   and how to raise it.
 //!
@@ -476,6 +480,88 @@ fn core_threads_run_sched_fifo_pinned() {
         assert_eq!(cpus.len(), 1, "{} may run on {cpus:?}", comm.trim());
     }
     assert_eq!(seen.to_string(), cores, "core threads found");
+
+    // Idle, the real-time cores park: the whole process uses almost no CPU.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = process_cpu_ns(pid);
+    assert!(
+        before > 0,
+        "no CPU time readable for {pid}: the check below would be void"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let used = Duration::from_nanos(process_cpu_ns(pid) - before);
+    eprintln!("idle ctdbd ({cores} SCHED_FIFO cores) used {used:?} of CPU in 1 s");
+    assert!(
+        used < Duration::from_millis(50),
+        "idle daemon burned {used:?}"
+    );
+
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// CPU time of every thread of `pid` (schedstat, nanoseconds).
+fn process_cpu_ns(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_client_that_never_reads_replies_cannot_grow_the_daemon() {
+    let base = base("flood");
+    let sock = base.join("ctdbd.socket");
+    let d = Daemon::start(&base, &sock, &["--cores", "1"]);
+    let rss_before = vm_rss_kib(d.pid());
+    let flood = connect(&sock);
+    flood
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let batch: Vec<u8> = (0..1024u32)
+        .flat_map(|i| req_control(i, PING, &[], 0))
+        .collect();
+    let limit = 64usize << 20;
+    let mut sent = 0usize;
+    while sent < limit {
+        match (&flood).write(&batch) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => panic!("flood write: {e}"),
+        }
+    }
+    assert!(
+        sent < limit,
+        "daemon kept reading {sent} bytes of requests whose replies nobody reads"
+    );
+    // Everyone else is still served, and the stuck client still counts.
+    let mut a = connect(&sock);
+    wait_for("two clients", Duration::from_secs(5), || {
+        status(&control(&mut a, 1, PING, &[]), 1) == 2
+    });
+    let grown = vm_rss_kib(d.pid()).saturating_sub(rss_before);
+    eprintln!(
+        "flooding client was stopped after {sent} bytes of requests; daemon RSS grew {grown} KiB"
+    );
+    assert!(grown < 32 * 1024, "daemon RSS grew {grown} KiB");
+    drop(flood);
     let (st, err) = d.stop();
     assert!(st.success(), "{err}");
     let _ = std::fs::remove_dir_all(&base);
