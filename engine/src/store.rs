@@ -977,15 +977,40 @@ impl CoreStore {
                     self.increment_seqnum();
                     return Ok(());
                 }
-                // Relocate: delete the old copy first (as libtdb).
+                // Relocate: delete the old copy first (as libtdb). When it
+                // goes straight to the free list, keep the free-list lock
+                // for the allocation that follows (one lock pair, not two).
                 rec.magic = TDB_DEAD_MAGIC;
                 self.write_rec(off, &rec)?;
                 self.increment_seqnum();
+                if self.sh.max_dead == 0 {
+                    self.lock_freelist()?;
+                    let r = self
+                        .trim_dead(bucket, 0)
+                        .and_then(|_| self.allocate(bucket, total as u32));
+                    let u = self.unlock_freelist();
+                    let got = r?;
+                    u?;
+                    return self.finish_store(key, data, hash, bucket, got);
+                }
                 self.trim_dead(bucket, self.sh.max_dead)?;
             }
             _ => {}
         }
-        let (rec_ptr, mut rec) = self.allocate(bucket, total as u32)?;
+        let got = self.allocate(bucket, total as u32)?;
+        self.finish_store(key, data, hash, bucket, got)
+    }
+
+    /// Write a new record into allocated space and link it at the head of
+    /// its chain.
+    fn finish_store(
+        &mut self,
+        key: &[u8],
+        data: &[u8],
+        hash: u32,
+        bucket: u32,
+        (rec_ptr, mut rec): (u32, Rec),
+    ) -> Result<()> {
         rec.next = self.read_u32(hash_top(bucket))?;
         rec.key_len = key.len() as u32;
         rec.data_len = data.len() as u32;
