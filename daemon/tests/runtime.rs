@@ -8,6 +8,8 @@
 //!   channels, and each answer comes from the thread and CPU that core
 //!   reported;
 //! * with one core, control and data share the executor and still talk;
+//! * the cross-core channels are bounded: a sender running ahead of its
+//!   receiver waits instead of queueing without limit, and nothing is lost;
 //! * impossible layouts are refused with errors naming the problem.
 //!
 //! SCHED_FIFO needs privilege: if the kernel refuses it (EPERM), the test
@@ -16,7 +18,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ctdb_daemon::runtime::{Role, Runtime, RuntimeConfig, ToControl};
+use ctdb_daemon::runtime::{Role, Runtime, RuntimeConfig, ToControl, ToData};
 use ctdb_daemon::{sys, DaemonError};
 
 /// Policy field (41st) of /proc/self/task/<tid>/stat.
@@ -210,4 +212,57 @@ fn control_future_ending_stops_every_core() {
     rx.recv_timeout(Duration::from_secs(10))
         .expect("runtime did not stop after the control future ended")
         .unwrap();
+}
+
+#[test]
+fn cross_core_channels_are_bounded() {
+    // With two cores the link crosses threads (shared channel); with one
+    // it is a local channel. Both must push back on a sender that runs
+    // ahead of its receiver.
+    let cores = allowed().len().min(2);
+    let (tx, rx) = mpsc::channel();
+    let rt = Runtime::start(
+        RuntimeConfig {
+            cores,
+            realtime: false,
+            channel_capacity: 2,
+            io_memory: 256 * 1024,
+            ..RuntimeConfig::default()
+        },
+        move |core| async move {
+            let sent = std::rc::Rc::new(std::cell::Cell::new(0u64));
+            let total = 100u64;
+            let sender = glommio::spawn_local({
+                let (core, sent) = (core.clone(), sent.clone());
+                async move {
+                    for seq in 0..total {
+                        core.send(0, ToData::Ping { seq }).await.unwrap();
+                        sent.set(seq + 1);
+                    }
+                }
+            });
+            // Nobody reads the answers: pongs fill their channel, the data
+            // core stops taking pings, the ping channel fills, the sender waits.
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            let stuck_at = sent.get();
+            // Now drain: every answer arrives, in order.
+            for seq in 0..total {
+                match core.recv(0).await {
+                    Some(ToControl::Pong { seq: s, .. }) => assert_eq!(s, seq),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            sender.await;
+            tx.send((stuck_at, sent.get())).unwrap();
+        },
+    )
+    .unwrap();
+    let (stuck_at, done) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    rt.join().unwrap();
+    eprintln!("sender held at {stuck_at} of 100 messages with channel capacity 2");
+    assert!(
+        stuck_at <= 8,
+        "no back-pressure: {stuck_at} messages accepted"
+    );
+    assert_eq!(done, 100);
 }
