@@ -201,3 +201,75 @@ fn startup_fd_and_parent_watch_like_debian() {
         ours.2
     );
 }
+
+/// ctdbd's way: start the daemon with EventdProcess (pipe on -S, -P our
+/// pid), run ctdbd events through EventBackend, notice its death.
+fn backend_session(exe: &Path, tag: &str) -> String {
+    use ctdb_daemon::event::eventd::{EventBackend, EventdProcess, RunRefused};
+    use ctdb_daemon::event::runner::CtdbEvent;
+    let b = Base::new(tag);
+    tree(&b);
+    b.write(
+        "events/legacy/04.hang.script",
+        "#!/bin/sh\n[ \"$1\" = takeip ] && { echo $$ >> \"$CTDB_BASE/pids\"; sleep 20; }\nexit 0\n",
+        true,
+    );
+    let envs: [(&str, &std::ffi::OsStr); 3] = [
+        ("CTDB_TEST_MODE", "1".as_ref()),
+        ("CTDB_BASE", b.dir.as_os_str()),
+        ("CTDB_INTERACTIVE", "1".as_ref()),
+    ];
+    let d = EventdProcess::start(exe, std::process::id(), &b.socket(), &envs).unwrap();
+    assert!(!d.has_exited());
+    let be = EventBackend::Daemon(d.socket().to_path_buf());
+    let mut t = Vec::new();
+    t.push(format!("{:?}", be.run(CtdbEvent::Startup, None, 10).ok()));
+    t.push(format!("{:?}", be.run(CtdbEvent::Monitor, None, 10).ok()));
+    // takeip's hung script is ignored by ctdbd: 0.
+    t.push(format!(
+        "{:?}",
+        be.run(CtdbEvent::TakeIp, Some("lo 127.0.0.9 8"), 1).ok()
+    ));
+    t.push(format!(
+        "{:?}",
+        matches!(
+            be.run(CtdbEvent::TakeIp, Some("lo"), 1),
+            Err(RunRefused::BadArguments)
+        )
+    ));
+    let mut c = d.connect().unwrap();
+    t.push(format!(
+        "{:?}",
+        c.status("legacy", "takeip").unwrap().map(|r| r.summary)
+    ));
+    t.push(format!("exit {:?}", d.stop()));
+    t.join("\n")
+}
+
+#[test]
+fn eventd_process_and_backend_like_debian() {
+    let theirs = std::thread::spawn(|| backend_session(Path::new(DEBIAN_EVENTD), "be-deb"));
+    let ours = backend_session(&ours(), "be-ours");
+    let theirs = theirs.join().unwrap();
+    assert_eq!(theirs, ours);
+    assert!(
+        ours.starts_with("Some(0)\nSome(8)\nSome(0)\ntrue\nOk(-110)"),
+        "{ours}"
+    );
+
+    // In-process, the same codes.
+    use ctdb_daemon::event::eventd::EventBackend;
+    use ctdb_daemon::event::runner::CtdbEvent;
+    let b = Base::new("be-inproc");
+    tree(&b);
+    let r = std::sync::Arc::new(ctdb_daemon::event::EventRunner::new(
+        b.dir.join("events"),
+        None,
+    ));
+    let be = EventBackend::InProcess(r);
+    assert_eq!(be.run(CtdbEvent::Startup, None, 10).ok(), Some(0));
+    assert_eq!(
+        be.run(CtdbEvent::Monitor, None, 10).ok(),
+        Some(libc::ENOEXEC)
+    );
+}

@@ -113,7 +113,6 @@ fn scenario(b: &Base) -> String {
     tool(&["script", "disable", "legacy", "99.missing"]);
     tool(&["script", "disable", "legacy", "README"]);
     tool(&["run", "10", "legacy"]);
-    drop(tool);
     // All scripts despite failures (test-mode only environment switch).
     t.push_str(&b.tool(
         &["run", "10", "legacy", "monitor"],

@@ -16,6 +16,9 @@
 //!   cancellation of monitor, debug script), keeps last results;
 //! * [`server`]: the eventd socket server over a [`runner::EventRunner`];
 //! * [`client`]: a blocking client for the eventd socket;
+//! * [`eventd`]: starting an event daemon as ctdbd does, and
+//!   [`eventd::EventBackend`], ctdbd's one way to run an event either
+//!   through a daemon or in-process;
 //! * [`notify`]: `notify.sh` notifications (init, setup, startup,
 //!   healthy, unhealthy).
 //!
@@ -40,6 +43,7 @@
 //!   the first NUL byte.
 
 pub mod client;
+pub mod eventd;
 pub mod notify;
 pub mod protocol;
 pub mod runner;

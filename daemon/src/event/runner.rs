@@ -722,10 +722,19 @@ fn reap_in_background(mut child: Child) {
     });
 }
 
+/// Sends `sig` to process `pid` (through kill(1), see [`kill_group`]).
+pub fn kill_pid(pid: u32, sig: i32) {
+    signal_target(&pid.to_string(), sig);
+}
+
 /// Sends `sig` to process group `pgid`. Uses kill(1) so this crate keeps
 /// its one unsafe module untouched; the cost is a fork per kill, only on
 /// timeouts and cancellations.
 pub fn kill_group(pgid: u32, sig: i32) {
+    signal_target(&format!("-{pgid}"), sig);
+}
+
+fn signal_target(target: &str, sig: i32) {
     let name = match sig {
         libc::SIGKILL => "KILL",
         libc::SIGTERM => "TERM",
@@ -735,13 +744,13 @@ pub fn kill_group(pgid: u32, sig: i32) {
         .arg("-s")
         .arg(name)
         .arg("--")
-        .arg(format!("-{pgid}"))
+        .arg(target)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
     if let Err(e) = r {
-        tracing::warn!("cannot run kill for process group {}: {}", pgid, e);
+        tracing::warn!("cannot run kill for {}: {}", target, e);
     }
 }
 
