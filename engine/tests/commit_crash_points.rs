@@ -85,6 +85,8 @@ fn crash_at_every_commit_step() {
     for tflags in [
         flags::DISALLOW_NESTING,
         flags::INCOMPATIBLE_HASH | flags::DISALLOW_NESTING,
+        // Mutex mode: the child dies holding the allrecord mutex.
+        flags::MUTEX_LOCKING | flags::DISALLOW_NESTING,
     ] {
         for step in 1..=5u32 {
             let path = td.path(&format!("c-{tflags}-{step}.tdb"));
