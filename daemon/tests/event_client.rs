@@ -273,3 +273,45 @@ fn eventd_process_and_backend_like_debian() {
         Some(libc::ENOEXEC)
     );
 }
+
+/// Random and malformed packets on many connections never take our
+/// daemon down; it keeps serving.
+#[test]
+fn hostile_packets_do_not_kill_our_daemon() {
+    let b = Base::new("hostile");
+    tree(&b);
+    let mut d = Daemon::start(&b, &ours());
+    let mut seed: u64 = 0x1234_5678_9abc_def0;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..200 {
+        let mut s = UnixStream::connect(b.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let n = (next() % 96) as usize;
+        let mut p: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+        if n >= 4 && i % 2 == 0 {
+            p[..4].copy_from_slice(&(n as u32).to_ne_bytes());
+        }
+        if n >= 16 && i % 4 == 0 {
+            p[12..16].copy_from_slice(&(1 + (next() % 3) as u32).to_ne_bytes());
+        }
+        let _ = s.write_all(&p);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    // A length beyond the limit is refused by closing.
+    let mut s = UnixStream::connect(b.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&u32::MAX.to_ne_bytes()).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+    assert!(d.child.try_wait().unwrap().is_none(), "daemon died");
+    let mut c = EventClient::connect(&b.socket()).unwrap();
+    assert_eq!(c.run("legacy", "startup", None, 10, false).unwrap(), 0);
+    assert_eq!(d.stop(), Some(0));
+}
