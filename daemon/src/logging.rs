@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -126,8 +127,17 @@ pub enum LogTarget {
 
 enum Sink {
     Stderr,
-    File(File),
+    File(File, PathBuf),
     Syslog(UnixDatagram),
+}
+
+/// Set by [`reopen`] (SIGHUP); the next line written reopens the log file,
+/// so logrotate can move it away as with upstream.
+static REOPEN: AtomicBool = AtomicBool::new(false);
+
+/// Asks the logger to reopen its file before the next line.
+pub fn reopen() {
+    REOPEN.store(true, Ordering::Relaxed);
 }
 
 /// The subscriber. Install with [`init`].
@@ -151,7 +161,7 @@ impl CtdbLogger {
     pub fn new(target: &LogTarget, level: DebugLevel) -> Result<CtdbLogger, DaemonError> {
         let sink = match target {
             LogTarget::Stderr => Sink::Stderr,
-            LogTarget::File(p) => Sink::File(open_log(p)?),
+            LogTarget::File(p) => Sink::File(open_log(p)?, p.clone()),
             LogTarget::Syslog => {
                 let s =
                     UnixDatagram::unbound().map_err(|e| DaemonError::sys("syslog socket", e))?;
@@ -183,7 +193,12 @@ impl CtdbLogger {
                 let line = self.format_line(SystemTime::now(), pid, msg);
                 let _ = writeln!(std::io::stderr().lock(), "{line}");
             }
-            Sink::File(f) => {
+            Sink::File(f, path) => {
+                if REOPEN.swap(false, Ordering::Relaxed) {
+                    if let Ok(new) = open_log(path) {
+                        *f = new;
+                    }
+                }
                 let mut line = self.format_line(SystemTime::now(), pid, msg);
                 line.push('\n');
                 let _ = f.write_all(line.as_bytes());
@@ -321,6 +336,20 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
+
+        // After the file is moved away (logrotate) and reopen() is asked
+        // for, lines go to a fresh file at the configured path.
+        let rotated = dir.join("log.ctdb.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        let logger = CtdbLogger::new(&LogTarget::File(path.clone()), DebugLevel::Notice).unwrap();
+        std::fs::rename(&path, dir.join("log.ctdb.2")).unwrap();
+        tracing::subscriber::with_default(logger, || {
+            reopen();
+            tracing::warn!("after rotation");
+        });
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with("after rotation\n"));
         assert!(lines[0].ends_with(&format!("ctdbd[{}]: notice line 1", std::process::id())));
         assert!(lines[1].ends_with("error line db=x.tdb"), "{}", lines[1]);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -2,6 +2,8 @@
 //! SIGTERM. See the crate documentation of `ctdb_daemon` for the layout.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::Parser;
 use ctdb_daemon::client::{self, DaemonState};
@@ -112,8 +114,19 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
         );
     }
     process::spawn_signal_thread(rt.stopper()).map_err(|e| (1, e))?;
+    let stdin_closed = Arc::new(AtomicBool::new(false));
+    if settings.test_mode {
+        process::watch_stdin(rt.stopper(), stdin_closed.clone());
+    }
     ready.ready();
     let r = rt.join().map_err(|e| (1, e));
     client::remove_socket(&settings.socket);
-    r
+    r?;
+    if stdin_closed.load(Ordering::SeqCst) {
+        return Err((
+            process::EXIT_STDIN_CLOSED,
+            DaemonError::sys("stdin", std::io::ErrorKind::BrokenPipe.into()),
+        ));
+    }
+    Ok(())
 }

@@ -7,10 +7,13 @@
 //! * PID file (`<rundir>/ctdbd.pid`): created and fcntl-locked for the
 //!   daemon's lifetime; a held lock means another ctdbd runs, and start-up
 //!   stops (exit code 11, as upstream). Removed on clean shutdown.
-//! * Signals: SIGTERM and SIGINT ask the runtime to stop, SIGHUP is logged
-//!   (log reopening comes with the configuration work). They are blocked in
-//!   every thread and taken by one signal thread with `sigwait`, so no
-//!   reactor core is ever interrupted by a handler.
+//! * Signals: SIGTERM and SIGINT ask the runtime to stop, SIGHUP reopens
+//!   the log file (logrotate). They are blocked in every thread and taken by
+//!   one signal thread with `sigwait`, so no reactor core is ever
+//!   interrupted by a handler.
+//! * In test mode, when stdin is a pipe, the daemon exits (code EPIPE, 32)
+//!   once the pipe closes, as upstream does, so a test harness that dies
+//!   takes its daemons with it.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -137,7 +140,10 @@ pub fn spawn_signal_thread(stop: Ringer) -> Result<(), DaemonError> {
         .name("ctdb-signals".into())
         .spawn(move || loop {
             match sys::wait_signal(&SIGNALS) {
-                Ok(libc::SIGHUP) => tracing::info!("Received SIGHUP"),
+                Ok(libc::SIGHUP) => {
+                    crate::logging::reopen();
+                    tracing::info!("Received SIGHUP, reopening logs");
+                }
                 Ok(sig) => {
                     tracing::info!(
                         "Received {}, shutting down",
@@ -158,4 +164,36 @@ pub fn spawn_signal_thread(stop: Ringer) -> Result<(), DaemonError> {
         })
         .map(|_| ())
         .map_err(|e| DaemonError::sys("spawn signal thread", e))
+}
+
+/// Exit code when stdin closed in test mode (upstream: EPIPE).
+pub const EXIT_STDIN_CLOSED: i32 = libc::EPIPE;
+
+/// In test mode with stdin a pipe: watch it from a helper thread and ring
+/// `stop` when it closes. Returns whether the watch was set up.
+pub fn watch_stdin(stop: Ringer, closed: std::sync::Arc<std::sync::atomic::AtomicBool>) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let is_pipe = std::fs::metadata("/proc/self/fd/0")
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false);
+    if !is_pipe {
+        tracing::debug!("stdin is not a pipe, not watching it");
+        return false;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("ctdb-stdin".into())
+        .spawn(move || {
+            let mut b = [0u8; 1];
+            loop {
+                match io::stdin().read(&mut b) {
+                    Ok(1) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    _ => break,
+                }
+            }
+            tracing::error!("stdin closed, exiting");
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            stop.ring();
+        });
+    spawned.is_ok()
 }

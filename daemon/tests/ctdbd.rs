@@ -14,8 +14,10 @@
 //! * a stale socket file is replaced, the socket is mode 0700, SIGTERM
 //!   stops the daemon cleanly and removes socket and PID file;
 //! * without `-i` it daemonises (the starting process exits 0, the PID file
-//!   names a different, live process) and a second daemon on the same
-//!   paths is refused with exit code 11;
+//!   names a different, live process), reopens its log on SIGHUP, and a
+//!   second daemon on the same paths is refused with exit code 11;
+//! * in test mode a daemon whose stdin pipe closes exits with EPIPE (32),
+//!   as upstream;
 //! * with real-time scheduling on, every core thread of the process runs
 //!   SCHED_FIFO pinned to one CPU, and the idle daemon uses almost no CPU
 //!   (summed schedstat run time of all its threads over one second);
@@ -390,6 +392,15 @@ fn daemonises_and_refuses_a_second_instance() {
         "{log}"
     );
 
+    // logrotate: move the log away, SIGHUP, and the daemon writes a new one.
+    std::fs::rename(base.join("log.ctdb"), base.join("log.ctdb.1")).unwrap();
+    signal(pid, "HUP");
+    wait_for("a reopened log file", Duration::from_secs(5), || {
+        std::fs::read_to_string(base.join("log.ctdb"))
+            .map(|l| l.contains("Received SIGHUP"))
+            .unwrap_or(false)
+    });
+
     let second = command(&base, &sock, &["-i", "--nosetsched", "--cores", "1"])
         .output()
         .unwrap();
@@ -409,6 +420,51 @@ fn daemonises_and_refuses_a_second_instance() {
     );
     std::mem::forget(guard);
     assert!(!sock.exists() && !pidfile.exists());
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn test_mode_daemon_exits_when_stdin_closes() {
+    let base = base("stdin");
+    let sock = base.join("ctdbd.socket");
+    let mut child = command(&base, &sock, &["-i", "--nosetsched", "--cores", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+    let guard = Kill(pid);
+    wait_for("the daemon socket", Duration::from_secs(10), || {
+        UnixStream::connect(&sock).is_ok()
+    });
+    // Bytes on stdin are ignored; only its closing matters.
+    child.stdin.as_mut().unwrap().write_all(b"x").unwrap();
+    let mut s = connect(&sock);
+    assert_eq!(status(&control(&mut s, 1, GET_PNN, &[]), 1), 0);
+    drop(child.stdin.take());
+    let end = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < end, "daemon ignored its stdin closing");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::mem::forget(guard);
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert_eq!(st.code(), Some(32), "exit code EPIPE expected: {err}");
+    assert!(err.contains("stdin closed, exiting"), "{err}");
+    assert!(!sock.exists());
     let _ = std::fs::remove_dir_all(&base);
 }
 
