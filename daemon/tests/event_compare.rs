@@ -86,8 +86,8 @@ fn scenario(b: &Base) -> String {
         tool(&["run", "10", "legacy", ev]);
         tool(&["status", "legacy", ev]);
     }
-    tool(&["run", "0", "legacy", "startup"]);
-    tool(&["status", "legacy", "startup"]);
+    // (`run 0` is left out: with an already expired deadline Debian's
+    // eventd races the first script's exit against its timer.)
     tool(&["run", "10", "nope", "monitor"]);
     tool(&["status", "nope", "monitor"]);
     tool(&["run", "10", "empty", "monitor"]);
@@ -113,6 +113,12 @@ fn scenario(b: &Base) -> String {
     tool(&["script", "disable", "legacy", "99.missing"]);
     tool(&["script", "disable", "legacy", "README"]);
     tool(&["run", "10", "legacy"]);
+    // The ctdb CLI's wrappers around ctdb-event.
+    t.push_str(&b.ctdb(&["scriptstatus"]));
+    t.push_str(&b.ctdb(&["scriptstatus", "startup"]));
+    t.push_str(&b.ctdb(&["event", "run", "10", "legacy", "setup"]));
+    t.push_str(&b.ctdb(&["event", "status", "legacy", "setup"]));
+    t.push_str(&b.ctdb(&["event", "script", "list", "legacy"]));
     // All scripts despite failures (test-mode only environment switch).
     t.push_str(&b.tool(
         &["run", "10", "legacy", "monitor"],
@@ -181,6 +187,7 @@ fn ctdb_event_tool_sees_the_same_daemon() {
         "OUTPUT: failing: failure with some args",
         "Event dir for nope does not exist",
         "args: N timeout",
+        "$ ctdb scriptstatus\n01.ok",
     ] {
         assert!(
             ours.contains(needle),

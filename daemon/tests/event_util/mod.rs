@@ -85,6 +85,16 @@ impl Base {
         format!("$ {}\n{}", args.join(" "), self.normalise(&out))
     }
 
+    /// Runs Debian's `ctdb` CLI (its `event` and `scriptstatus` commands
+    /// run ctdb-event and need no ctdbd).
+    pub fn ctdb(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("/usr/bin/ctdb");
+        cmd.args(args).stdin(Stdio::null());
+        self.env(&mut cmd);
+        let out = run_bounded(cmd, Duration::from_secs(30));
+        format!("$ ctdb {}\n{}", args.join(" "), self.normalise(&out))
+    }
+
     pub fn normalise(&self, s: &str) -> String {
         normalise(&s.replace(self.dir.to_str().unwrap(), "BASE"))
     }
