@@ -21,6 +21,7 @@
 //! * with real-time scheduling on, every core thread of the process runs
 //!   SCHED_FIFO pinned to one CPU, and the idle daemon uses almost no CPU
 //!   (summed schedstat run time of all its threads over one second);
+//! * `--mlock` locks the daemon's memory (VmLck);
 //! * a too-low RLIMIT_MEMLOCK stops start-up with a message naming the limit
 //!   and how to raise it.
 //!
@@ -620,6 +621,27 @@ fn a_client_that_never_reads_replies_cannot_grow_the_daemon() {
     drop(flood);
     let (st, err) = d.stop();
     assert!(st.success(), "{err}");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn mlock_option_locks_the_daemon_in_memory() {
+    let base = base("mlock");
+    let sock = base.join("ctdbd.socket");
+    let d = Daemon::start(&base, &sock, &["--cores", "1", "--mlock"]);
+    // A control answered: the runtime (and mlockall before it) is up.
+    let mut s = connect(&sock);
+    assert_eq!(status(&control(&mut s, 1, GET_PNN, &[]), 1), 0);
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let locked: u64 = proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+    assert!(locked > 1024, "only {locked} kB locked with --mlock");
+    assert!(err.contains("locked all memory"), "{err}");
     let _ = std::fs::remove_dir_all(&base);
 }
 
