@@ -934,23 +934,49 @@ impl CoreStore {
 
     /// Store `data` under `key`.
     pub fn store(&mut self, key: &[u8], data: &[u8], flag: StoreFlag) -> Result<()> {
+        self.storev(key, &[data], flag)
+    }
+
+    /// Store the concatenation of `parts` under `key` without building it
+    /// first (libtdb's `tdb_storev`; e.g. ctdb header + user data).
+    pub fn storev(&mut self, key: &[u8], parts: &[&[u8]], flag: StoreFlag) -> Result<()> {
         self.check_writable()?;
         let (hash, bucket) = self.bucket_checked(key)?;
         self.lock_chain(bucket, LockType::Write)?;
-        let r = self.store_locked(key, data, flag, hash, bucket);
+        let r = self.store_locked(key, parts, flag, hash, bucket);
         let u = self.unlock_chain(bucket);
         r.and(u)
+    }
+
+    /// Compare the bytes at `off` with the concatenation of `parts`.
+    fn parts_eq(&mut self, mut off: u64, parts: &[&[u8]]) -> Result<bool> {
+        for p in parts {
+            if !self.key_eq(off, p)? {
+                return Ok(false);
+            }
+            off += p.len() as u64;
+        }
+        Ok(true)
+    }
+
+    fn write_parts(&mut self, mut off: u64, parts: &[&[u8]]) -> Result<()> {
+        for p in parts {
+            self.write(off, p)?;
+            off += p.len() as u64;
+        }
+        Ok(())
     }
 
     fn store_locked(
         &mut self,
         key: &[u8],
-        data: &[u8],
+        parts: &[&[u8]],
         flag: StoreFlag,
         hash: u32,
         bucket: u32,
     ) -> Result<()> {
-        let total = key.len() as u64 + data.len() as u64;
+        let dlen: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let total = key.len() as u64 + dlen;
         if total > u32::MAX as u64 / 2 {
             return Err(Error::TooBig {
                 path: self.sh.path.clone(),
@@ -964,14 +990,14 @@ impl CoreStore {
             (_, Some((off, mut rec))) => {
                 let doff = self.rec_data_off(off, &rec)?;
                 // Identical data: nothing to write.
-                if rec.data_len as usize == data.len() && self.key_eq(doff, data)? {
+                if rec.data_len as u64 == dlen && self.parts_eq(doff, parts)? {
                     self.increment_seqnum();
                     return Ok(());
                 }
-                if rec.rec_len as u64 >= key.len() as u64 + data.len() as u64 + 4 {
-                    self.write(doff, data)?;
-                    if rec.data_len as usize != data.len() {
-                        rec.data_len = data.len() as u32;
+                if rec.rec_len as u64 >= total + 4 {
+                    self.write_parts(doff, parts)?;
+                    if rec.data_len as u64 != dlen {
+                        rec.data_len = dlen as u32;
                         self.write_rec(off, &rec)?;
                     }
                     self.increment_seqnum();
@@ -991,14 +1017,14 @@ impl CoreStore {
                     let u = self.unlock_freelist();
                     let got = r?;
                     u?;
-                    return self.finish_store(key, data, hash, bucket, got);
+                    return self.finish_store(key, parts, dlen, hash, bucket, got);
                 }
                 self.trim_dead(bucket, self.sh.max_dead)?;
             }
             _ => {}
         }
         let got = self.allocate(bucket, total as u32)?;
-        self.finish_store(key, data, hash, bucket, got)
+        self.finish_store(key, parts, dlen, hash, bucket, got)
     }
 
     /// Write a new record into allocated space and link it at the head of
@@ -1006,20 +1032,21 @@ impl CoreStore {
     fn finish_store(
         &mut self,
         key: &[u8],
-        data: &[u8],
+        parts: &[&[u8]],
+        dlen: u64,
         hash: u32,
         bucket: u32,
         (rec_ptr, mut rec): (u32, Rec),
     ) -> Result<()> {
         rec.next = self.read_u32(hash_top(bucket))?;
         rec.key_len = key.len() as u32;
-        rec.data_len = data.len() as u32;
+        rec.data_len = dlen as u32;
         rec.full_hash = hash;
         rec.magic = TDB_MAGIC;
         self.write_rec(rec_ptr, &rec)?;
         let koff = rec_ptr as u64 + REC_SIZE as u64;
         self.write(koff, key)?;
-        self.write(koff + key.len() as u64, data)?;
+        self.write_parts(koff + key.len() as u64, parts)?;
         self.write_u32(hash_top(bucket), rec_ptr)?;
         self.increment_seqnum();
         Ok(())

@@ -43,7 +43,14 @@ fn run(seed: u64, tflags: u32, hash_size: u32, steps: usize, path: &std::path::P
                     1 => StoreFlag::Insert,
                     _ => StoreFlag::Modify,
                 };
-                let r = h.store(&k, &v, flag);
+                let r = if rng.below(2) == 0 {
+                    h.store(&k, &v, flag)
+                } else {
+                    // The same value given in pieces (tdb_storev).
+                    let cut = rng.below(v.len() as u64 + 1) as usize;
+                    let (a, b) = v.split_at(cut);
+                    h.storev(&k, &[a, b, &[]], flag)
+                };
                 match (flag, cur.contains_key(&k)) {
                     (StoreFlag::Insert, true) => assert!(matches!(r, Err(Error::Exists)), "{ctx}"),
                     (StoreFlag::Modify, false) => {
