@@ -1785,6 +1785,11 @@ impl RecordGuard<'_> {
         self.st.store(&self.key, data, StoreFlag::Replace)
     }
 
+    /// Replace the value of the locked key with the concatenation of `parts`.
+    pub fn storev(&mut self, parts: &[&[u8]]) -> Result<()> {
+        self.st.storev(&self.key, parts, StoreFlag::Replace)
+    }
+
     /// Delete the locked key ([`Error::NotFound`] if absent).
     pub fn delete(&mut self) -> Result<()> {
         self.st.delete(&self.key)
