@@ -541,5 +541,7 @@ pub fn fuzz_open(bytes: &[u8]) -> Result<()> {
         Ok(())
     })();
     let _ = std::fs::remove_file(&path);
+    // Succeeds only when no other call is using the directory.
+    let _ = std::fs::remove_dir(&dir);
     r
 }
