@@ -315,3 +315,40 @@ fn hostile_packets_do_not_kill_our_daemon() {
     assert_eq!(c.run("legacy", "startup", None, 10, false).unwrap(), 0);
     assert_eq!(d.stop(), Some(0));
 }
+
+/// SIGUSR1 makes our daemon re-read ctdb.conf: a debug script configured
+/// afterwards runs on the next timeout.
+#[test]
+fn sigusr1_reloads_debug_script() {
+    let b = Base::new("usr1");
+    let dir = b.dir.display().to_string();
+    b.write(
+        "events/legacy/01.hang.script",
+        &format!("#!/bin/sh\necho $$ >> {dir}/pids\nsleep 20\n"),
+        true,
+    );
+    b.write(
+        "debug.sh",
+        &format!("#!/bin/sh\necho \"$2\" >> {dir}/debugged\n"),
+        true,
+    );
+    let mut d = Daemon::start(&b, &ours());
+    let mut c = EventClient::connect(&b.socket()).unwrap();
+    assert_eq!(
+        c.run("legacy", "first", None, 1, false).unwrap(),
+        libc::ETIMEDOUT
+    );
+    b.write("ctdb.conf", "[event]\n\tdebug script = debug.sh\n", false);
+    Command::new("kill")
+        .args(["-s", "USR1", &d.child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        c.run("legacy", "second", None, 1, false).unwrap(),
+        libc::ETIMEDOUT
+    );
+    let got = wait_for_file(&b.dir.join("debugged"), "second", Duration::from_secs(10));
+    assert_eq!(got.as_deref(), Some("second\n"));
+    assert_eq!(d.stop(), Some(0));
+}

@@ -4,7 +4,7 @@
 //! `rundir/eventd.socket` (`$CTDB_BASE/run/eventd.socket` in test mode),
 //! writes four zero bytes to the startup fd once listening, and exits when
 //! the watched pid goes away (checked every 5 seconds) or on SIGTERM or
-//! SIGINT, removing its socket and pid file. Configuration: `[event] debug
+//! SIGINT, removing its socket and pid file. SIGUSR1 re-reads ctdb.conf. Configuration: `[event] debug
 //! script` and `[logging]` from ctdb.conf; set CTDB_INTERACTIVE to log to
 //! standard error.
 
@@ -47,6 +47,17 @@ fn notify_startup(fd: i32) -> Result<(), EventError> {
         .map_err(|e| EventError::io("write startup fd", &path, e))
 }
 
+/// SIGUSR1: re-read ctdb.conf; only the debug script can change.
+fn reload(runner: &EventRunner, etcdir: &Path) {
+    match Config::load_with(etcdir, LoadOptions::ctdbd()) {
+        Ok(c) => {
+            runner.set_debug_script(c.event_debug_script().map(|s| etcdir.join(s)));
+            tracing::info!("reconfigure completed successfully");
+        }
+        Err(e) => tracing::warn!("Configuration reload failed: {}", e),
+    }
+}
+
 fn run(args: Args) -> Result<u8, EventError> {
     let paths = Paths::from_env().map_err(|e| EventError::BadOption {
         option: "environment",
@@ -81,7 +92,7 @@ fn run(args: Args) -> Result<u8, EventError> {
         .map_err(|e| EventError::io("block signals in", "ctdb-eventd", e))?;
 
     let runner = Arc::new(EventRunner::from_config(&paths, &config));
-    let server = Server::bind(&socket, runner)?;
+    let server = Server::bind(&socket, runner.clone())?;
     std::fs::write(&pidfile, format!("{}\n", std::process::id()))
         .map_err(|e| EventError::io("write pid file", &pidfile, e))?;
     tracing::info!("daemon started, pid={}", std::process::id());
@@ -96,6 +107,7 @@ fn run(args: Args) -> Result<u8, EventError> {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<u8>();
     {
         let tx = done_tx.clone();
+        let etcdir = paths.etcdir.clone();
         std::thread::spawn(move || loop {
             match ctdb_daemon::sys::wait_signal(&signals) {
                 Ok(sig) => {
@@ -103,6 +115,9 @@ fn run(args: Args) -> Result<u8, EventError> {
                     if sig == libc::SIGTERM || sig == libc::SIGINT {
                         let _ = tx.send(0);
                         return;
+                    }
+                    if sig == libc::SIGUSR1 {
+                        reload(&runner, &etcdir);
                     }
                 }
                 Err(_) => {

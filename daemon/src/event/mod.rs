@@ -22,6 +22,38 @@
 //! * [`notify`]: `notify.sh` notifications (init, setup, startup,
 //!   healthy, unhealthy).
 //!
+//! # Use from ctdbd
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ctdb_daemon::event::eventd::{eventd_path, EventBackend, EventdProcess};
+//! use ctdb_daemon::event::notify::{run_notification, Notification};
+//! use ctdb_daemon::event::runner::CtdbEvent;
+//! use ctdb_daemon::event::{client, EventRunner};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let paths = ctdb_config::Paths::from_env()?;
+//! let config = ctdb_config::Config::load(&paths.etcdir)?;
+//! // Either start an event daemon as upstream ctdbd does ...
+//! let eventd = EventdProcess::start(
+//!     &eventd_path(&paths), std::process::id(), &client::socket_path(&paths), &[])?;
+//! let backend = EventBackend::Daemon(eventd.socket().to_path_buf());
+//! // ... or run scripts in-process with the same semantics.
+//! let _inproc = EventBackend::InProcess(Arc::new(EventRunner::from_config(&paths, &config)));
+//! // Per event: argument check, EventScriptTimeout, reply code.
+//! let code = backend.run(CtdbEvent::TakeIp, Some("eth0 10.0.0.1 24"), 30);
+//! let _ = run_notification(&paths.notification_script(), Notification::Healthy);
+//! let _ = (code, eventd.has_exited());
+//! # Ok(()) }
+//! ```
+//!
+//! ctdbd's rules that stay with ctdbd: which events may run during
+//! recovery ([`runner::CtdbEvent::allowed_during_recovery`]), banning
+//! itself when a waited-for event times out
+//! ([`runner::CtdbEvent::timeout_bans`]), monitoring every
+//! MonitorInterval and turning monitor results into healthy/unhealthy
+//! notifications. Timeouts of startrecovery, recovered, takeip and
+//! releaseip are already reported as success by [`eventd::EventBackend`].
+//!
 //! # Layouts
 //!
 //! Components live in `etcdir/events/<component>/`, scripts are named
@@ -33,8 +65,14 @@
 //! with script names being the file names (`NN.name`, no suffix, backup
 //! files such as `*~`, `*.rpmnew`, `*.dpkg-old` skipped).
 //!
-//! # Differences from upstream (deliberate)
+//! # Differences from upstream
 //!
+//! * Our eventd cannot mark the `-S` startup descriptor close-on-exec
+//!   (that needs unsafe code outside this module's remit), so scripts
+//!   inherit it; a script that outlives a dying eventd delays ctdbd's
+//!   notice of the death until the script exits.
+//! * Logging goes through the daemon's logger, whose lines carry the
+//!   `ctdbd` name.
 //! * A script still running when its event times out is sent SIGTERM (to
 //!   its process group) once the debug script has finished, or at once if
 //!   there is none; upstream leaves it running when no debug script is

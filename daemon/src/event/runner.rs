@@ -247,7 +247,7 @@ struct Component {
 /// threads, or used directly by ctdbd.
 pub struct EventRunner {
     events_dir: PathBuf,
-    debug_script: Option<PathBuf>,
+    debug_script: Mutex<Option<PathBuf>>,
     components: Mutex<HashMap<String, Arc<Component>>>,
 }
 
@@ -265,7 +265,7 @@ impl EventRunner {
     pub fn new(events_dir: PathBuf, debug_script: Option<PathBuf>) -> EventRunner {
         EventRunner {
             events_dir,
-            debug_script,
+            debug_script: Mutex::new(debug_script),
             components: Mutex::new(HashMap::new()),
         }
     }
@@ -274,6 +274,16 @@ impl EventRunner {
     pub fn from_config(paths: &ctdb_config::Paths, config: &ctdb_config::Config) -> EventRunner {
         let debug = config.event_debug_script().map(|s| paths.etcdir.join(s));
         EventRunner::new(paths.eventd_script_dir(), debug)
+    }
+
+    /// Replaces the debug script (eventd re-reads ctdb.conf on SIGUSR1).
+    pub fn set_debug_script(&self, debug_script: Option<PathBuf>) {
+        *lock(&self.debug_script) = debug_script;
+    }
+
+    /// The debug script run on timeouts, if any.
+    pub fn debug_script(&self) -> Option<PathBuf> {
+        lock(&self.debug_script).clone()
     }
 
     /// Where components are looked up.
@@ -468,9 +478,9 @@ impl EventRunner {
         }
         lock(&comp.results).insert(event.to_string(), result.clone());
         if let Some((pid, reaped)) = debug_pid {
-            let debug = match &self.debug_script {
+            let debug = match self.debug_script() {
                 Some(d) if !comp.debug_running.swap(true, Ordering::SeqCst) => {
-                    Some((d.clone(), event.to_string(), comp.debug_running.clone()))
+                    Some((d, event.to_string(), comp.debug_running.clone()))
                 }
                 _ => None,
             };
