@@ -480,6 +480,13 @@ fn read_only_cases(db_id: &str, ctdbd_pid: u32) -> Vec<Case> {
         case(0, "setdebug bogus", None),
         case(0, "ban", None),
         case(0, "reloadips 9", None),
+        case(0, "event status legacy monitor", None),
+        case(0, "event script list legacy", None),
+        case(0, "event bogus", None),
+        case(0, "natgw leader", None),
+        case(0, "lvs leader", None),
+        case(0, "gratarp 192.0.2.1 lo", None),
+        case(0, "-n 1 gettickles 192.0.2.2", None),
     ];
     // Daemon not reachable.
     let mut no_daemon = case(0, "status", None);
@@ -579,6 +586,41 @@ fn scenarios() -> Vec<Vec<Case>> {
         vec![
             case(0, "wipedb cmp_v.tdb", None),
             case(0, "catdb cmp_v.tdb", Digits),
+        ],
+        vec![
+            case(0, "reloadnodes", None),
+            case(0, "reloadips", None),
+            case(0, "reloadips 1,2", None),
+            case(0, "recover", None),
+            // A recovery picks a new random generation.
+            case(0, "status", Digits),
+        ],
+        vec![
+            case(0, "setlmasterrole off", None),
+            case(0, "getcapabilities", None),
+            case(0, "setlmasterrole on", None),
+            case(2, "setleaderrole off", None),
+            case(2, "getcapabilities", None),
+            case(2, "setleaderrole on", None),
+            case(0, "-n 2 getcapabilities", None),
+        ],
+        vec![
+            case(0, "addip 192.0.2.10/24 lo", None),
+            case(0, "addip 192.0.2.10/24 lo", None),
+            case(0, "delip 192.0.2.10", None),
+            case(0, "delip 192.0.2.10", None),
+            case(0, "moveip 192.0.2.3 2", None),
+            case(0, "moveip 192.0.2.3 7", None),
+            case(0, "moveip 203.0.113.1 1", None),
+            case(0, "ipinfo 192.0.2.3", None),
+        ],
+        vec![
+            // Long enough that the flag is seen by the 1 s polling.
+            case(0, "-n 1 ban 30", None),
+            case(0, "-n 1 nodestatus", None),
+            case(0, "-n 1 ban 30", None),
+            case(0, "-n 1 unban", None),
+            case(0, "-n 1 unban", None),
         ],
     ]
 }
