@@ -541,7 +541,11 @@ pub fn fuzz_open(bytes: &[u8]) -> Result<()> {
         Ok(())
     })();
     let _ = std::fs::remove_file(&path);
-    // Succeeds only when no other call is using the directory.
-    let _ = std::fs::remove_dir(&dir);
     r
+}
+
+/// Remove the (empty) scratch directory [`fuzz_open`] uses in this process.
+pub fn fuzz_cleanup() {
+    let dir = std::env::temp_dir().join(format!("ctdb-engine-fuzz-{}", std::process::id()));
+    let _ = std::fs::remove_dir(dir);
 }

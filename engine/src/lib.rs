@@ -76,7 +76,7 @@ pub mod sys;
 mod transaction;
 
 pub use check::CheckReport;
-pub use db::{fuzz_open, Database, OpenOptions};
+pub use db::{fuzz_cleanup, fuzz_open, Database, OpenOptions};
 pub use error::{Error, Result};
 pub use format::{flags, HashKind};
 pub use store::{CoreStore, RecordGuard, StoreFlag, Walk};

@@ -10,7 +10,7 @@ use common::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use ctdb_engine::{flags, fuzz_open, Database, OpenOptions, StoreFlag};
+use ctdb_engine::{flags, fuzz_cleanup, fuzz_open, Database, OpenOptions, StoreFlag};
 
 fn seed_files(td: &TempDir) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -171,6 +171,7 @@ fn corrupted_files_give_clean_errors() {
         }
         n += 1;
     }
+    fuzz_cleanup();
     eprintln!(
         "fuzz: {n} cases, {ok} opened fine, {err} clean errors in {:?}",
         start.elapsed()
