@@ -71,6 +71,7 @@ mod persistent;
 mod recovery;
 mod stats;
 mod traverse;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,6 +89,7 @@ use crate::error::DaemonError;
 
 pub use call::CallOutcome;
 pub use stats::DbStats;
+pub use wire::{encode_message, Served};
 
 /// `CTDB_CTRL_FLAG_ATTACH_RECOVERY`: an attach sent by the recovery code.
 pub const CTRL_FLAG_ATTACH_RECOVERY: u32 = 0x0000_0002;
