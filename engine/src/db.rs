@@ -265,7 +265,7 @@ impl Database {
                 sys::lock(file, LockType::Write, FREELIST_TOP as u64, 0, true)
                     .map_err(lock_err(path, FREELIST_TOP as u64))?;
                 let ms = if want_mutex {
-                    mutex_area_size(opts.hash_size, page_size)
+                    crate::sys::mutex::mutex_area_size(opts.hash_size, page_size as usize) as u64
                 } else {
                     0
                 };
@@ -280,7 +280,7 @@ impl Database {
                 return Err(bad(path, "empty file"));
             }
             let ms = if want_mutex {
-                mutex_area_size(opts.hash_size, page_size)
+                crate::sys::mutex::mutex_area_size(opts.hash_size, page_size as usize) as u64
             } else {
                 0
             };
@@ -346,7 +346,8 @@ impl Database {
         let mut mutex_view = None;
         let mut tflags = tflags;
         if features & TDB_FEATURE_FLAG_MUTEX != 0 {
-            let expect = mutex_area_size(hdr.hash_size, page_size);
+            let expect =
+                crate::sys::mutex::mutex_area_size(hdr.hash_size, page_size as usize) as u64;
             if !nolock {
                 if !want_mutex {
                     return Err(bad(

@@ -241,10 +241,3 @@ pub fn expand_adjust(map_size: u32, size: u32, page_size: u32) -> u32 {
     }
     (aligned - map_size as u64) as u32
 }
-
-/// Size of the robust-mutex area for `hash_size` chains (x86_64 glibc:
-/// 40-byte `pthread_mutex_t`, 216-byte fixed part).
-pub fn mutex_area_size(hash_size: u32, page_size: u32) -> u64 {
-    let raw = 216u64 + 40 * (hash_size as u64 + 1);
-    raw.div_ceil(page_size as u64) * page_size as u64
-}
