@@ -563,6 +563,11 @@ impl Recoverd {
                 if round.any_failed() {
                     return;
                 }
+                // Leadership or the lock may have gone while the flags
+                // were pushed (upstream would start the helper anyway).
+                if !self.is_leader() || (self.lock_enabled && !self.lock_held()) {
+                    return;
+                }
                 let generation = loop {
                     let g = self.rng.next_u64() as u32;
                     if g != INVALID_GENERATION {
