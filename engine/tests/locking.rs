@@ -396,3 +396,88 @@ fn record_guard_holds_the_chain() {
     g.delete().unwrap();
     assert_eq!(g.fetch().unwrap(), None);
 }
+
+#[test]
+fn engine_transactions_against_libtdb_writers() {
+    let td = TempDir::new("txlib");
+    for tflags in [
+        flags::DISALLOW_NESTING | flags::NOSYNC,
+        flags::MUTEX_LOCKING | flags::DISALLOW_NESTING | flags::NOSYNC,
+    ] {
+        let path = td.path(&format!("t{tflags}.tdb"));
+        let db =
+            Database::open(&path, &OpenOptions::new().hash_size(31).tdb_flags(tflags)).unwrap();
+        let mut h = db.handle().unwrap();
+        h.store(b"counter", b"0", StoreFlag::Replace).unwrap();
+        // python: 4000 plain stores of its own keys plus 1000 libtdb
+        // transactions incrementing a shared counter, while the engine runs
+        // 1000 transactions incrementing it too.
+        let mut child = Command::new(PY)
+            .arg("-c")
+            .arg(
+                r#"
+import sys, os, tdb
+t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
+print("ready", flush=True)
+for i in range(4000):
+    t[b"py-%d" % (i % 40)] = b"%d" % i
+    if i % 4 == 0:
+        t.transaction_start()
+        t[b"counter"] = b"%d" % (int(t[b"counter"]) + 1)
+        t.transaction_commit()
+print("done", flush=True)
+"#,
+            )
+            .arg(&path)
+            .arg(tflags.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        for i in 0..1000u32 {
+            h.transaction_start().unwrap();
+            let c: u64 = String::from_utf8(h.fetch(b"counter").unwrap().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            h.store(
+                b"counter",
+                (c + 1).to_string().as_bytes(),
+                StoreFlag::Replace,
+            )
+            .unwrap();
+            h.store(
+                format!("e-{}", i % 30).as_bytes(),
+                &vec![i as u8; 50 + (i % 200) as usize],
+                StoreFlag::Replace,
+            )
+            .unwrap();
+            h.transaction_commit().unwrap();
+        }
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            status.success() && line.trim() == "done",
+            "python writer failed"
+        );
+        assert_eq!(
+            h.fetch(b"counter").unwrap(),
+            Some(b"2000".to_vec()),
+            "lost a counter increment (flags {tflags})"
+        );
+        for i in 3960..4000u32 {
+            assert_eq!(
+                h.fetch(format!("py-{}", i % 40).as_bytes()).unwrap(),
+                Some(i.to_string().into_bytes())
+            );
+        }
+        h.check().unwrap();
+        drop(h);
+        drop(db);
+        tdbtool_check(&path);
+    }
+}
