@@ -209,7 +209,9 @@ fn control_future_ending_stops_every_core() {
     // cores follow; join must not hang.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || tx.send(rt.join()).unwrap());
-    rx.recv_timeout(Duration::from_secs(10))
+    // Generous: on a loaded shared machine (other real-time daemons around)
+    // a SCHED_OTHER test thread can wait a while for CPU.
+    rx.recv_timeout(Duration::from_secs(30))
         .expect("runtime did not stop after the control future ended")
         .unwrap();
 }
