@@ -297,6 +297,14 @@ fn stock_ctdb_tool_volatile_commands() {
     assert!(out.contains("Dumped 2 records"), "{out}");
     let out = d.ok(&["readkey", "test.tdb", "key2"]);
     assert!(out.contains("ptr:[value2]"), "{out}");
+
+    // deletekey: the tool stores an empty record and schedules it for
+    // deletion (a NOREPLY control); readkey then finds no data.
+    d.ok(&["deletekey", "test.tdb", "key2"]);
+    let out = d.ok(&["readkey", "test.tdb", "key2"]);
+    assert!(out.contains("Data: size:0"), "{out}");
+    let out = d.ok(&["catdb", "test.tdb"]);
+    assert!(out.contains("Dumped 1 records"), "{out}");
 }
 
 #[test]

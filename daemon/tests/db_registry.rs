@@ -627,3 +627,55 @@ fn seqnum_health_readonly_sticky_statistics() {
     assert_eq!(s.hop_count_bucket[2], 1);
     assert_eq!((s.hot_keys[0].count, s.hot_keys[0].key), (7, &b"hot"[..]));
 }
+
+#[test]
+fn vacuum_deletes_own_empty_records_only() {
+    let t = TempDir::new("vacuum");
+    let mut dbs = Databases::open(config(&t.0)).unwrap();
+    let v = attach(&mut dbs, "vac.tdb", 0);
+    let path = path_of(&mut dbs, v);
+    let flags = {
+        let o = control(&mut dbs, ControlData::DbOpenFlags(v));
+        i32::from_bytes(&o.data).unwrap()
+    };
+    // Migrated, never written (empty): queued for deletion by the store
+    // rules. "full" gets data from libtdb afterwards: it must stay.
+    for k in ["empty1", "empty2", "full"] {
+        call(&mut dbs, v, CTDB_NULL_FUNC, k.as_bytes());
+    }
+    python(
+        "import sys, tdb\nt = tdb.Tdb(sys.argv[1], 0, int(sys.argv[2]), 2, 0o600)\n\
+         o = t.get(b'full')\nt.store(b'full', o + b'data', tdb.REPLACE)",
+        &[path.to_str().unwrap(), &flags.to_string()],
+    );
+    assert_eq!(dbs.find(v).unwrap().delete_queue_len(), 3);
+    let c = dbs.vacuum(v, false).unwrap();
+    assert_eq!((c.deleted, c.skipped), (2, 1));
+    let dump = tdbdump(&path);
+    assert_eq!(dump.matches("key(").count(), 1, "{dump}");
+    assert!(dump.contains("\"full\""), "{dump}");
+
+    // GET_DB_SEQNUM on a volatile database creates the key's initial
+    // header through the store rules (rsn 1), as Debian's ctdbd does; a
+    // full vacuum run then finds and removes that empty record.
+    let o = control(&mut dbs, ControlData::GetDbSeqnum(DbIdPad(v)));
+    assert_eq!(u64::from_bytes(&o.data).unwrap(), 0);
+    let (h, d) = dbs
+        .peek_record(v, b"__db_sequence_number__\0")
+        .expect("seqnum record");
+    assert_eq!((h.rsn, h.dmaster, d.len()), (1, 0, 0));
+    let c = dbs.vacuum(v, true).unwrap();
+    assert_eq!(c.deleted, 1);
+    assert!(dbs.peek_record(v, b"__db_sequence_number__\0").is_none());
+    // DB_VACUUM control: volatile only.
+    let mut data = Vec::new();
+    ControlData::DbVacuum(ctdb_protocol::types::DbVacuum {
+        db_id: v,
+        full_vacuum_run: true,
+    })
+    .push(&mut data);
+    let o = dbs
+        .handle_control(&ControlCtx::default(), Opcode::DbVacuum as u32, &data)
+        .unwrap();
+    assert_eq!(o.status, 0);
+}

@@ -62,8 +62,10 @@
 //!   transaction).
 //! * A frozen database's REQ_CALLs are answered [`CallOutcome::Defer`]; the
 //!   caller re-submits them after DB_THAW (upstream re-queues them itself).
-//! * Vacuuming is not implemented: SCHEDULE_FOR_DELETION only records the
-//!   key in the delete queue.
+//! * Vacuuming ([`Databases::vacuum`], DB_VACUUM) deletes this node's own
+//!   empty records in-line; the VACUUM_FETCH / TRY_DELETE_RECORDS exchange
+//!   with other nodes is left to the cluster layer (records whose lmaster
+//!   is elsewhere stay queued).
 
 mod call;
 mod ltdb;
@@ -71,6 +73,7 @@ mod persistent;
 mod recovery;
 mod stats;
 mod traverse;
+mod vacuum;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -89,6 +92,7 @@ use crate::error::DaemonError;
 
 pub use call::CallOutcome;
 pub use stats::DbStats;
+pub use vacuum::VacuumCounts;
 pub use wire::{encode_message, Served};
 
 /// `CTDB_CTRL_FLAG_ATTACH_RECOVERY`: an attach sent by the recovery code.
@@ -683,6 +687,7 @@ impl Databases {
                 ControlOutcome::fail()
             }
             C::TraverseKill(_) => ControlOutcome::ok(),
+            C::DbVacuum(v) => self.control_db_vacuum(v.db_id, v.full_vacuum_run),
             _ => ControlOutcome::fail(),
         }
     }
@@ -917,6 +922,7 @@ pub fn is_db_control(op: Opcode) -> bool {
             | O::TraverseAllExt
             | O::TraverseData
             | O::TraverseKill
+            | O::DbVacuum
     )
 }
 

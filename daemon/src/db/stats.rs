@@ -51,7 +51,7 @@ fn lock_bucket(t: f64) -> usize {
     id.min(MAX_COUNT_BUCKETS - 1)
 }
 
-fn update_latency(l: &mut LatencyCounter, t: f64) {
+pub(crate) fn update_latency(l: &mut LatencyCounter, t: f64) {
     if l.num == 0 || t < l.min {
         l.min = t;
     }
