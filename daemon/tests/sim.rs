@@ -143,6 +143,8 @@ struct SimNode {
     seen_seq: u64,
     running: Option<u32>,
     stopped: bool,
+    /// Fails DB_FREEZE (a node with a stuck lock helper).
+    faulty: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -318,6 +320,7 @@ impl Sim {
             seen_seq: 0,
             running: None,
             stopped: false,
+            faulty: false,
         }
     }
 
@@ -520,11 +523,11 @@ impl Sim {
                 ok(Reply::Done)
             }
             Control::DbFreeze(id) => match n.dbs.get_mut(id) {
-                Some(d) => {
+                Some(d) if !n.faulty => {
                     d.frozen = true;
                     ok(Reply::Done)
                 }
-                None => err,
+                _ => err,
             },
             Control::DbThaw(id) => match n.dbs.get_mut(id) {
                 Some(d) => {
@@ -770,7 +773,13 @@ impl Sim {
                     self.note(|| format!("stop {s}"));
                 }
             }
-        } else if roll < 80 {
+        } else if roll < 85 {
+            let f = self.rng.below(u64::from(n)) as Pnn;
+            let node = &mut self.nodes[f as usize];
+            node.faulty = !node.faulty;
+            let on = node.faulty;
+            self.note(|| format!("node {f} faulty: {on}"));
+        } else if roll < 90 {
             // Someone asks the leader to give a node banning credits.
             let target = self.rng.below(u64::from(n)) as Pnn;
             let from = self.rng.below(u64::from(n)) as Pnn;
@@ -1040,6 +1049,7 @@ impl Sim {
                     for c in 0..self.cfg.n as Pnn {
                         self.restart(c);
                         let node = &mut self.nodes[c as usize];
+                        node.faulty = false;
                         if node.stopped {
                             node.node.continue_node();
                             node.stopped = false;
