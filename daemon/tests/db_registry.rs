@@ -679,3 +679,10 @@ fn vacuum_deletes_own_empty_records_only() {
         .unwrap();
     assert_eq!(o.status, 0);
 }
+
+#[test]
+fn databases_can_move_to_the_control_core() {
+    fn send<T: Send>() {}
+    send::<Databases>();
+    send::<DbConfig>();
+}

@@ -5,6 +5,9 @@
 //! upstream's order) to its output buffer. The socket code stays free of
 //! database details and the database code free of sockets.
 
+use ctdb_protocol::constants::{
+    CTDB_BROADCAST_ACTIVE, CTDB_BROADCAST_ALL, CTDB_BROADCAST_CONNECTED, CTDB_CURRENT_NODE,
+};
 use ctdb_protocol::{Data, Header, Packet, Payload, ReplyCall, ReplyControl, ReqMessage};
 
 use super::{CallOutcome, ControlCtx, Databases, OutControl, OutMessage};
@@ -41,6 +44,11 @@ impl Databases {
         let pnn = self.pnn();
         match &packet.payload {
             Payload::ReqControl(c) => {
+                let dest = packet.header.destnode;
+                if dest != CTDB_CURRENT_NODE && dest != pnn && !is_broadcast(dest) {
+                    // For another node: the caller forwards it.
+                    return None;
+                }
                 let owned;
                 let data: &[u8] = match &c.data {
                     Data::Raw(b) => b,
@@ -126,6 +134,15 @@ impl Databases {
             _ => None,
         }
     }
+}
+
+/// Broadcast destinations reach this node too; with no other node that
+/// is all of them (a cluster layer also forwards them to the others).
+fn is_broadcast(dest: u32) -> bool {
+    matches!(
+        dest,
+        CTDB_BROADCAST_ALL | CTDB_BROADCAST_ACTIVE | CTDB_BROADCAST_CONNECTED
+    )
 }
 
 /// A REQ_MESSAGE from this node to its client.
