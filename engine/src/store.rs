@@ -1383,7 +1383,11 @@ impl CoreStore {
                 };
                 let rlen = length.max(64);
                 for _ in 0..RESERVE_BATCH {
-                    let (p, mut rec) = self.allocate_from_freelist(rlen)?;
+                    // The reserve is optional: stop refilling rather than
+                    // fail the store (e.g. near the 4 GiB limit).
+                    let Ok((p, mut rec)) = self.allocate_from_freelist(rlen) else {
+                        break;
+                    };
                     rec.next = self.read_u32(hash_top(rb))?;
                     rec.key_len = key.len() as u32;
                     rec.data_len = 0;
