@@ -625,6 +625,48 @@ fn scenarios() -> Vec<Vec<Case>> {
     ]
 }
 
+/// Waits until node `i`'s daemon has exited (the harness reaps it).
+fn wait_exited(env: &mut Env, i: usize, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if env.cluster.check_running().is_err() || env.cluster.pid(i).is_none() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// `shutdown` of the node the CLI is connected to (the tool waits for the
+/// connection to close), then what the other nodes' CLIs say about the
+/// stopped node; the node is restarted between the two CLIs' runs.
+fn compare_shutdown(env: &mut Env, tally: &mut Tally) {
+    let steps = [
+        case(0, "-n 2 status", Mask::None),
+        case(1, "-n 2 ping", Mask::None),
+        case(0, "-n 2 listnodes", Mask::None),
+    ];
+    let shutdown = case(2, "shutdown", Mask::None);
+    let mut runs: Vec<(Run, Vec<Run>)> = Vec::new();
+    for cli in [OURS, DEBIAN_CTDB] {
+        let r = run_case(env, cli, &shutdown);
+        assert!(
+            wait_exited(env, 2, Duration::from_secs(30)),
+            "node 2 did not stop"
+        );
+        let after: Vec<Run> = steps.iter().map(|c| run_case(env, cli, c)).collect();
+        runs.push((r, after));
+        env.cluster.start_node(2).expect("restart node 2");
+        env.cluster
+            .wait_all_ok(Path::new(DEBIAN_CTDB), Duration::from_secs(90))
+            .expect("cluster OK after restart");
+    }
+    tally.check(&shutdown, &runs[0].0, &runs[1].0);
+    for (i, c) in steps.iter().enumerate() {
+        tally.check(c, &runs[0].1[i], &runs[1].1[i]);
+    }
+}
+
 fn write_public_addresses(cluster: &Cluster) {
     let text = "192.0.2.1/24 lo\n192.0.2.2/24 lo\n192.0.2.3/24 lo\n";
     for i in 0..cluster.len() {
@@ -672,6 +714,8 @@ fn ours_matches_debian_ctdb_against_debian_ctdbd() {
         compare_scenario(&env, &mut tally, &s);
     }
     compare_templated(&env, &mut tally, &record_scenario());
+    let mut env = env;
+    compare_shutdown(&mut env, &mut tally);
     eprintln!(
         "compared {} cases ({} read-only, {} in scenarios) in {:?}; {} mismatches; cluster in {}",
         tally.compared,
