@@ -128,7 +128,9 @@ pub enum LogTarget {
 enum Sink {
     Stderr,
     File(File, PathBuf),
-    Syslog(UnixDatagram),
+    /// Connected lazily: like syslog(3), a missing /dev/log (containers,
+    /// early boot) drops lines instead of stopping the daemon.
+    Syslog(Option<UnixDatagram>, PathBuf),
 }
 
 /// Set by [`reopen`] (SIGHUP); the next line written reopens the log file,
@@ -163,11 +165,8 @@ impl CtdbLogger {
             LogTarget::Stderr => Sink::Stderr,
             LogTarget::File(p) => Sink::File(open_log(p)?, p.clone()),
             LogTarget::Syslog => {
-                let s =
-                    UnixDatagram::unbound().map_err(|e| DaemonError::sys("syslog socket", e))?;
-                s.connect("/dev/log")
-                    .map_err(|e| DaemonError::path("connect syslog", "/dev/log", e))?;
-                Sink::Syslog(s)
+                let path = PathBuf::from(SYSLOG_SOCKET);
+                Sink::Syslog(connect_syslog(&path), path)
             }
         };
         Ok(CtdbLogger {
@@ -203,12 +202,30 @@ impl CtdbLogger {
                 line.push('\n');
                 let _ = f.write_all(line.as_bytes());
             }
-            Sink::Syslog(s) => {
+            Sink::Syslog(s, path) => {
+                if s.is_none() {
+                    *s = connect_syslog(path);
+                }
                 let pri = (3u8 << 3) | level.syslog_severity();
-                let _ = s.send(format!("<{pri}>{}[{pid}]: {msg}", self.ident).as_bytes());
+                let line = format!("<{pri}>{}[{pid}]: {msg}", self.ident);
+                if let Some(sock) = s {
+                    if sock.send(line.as_bytes()).is_err() {
+                        // syslogd restarted or went away: reconnect next time.
+                        *s = None;
+                    }
+                }
             }
         }
     }
+}
+
+/// Where syslog(3) sends its datagrams.
+const SYSLOG_SOCKET: &str = "/dev/log";
+
+fn connect_syslog(path: &Path) -> Option<UnixDatagram> {
+    let s = UnixDatagram::unbound().ok()?;
+    s.connect(path).ok()?;
+    Some(s)
 }
 
 fn open_log(p: &Path) -> Result<File, DaemonError> {
@@ -277,6 +294,35 @@ pub fn init(target: &LogTarget, level: DebugLevel) -> Result<(), DaemonError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syslog_lines_and_a_missing_syslogd() {
+        let dir = std::env::temp_dir().join(format!("ctdbd-syslog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.sock");
+        let _ = std::fs::remove_file(&path);
+        let logger = CtdbLogger {
+            level: DebugLevel::Notice,
+            ident: "ctdbd",
+            sink: Mutex::new(Sink::Syslog(None, path.clone())),
+        };
+        // No syslogd yet: the line is dropped, nothing fails.
+        logger.write(DebugLevel::Error, "lost");
+        // syslogd appears: the next line reaches it (DAEMON facility, ERR = 27).
+        let server = UnixDatagram::bind(&path).unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        logger.write(DebugLevel::Error, "found");
+        let mut buf = [0u8; 256];
+        let n = server.recv(&mut buf).unwrap();
+        let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert_eq!(got, format!("<27>ctdbd[{}]: found", std::process::id()));
+        logger.write(DebugLevel::Notice, "notice");
+        let n = server.recv(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("<29>ctdbd["));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn levels_parse_like_upstream() {
