@@ -1697,6 +1697,53 @@ impl CoreStore {
         Ok(v)
     }
 
+    // ----------------------------------------------------------- free list
+
+    /// Number of entries on the free list (libtdb's `tdb_freelist_size`;
+    /// ctdbd's vacuuming repacks when it grows too long).
+    pub fn freelist_size(&mut self) -> Result<u64> {
+        self.lock_freelist()?;
+        let r = (|| -> Result<u64> {
+            let mut n = 0u64;
+            let mut off = self.read_u32(FREELIST_TOP)?;
+            let mut walk = ChainWalk::new(off);
+            while off != 0 {
+                let rec = self.read_rec_raw(off)?;
+                n += 1;
+                off = rec.next;
+                walk.check(self, off)?;
+            }
+            Ok(n)
+        })();
+        let u = self.unlock_freelist();
+        let n = r?;
+        u?;
+        Ok(n)
+    }
+
+    /// Rewrite the database compactly inside a transaction (libtdb's
+    /// `tdb_repack`): copy out every record, wipe, store them back. Needs
+    /// a handle owning all chains.
+    pub fn repack(&mut self) -> Result<()> {
+        self.need_all("repack")?;
+        self.transaction_start()?;
+        let r = (|| -> Result<()> {
+            let all = self.entries()?;
+            self.wipe()?;
+            for (k, v) in &all {
+                self.store(k, v, StoreFlag::Insert)?;
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => self.transaction_commit(),
+            Err(e) => {
+                let _ = self.transaction_cancel();
+                Err(e)
+            }
+        }
+    }
+
     // ----------------------------------------------------------------- wipe
 
     fn free_region(&mut self, off: u64, len: u64) -> Result<()> {

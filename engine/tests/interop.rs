@@ -383,3 +383,58 @@ fn hash_detection_and_bad_headers() {
         }
     }
 }
+
+#[test]
+fn repack_and_freelist_size() {
+    let td = TempDir::new("repack");
+    let path = td.path("r.tdb");
+    let db = Database::open(&path, &OpenOptions::new().hash_size(101)).unwrap();
+    let mut h = db.handle().unwrap();
+    for i in 0..3000u32 {
+        h.store(
+            format!("k{i}").as_bytes(),
+            &vec![i as u8; (i % 300) as usize],
+            StoreFlag::Insert,
+        )
+        .unwrap();
+    }
+    for i in (0..3000u32).filter(|i| i % 3 != 0) {
+        h.delete(format!("k{i}").as_bytes()).unwrap();
+    }
+    let before = h.freelist_size().unwrap();
+    assert!(
+        before > 10,
+        "deletes should fragment the free list ({before})"
+    );
+    let want: Vec<_> = {
+        let mut e = h.entries().unwrap();
+        e.sort();
+        e
+    };
+    h.repack().unwrap();
+    let after = h.freelist_size().unwrap();
+    assert!(
+        after < before,
+        "repack did not defragment ({before} -> {after})"
+    );
+    let mut got = h.entries().unwrap();
+    got.sort();
+    assert_eq!(got, want);
+    h.check().unwrap();
+    drop(h);
+    drop(db);
+    tdbtool_check(&path);
+    let out = python(
+        r#"
+import sys, os, tdb
+t = tdb.open(sys.argv[1], flags=os.O_RDWR)
+print(t.freelist_size)
+"#,
+        &[path.to_str().unwrap()],
+    );
+    assert_eq!(
+        out.trim(),
+        after.to_string(),
+        "libtdb counts a different free list"
+    );
+}
