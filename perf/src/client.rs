@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ctdb_engine::ltdb::LtdbHeader;
-use ctdb_engine::{CoreStore, Database, OpenOptions, StoreFlag};
+use ctdb_engine::{CoreStore, Database, OpenOptions, StoreFlag, Walk};
 use ctdb_protocol::constants::{
     CTDB_CURRENT_NODE, CTDB_IMMEDIATE_MIGRATION, CTDB_NULL_FUNC, CTDB_REC_RO_HAVE_DELEGATIONS,
     CTDB_UNKNOWN_PNN,
@@ -660,6 +660,22 @@ impl Db {
                 Vec::new(),
             )),
         }
+    }
+
+    /// Records in the local file with a full ltdb header and data (what
+    /// this node holds after a recovery).
+    pub fn count_records(&mut self) -> Result<u64> {
+        let mut n = 0u64;
+        let path = self.path.clone();
+        self.store
+            .traverse_read(|_k, v| {
+                if v.len() > 24 {
+                    n += 1;
+                }
+                Walk::Continue
+            })
+            .map_err(|e| PerfError::Engine { path, source: e })?;
+        Ok(n)
     }
 
     /// Writes `header || data` directly into the local file (no locking

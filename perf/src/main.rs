@@ -44,7 +44,8 @@ struct Args {
     /// Nodes per cluster (127.X.Y.1 .. 127.X.Y.N).
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// Data cores per node for our daemon (passed as CTDB_DATA_CORES).
+    /// Data cores per node for our daemon (it runs with --cores=N+1: one
+    /// control core plus N data cores).
     #[arg(long, default_value_t = 1)]
     cores: usize,
     /// Seconds per throughput workload.
@@ -256,15 +257,34 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     fn start(&self, daemon: &Path, imp: &str, wait: u64) -> Result<Cluster> {
-        let env = vec![("CTDB_DATA_CORES".to_string(), self.args.cores.to_string())];
+        // Ours takes --cores (control core + data cores); the script runs
+        // the daemon without arguments, so wrap it.
+        let daemon = if imp == "ours" {
+            let w = self.dir.join("ctdbd-ours");
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| PerfError::io(format!("mkdir {}", self.dir.display()), e))?;
+            let text = format!(
+                "#!/bin/sh\nexec '{}' --cores={} \"$@\"\n",
+                daemon.display(),
+                self.args.cores + 1
+            );
+            std::fs::write(&w, text)
+                .map_err(|e| PerfError::io(format!("write {}", w.display()), e))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| PerfError::io(format!("chmod {}", w.display()), e))?;
+            w
+        } else {
+            daemon.to_path_buf()
+        };
         Cluster::start(
             &self.script,
-            daemon,
+            &daemon,
             self.args.nodes,
             &self.dir.join(imp),
             &self.net,
             wait,
-            &env,
+            &[],
         )
     }
 
@@ -672,6 +692,7 @@ fn real_main() -> Result<bool> {
     };
     let mut rows: Vec<Row> = Vec::new();
     let mut ours_note: Option<String> = None;
+    let mut ours_reason: Option<String> = None;
     let mut ok = true;
 
     if args.smoke.is_some() {
@@ -684,6 +705,7 @@ fn real_main() -> Result<bool> {
                 }
                 Err(e) => {
                     eprintln!("ctdb-perf: ours: not functional yet ({e}); smoke runs theirs");
+                    ours_reason = Some(shorten(&e.to_string(), 400));
                     false
                 }
             };
@@ -727,6 +749,7 @@ fn real_main() -> Result<bool> {
                     Err(e) => {
                         eprintln!("ctdb-perf: ours: not functional yet: {e}");
                         ours_note = Some("not functional yet".into());
+                        ours_reason = Some(shorten(&e.to_string(), 400));
                     }
                 }
             }
@@ -738,7 +761,15 @@ fn real_main() -> Result<bool> {
     } else {
         run_benches(false)
     };
-    let info = machine_info(&args, &list);
+    let mut info = machine_info(&args, &list);
+    info.push((
+        "ours".into(),
+        match (&ours_note, &ours_reason) {
+            (Some(n), Some(r)) => format!("{} {n}: {r}", ours.display()),
+            (Some(n), None) => format!("{} {n}", ours.display()),
+            _ => format!("{} --cores={}", ours.display(), args.cores + 1),
+        },
+    ));
     let mut report = String::new();
     for (k, v) in &info {
         let _ = writeln!(report, "{k}: {v}");
@@ -746,7 +777,11 @@ fn real_main() -> Result<bool> {
     report.push('\n');
     report.push_str(&summary_table(&list, &mut rows, ours_note.as_deref()));
     if let Some(n) = &ours_note {
-        let _ = writeln!(report, "\nours: {n}");
+        let _ = write!(report, "\nours: {n}");
+        if let Some(r) = &ours_reason {
+            let _ = write!(report, " ({r})");
+        }
+        report.push('\n');
     }
     report.push('\n');
     report.push_str(&detail_table(&mut rows));

@@ -701,6 +701,20 @@ fn kill_and_recover(cluster: &mut Cluster, records: u64, kill_leader: bool) -> R
         std::thread::sleep(Duration::from_millis(10));
     }
     let el = t0.elapsed().as_secs_f64();
+    let held = if records > 0 {
+        let mut cl = Client::connect(&cluster.socket(survivors[0]))?;
+        let mut db = cl.attach("perf_recovery.tdb", false)?;
+        let per = records.div_ceil(n as u64);
+        let lost = (records.min((victim as u64 + 1) * per)).saturating_sub(victim as u64 * per);
+        format!(
+            "; node {} holds {} records after recovery ({} were written by survivors)",
+            survivors[0],
+            db.count_records()?,
+            records - lost
+        )
+    } else {
+        String::new()
+    };
     let what = if kill_leader { "leader" } else { "non-leader" };
     Ok(Outcome {
         ops: 1,
@@ -708,7 +722,7 @@ fn kill_and_recover(cluster: &mut Cluster, records: u64, kill_leader: bool) -> R
         lat_ns: Vec::new(),
         elapsed: Some(el),
         note: format!(
-            "killed {what} node {victim} of {n}; {records} records filled in {fill_s:.1} s"
+            "killed {what} node {victim} of {n}; {records} records filled in {fill_s:.1} s{held}"
         ),
     })
 }
