@@ -489,15 +489,17 @@ fn idle_executor_parks_instead_of_spinning() {
     let idle = idle_cpu(None, Duration::from_secs(1));
     eprintln!("idle executor used {idle:?} of CPU in 1 s");
     assert!(
-        idle < Duration::from_millis(30),
+        idle < Duration::from_millis(20),
         "idle executor burned {idle:?}"
     );
     // Control: an executor told to spin before parking is caught spinning,
-    // so the measurement above is meaningful.
-    let spinning = idle_cpu(Some(Duration::from_millis(400)), Duration::from_millis(300));
-    eprintln!("spinning executor used {spinning:?} of CPU in 300 ms");
+    // so the measurement above is meaningful. (Loose bound: on a loaded
+    // shared machine the spinner gets only part of a CPU; even a small part
+    // is far above the idle figure.)
+    let spinning = idle_cpu(Some(Duration::from_millis(600)), Duration::from_millis(500));
+    eprintln!("spinning executor used {spinning:?} of CPU in 500 ms");
     assert!(
-        spinning > Duration::from_millis(100),
+        spinning > Duration::from_millis(40),
         "spin not detected: {spinning:?}"
     );
 }
