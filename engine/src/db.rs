@@ -344,7 +344,6 @@ impl Database {
         let mut hdr_ofs = 0u64;
         let mut mutex = None;
         let mut mutex_view = None;
-        let mut tflags = tflags;
         if features & TDB_FEATURE_FLAG_MUTEX != 0 {
             let expect =
                 crate::sys::mutex::mutex_area_size(hdr.hash_size, page_size as usize) as u64;
@@ -389,10 +388,9 @@ impl Database {
                 mutex_view = crate::sys::map::Map::new(file, 0, hdr.mutex_size as u64, false).ok();
                 mutex = Some(area);
             }
-        } else {
-            // Not a mutex file: never use mutexes on it.
-            tflags &= !flags::MUTEX_LOCKING;
         }
+        // A non-mutex file opened with MUTEX_LOCKING simply uses fcntl locks;
+        // like libtdb, the flag stays in tdb_flags().
         let hash = if hdr.magic1_hash == 0 && hdr.magic2_hash == 0 {
             HashKind::Old
         } else {

@@ -282,6 +282,19 @@ print(t.flags)
         );
         assert_eq!(out.trim(), db.tdb_flags().to_string(), "flags 0x{tflags:x}");
     }
+    // An existing plain file opened with MUTEX_LOCKING: fcntl locks, flag kept.
+    let path = td.path("f1.tdb");
+    let want = python(
+        r#"
+import sys, os, tdb
+t = tdb.open(sys.argv[1], tdb_flags=0x1000, flags=os.O_RDWR)
+print(t.flags)
+"#,
+        &[path.to_str().unwrap()],
+    );
+    let db = Database::open(&path, &OpenOptions::new().tdb_flags(flags::MUTEX_LOCKING)).unwrap();
+    assert!(!db.uses_mutexes());
+    assert_eq!(want.trim(), db.tdb_flags().to_string());
 }
 
 #[test]
