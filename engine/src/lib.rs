@@ -11,7 +11,8 @@
 //! `full_hash`, `magic`), key, data, slack and a 4-byte tailer holding the
 //! record's total size. All words are little-endian `u32`. Records are
 //! prepended to chains; deleted records become dead (and stay on the chain
-//! while a traversal holds them, or up to 5 per chain with `TDB_VOLATILE`),
+//! while a traversal holds them, or up to `max_dead` per chain: 5 with
+//! `TDB_VOLATILE` or [`OpenOptions::max_dead`]),
 //! freed records go to a single LIFO free list and merge with a free left
 //! neighbour; allocation is best fit with 25 % over-allocation, split from
 //! the end; the file grows like libtdb's `tdb_expand`. With
@@ -61,6 +62,16 @@
 //!
 //! Values are always copied in and out of the mapping: the file is shared
 //! with other processes, so no reference into it ever escapes [`sys`].
+//!
+//! # Deliberate differences from libtdb
+//!
+//! * Opening a non-empty file that is not a TDB with `create` fails with
+//!   [`Error::BadHeader`] instead of silently overwriting it.
+//! * After replaying a recovery record, the space past the restored end of
+//!   file (left by the interrupted transaction) is put on the free list, so
+//!   `tdb_check` passes; libtdb leaves it unaccounted.
+//! * Nested transactions, `TDB_INTERNAL`, `TDB_NOMMAP` and byte-swapped
+//!   files are refused with clear errors.
 
 #![deny(unsafe_code)]
 
