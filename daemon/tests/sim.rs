@@ -41,7 +41,8 @@
 //!   highest sequence number.
 //!
 //! `CTDB_SIM_SEED=<n>` runs one seed with a trace of every event;
-//! `CTDB_SIM_SEEDS=<count>` changes the number of seeds (default 500).
+//! `CTDB_SIM_SEEDS=<count>` changes the number of seeds (default 500) and
+//! `CTDB_SIM_SEED_BASE=<n>` the first one (default 0).
 //! A failure prints its seed and the command to replay it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -1295,10 +1296,14 @@ fn simulated_clusters_keep_the_invariants() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(500);
+    let base: u64 = std::env::var("CTDB_SIM_SEED_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let start = std::time::Instant::now();
     let mut total = Stats::default();
     let mut failures = Vec::new();
-    for seed in 0..count {
+    for seed in base..base + count {
         let (r, st, desc) = run_seed(seed, false);
         total.steps += st.steps;
         total.packets += st.packets;

@@ -42,6 +42,48 @@
 //!   `DbPush` stand for upstream's DB_PULL (records streamed as messages,
 //!   count in the reply) and DB_PUSH_START / messages / DB_PUSH_CONFIRM.
 //!
+//!
+//! # Driving the machines
+//!
+//! One [`node::Node`] (main daemon side, owns [`membership::Membership`]
+//! and [`banning::LocalBan`]) and one [`recoverd::Recoverd`] per daemon,
+//! both on the control core:
+//!
+//! * wake both at the earlier of their `next_wakeup()`s: `Node::tick`
+//!   (keepalives, ban expiry), then `Recoverd::tick(now, &node.view())`;
+//! * a packet from a node: `membership.on_rx(pnn)`; a control for the
+//!   cluster: `Node::handle_control` (a `Handled::NotMine` control is a
+//!   database control for the engine); a `LEADER` / `ELECTION` /
+//!   `BANNING` / `PUSH_NODE_FLAGS` message: `Recoverd::on_message`;
+//! * a reply to (or failure / timeout of) a control the recovery daemon
+//!   sent: `Recoverd::on_control_result`;
+//! * transport up/down: `Membership::on_transport_connected` /
+//!   `Membership::node_dead` (then fail the controls outstanding to it);
+//! * cluster mutex helper: `Recoverd::on_lock_status` with the byte it
+//!   wrote, `Recoverd::on_lock_lost` if it exits while holding; the lock
+//!   test for SET_RECMODE: `Node::lock_test_result`;
+//! * apply every returned [`Action`] and [`node::Effect`].
+//!
+//! `daemon/tests/sim.rs` is a complete driver (with simulated network,
+//! lock and databases) and the best example.
+//!
+//! # Where this differs from 4.17, on purpose
+//!
+//! * A recovery run is abandoned when its node stops being leader, gives
+//!   up or loses the lock, or becomes inactive; and the leader re-checks
+//!   leadership and the lock right before starting a run. Upstream lets
+//!   the helper process run on, which the simulation showed can start a
+//!   recovery without the lock (lock helper lost while flags were being
+//!   pushed).
+//! * Databases are recovered one after the other, not in parallel.
+//! * `PUSH_NODE_FLAGS` is forwarded to the nodes connected in this node's
+//!   map rather than in the leader's (upstream first reads the leader's
+//!   node map).
+//! * Not modelled here: IP takeover runs (only [`Action::TakeoverRun`] is
+//!   emitted), keepalive version checks (wire level), nodes-file reload,
+//!   the startup-time "node became healthy → recovery" rule, and the
+//!   `ctdb_op` disabling of recoveries from the CLI.
+//!
 //! [`Recoverd::next_wakeup`]: recoverd::Recoverd::next_wakeup
 
 pub mod banning;

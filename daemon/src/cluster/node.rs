@@ -27,9 +27,11 @@
 //! A node starts in recovery mode ACTIVE with generation INVALID and a
 //! vnn map of all non-deleted nodes, as upstream.
 //!
-//! Invariant: while this node is banned or stopped its recovery mode is
-//! never NORMAL... unless a leader sets it (upstream allows that too; the
-//! recovery daemon puts it back to ACTIVE on its next loop).
+//! Invariant: becoming banned or stopped always leaves the node in
+//! recovery mode ACTIVE with generation INVALID and its databases frozen,
+//! so it serves no record traffic until a recovery takes it back (a
+//! leader may still set NORMAL on it, as upstream allows; its recovery
+//! daemon then sets ACTIVE again at its next main-loop pass).
 
 use std::collections::VecDeque;
 
