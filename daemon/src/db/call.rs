@@ -21,7 +21,11 @@ use ctdb_protocol::constants::CTDB_WANT_READONLY;
 use ctdb_protocol::constants::{CTDB_FETCH_FUNC, CTDB_FETCH_WITH_HEADER_FUNC, CTDB_NULL_FUNC};
 use ctdb_protocol::ReqCall;
 
-use super::Databases;
+use ctdb_engine::Database;
+use ctdb_protocol::types::DB_FLAGS_READONLY;
+
+use super::ltdb::{Env, Records};
+use super::{Databases, DbStats};
 
 /// What to do with a REQ_CALL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +45,6 @@ impl Databases {
     /// hot keys only for calls that arrive from other nodes, see
     /// [`Databases::count_remote_call`]).
     pub fn handle_call(&mut self, call: &ReqCall<'_>) -> CallOutcome {
-        let pnn = self.pnn();
         let Some((db, env)) = self.db_and_env(call.db_id) else {
             tracing::error!("Unknown database in request. db_id==0x{:08x}", call.db_id);
             return CallOutcome::Drop;
@@ -55,99 +58,13 @@ impl Databases {
                 db.name
             );
         }
-        let key = call.key;
-        // Chain lock: try without waiting first; a wait is what upstream's
-        // lock helper would have done, and is counted as such.
-        let locked_now = match db.h.chainlock_nonblock(key) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!("db {}: chain lock failed: {e}", db.name);
-                return CallOutcome::Drop;
-            }
+        let mut rec = Records {
+            h: &mut db.h,
+            name: &db.name,
+            flags: db.flags,
+            delete_queue: &mut db.delete_queue,
         };
-        if !locked_now {
-            let start = Instant::now();
-            let r = db.h.chainlock(key);
-            db.stats.lock_wait(start.elapsed().as_secs_f64(), r.is_ok());
-            if let Err(e) = r {
-                tracing::error!("db {}: chain lock failed: {e}", db.name);
-                return CallOutcome::Drop;
-            }
-        }
-        let out = (|| {
-            let (mut header, data) = match db.ltdb_fetch(&env, key) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!("Unable to fetch record: {e}");
-                    return CallOutcome::Drop;
-                }
-            };
-            let mut flags = call.flags;
-            if flags & CTDB_WANT_READONLY != 0 && !db.readonly() {
-                flags &= !CTDB_WANT_READONLY;
-            }
-            if header.flags.contains(RecordFlags::RO_REVOKE_COMPLETE) {
-                header.flags.remove(RecordFlags::RO_FLAGS);
-                db.stats.ro_revokes += 1;
-                if let Err(e) = db.ltdb_store(&env, key, &mut header, &data) {
-                    tracing::error!("Failed to write header with cleared REVOKE flag: {e}");
-                    return CallOutcome::Drop;
-                }
-                if let Some(ro) = &db.ro_tdb {
-                    if let Ok(mut h) = ro.handle() {
-                        let _ = h.delete(key);
-                    }
-                }
-            }
-            if header.dmaster != pnn {
-                // Only another node can be dmaster; with none reachable,
-                // this node (the lmaster) takes the record over.
-                tracing::warn!(
-                    "db {}: record dmaster is node {}, taking it over",
-                    db.name,
-                    header.dmaster
-                );
-                header.dmaster = pnn;
-            }
-            let mut callid = call.callid;
-            let readonly_fetch = flags & CTDB_WANT_READONLY != 0;
-            if readonly_fetch {
-                callid = CTDB_FETCH_WITH_HEADER_FUNC;
-            }
-            // ctdb_call_local: run the function on the current header and
-            // data, then store the (unchanged) record back.
-            let reply = match callid {
-                CTDB_NULL_FUNC => Some(Vec::new()),
-                CTDB_FETCH_FUNC => Some(data.clone()),
-                CTDB_FETCH_WITH_HEADER_FUNC => Some(header.with_data(&data)),
-                other => {
-                    tracing::error!("Unknown call id {other}");
-                    None
-                }
-            };
-            let Some(mut reply) = reply else {
-                // Upstream ignores the failure and replies status 0 with
-                // no data, without storing.
-                return CallOutcome::Reply {
-                    status: 0,
-                    data: Vec::new(),
-                };
-            };
-            if let Err(e) = db.ltdb_store(&env, key, &mut header, &data) {
-                tracing::error!("ctdb_call tdb_store failed: {e}");
-            }
-            if readonly_fetch && call.callid == CTDB_FETCH_FUNC && reply.len() >= LTDB_HEADER_SIZE {
-                reply.drain(..LTDB_HEADER_SIZE);
-            }
-            CallOutcome::Reply {
-                status: 0,
-                data: reply,
-            }
-        })();
-        if let Err(e) = db.h.chainunlock(key) {
-            tracing::error!("ctdb_ltdb_unlock() failed: {e}");
-        }
-        out
+        run_call(&mut rec, &mut db.stats, db.ro_tdb.as_ref(), &env, call)
     }
 
     /// The header and data of a record as this node's ctdbd sees it
@@ -158,4 +75,112 @@ impl Databases {
         let (h, d) = LtdbHeader::split(&v)?;
         Some((h, d.to_vec()))
     }
+}
+
+/// `daemon_request_call_from_client` + `ctdb_call_local` on one database
+/// handle (all chains on the control core, or one data core's partition):
+/// chain lock, fetch (creating the record as lmaster), run the call
+/// function, store back through the server rules, unlock.
+pub(crate) fn run_call(
+    rec: &mut Records<'_>,
+    stats: &mut DbStats,
+    ro_tdb: Option<&Database>,
+    env: &Env<'_>,
+    call: &ReqCall<'_>,
+) -> CallOutcome {
+    let pnn = env.pnn;
+    let key = call.key;
+    // Chain lock: try without waiting first; a wait is what upstream's
+    // lock helper would have done, and is counted as such.
+    let locked_now = match rec.h.chainlock_nonblock(key) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("db {}: chain lock failed: {e}", rec.name);
+            return CallOutcome::Drop;
+        }
+    };
+    if !locked_now {
+        let start = Instant::now();
+        let r = rec.h.chainlock(key);
+        stats.lock_wait(start.elapsed().as_secs_f64(), r.is_ok());
+        if let Err(e) = r {
+            tracing::error!("db {}: chain lock failed: {e}", rec.name);
+            return CallOutcome::Drop;
+        }
+    }
+    let readonly_db = rec.flags & DB_FLAGS_READONLY != 0;
+    let out = (|| {
+        let (mut header, data) = match rec.fetch(env, key) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("Unable to fetch record: {e}");
+                return CallOutcome::Drop;
+            }
+        };
+        let mut flags = call.flags;
+        if flags & CTDB_WANT_READONLY != 0 && !readonly_db {
+            flags &= !CTDB_WANT_READONLY;
+        }
+        if header.flags.contains(RecordFlags::RO_REVOKE_COMPLETE) {
+            header.flags.remove(RecordFlags::RO_FLAGS);
+            stats.ro_revokes += 1;
+            if let Err(e) = rec.store(env, key, &mut header, &data) {
+                tracing::error!("Failed to write header with cleared REVOKE flag: {e}");
+                return CallOutcome::Drop;
+            }
+            if let Some(ro) = ro_tdb {
+                if let Ok(mut h) = ro.handle() {
+                    let _ = h.delete(key);
+                }
+            }
+        }
+        if header.dmaster != pnn {
+            // Only another node can be dmaster; with none reachable, this
+            // node (the lmaster) takes the record over.
+            tracing::warn!(
+                "db {}: record dmaster is node {}, taking it over",
+                rec.name,
+                header.dmaster
+            );
+            header.dmaster = pnn;
+        }
+        let mut callid = call.callid;
+        let readonly_fetch = flags & CTDB_WANT_READONLY != 0;
+        if readonly_fetch {
+            callid = CTDB_FETCH_WITH_HEADER_FUNC;
+        }
+        // ctdb_call_local: run the function on the current header and
+        // data, then store the (unchanged) record back.
+        let reply = match callid {
+            CTDB_NULL_FUNC => Some(Vec::new()),
+            CTDB_FETCH_FUNC => Some(data.clone()),
+            CTDB_FETCH_WITH_HEADER_FUNC => Some(header.with_data(&data)),
+            other => {
+                tracing::error!("Unknown call id {other}");
+                None
+            }
+        };
+        let Some(mut reply) = reply else {
+            // Upstream ignores the failure and replies status 0 with no
+            // data, without storing.
+            return CallOutcome::Reply {
+                status: 0,
+                data: Vec::new(),
+            };
+        };
+        if let Err(e) = rec.store(env, key, &mut header, &data) {
+            tracing::error!("ctdb_call tdb_store failed: {e}");
+        }
+        if readonly_fetch && call.callid == CTDB_FETCH_FUNC && reply.len() >= LTDB_HEADER_SIZE {
+            reply.drain(..LTDB_HEADER_SIZE);
+        }
+        CallOutcome::Reply {
+            status: 0,
+            data: reply,
+        }
+    })();
+    if let Err(e) = rec.h.chainunlock(key) {
+        tracing::error!("ctdb_ltdb_unlock() failed: {e}");
+    }
+    out
 }

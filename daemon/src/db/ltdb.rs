@@ -7,7 +7,10 @@
 //! `ctdb` tool, which read the same files directly, in agreement with us.
 
 use ctdb_engine::ltdb::{LtdbHeader, RecordFlags, LTDB_HEADER_SIZE};
-use ctdb_engine::StoreFlag;
+use std::collections::BTreeMap;
+
+use ctdb_engine::{CoreStore, StoreFlag};
+use ctdb_protocol::types::{DB_FLAGS_PERSISTENT, DB_FLAGS_REPLICATED};
 
 use super::{lmaster_of, Db};
 
@@ -24,12 +27,58 @@ impl Env<'_> {
     }
 }
 
+/// One database's record access: its handle (all chains, or one data
+/// core's partition), its kind, and its delete queue.
+pub(crate) struct Records<'a> {
+    pub h: &'a mut CoreStore,
+    pub name: &'a str,
+    pub flags: u8,
+    pub delete_queue: &'a mut BTreeMap<Vec<u8>, LtdbHeader>,
+}
+
 impl Db {
+    pub(crate) fn records(&mut self) -> Records<'_> {
+        Records {
+            h: &mut self.h,
+            name: &self.name,
+            flags: self.flags,
+            delete_queue: &mut self.delete_queue,
+        }
+    }
+
+    pub(crate) fn ltdb_fetch(
+        &mut self,
+        env: &Env<'_>,
+        key: &[u8],
+    ) -> Result<(LtdbHeader, Vec<u8>), ctdb_engine::Error> {
+        self.records().fetch(env, key)
+    }
+
+    pub(crate) fn ltdb_store(
+        &mut self,
+        env: &Env<'_>,
+        key: &[u8],
+        header: &mut LtdbHeader,
+        data: &[u8],
+    ) -> Result<(), ctdb_engine::Error> {
+        self.records().store(env, key, header, data)
+    }
+}
+
+impl Records<'_> {
+    fn persistent(&self) -> bool {
+        self.flags & DB_FLAGS_PERSISTENT != 0
+    }
+
+    fn volatile(&self) -> bool {
+        self.flags & (DB_FLAGS_PERSISTENT | DB_FLAGS_REPLICATED) == 0
+    }
+
     /// Upstream's `ctdb_ltdb_fetch` in the daemon: the header and data of
     /// `key`; for a missing (or header-less) record, the initial header
     /// `{rsn 0, dmaster lmaster, AUTOMATIC}`, stored with empty data when
     /// the database is persistent or this node is the lmaster.
-    pub(crate) fn ltdb_fetch(
+    pub(crate) fn fetch(
         &mut self,
         env: &Env<'_>,
         key: &[u8],
@@ -43,7 +92,7 @@ impl Db {
         }
         let mut hdr = LtdbHeader::new(0, env.lmaster(key), RecordFlags::AUTOMATIC);
         if self.persistent() || hdr.dmaster == env.pnn {
-            if let Err(e) = self.ltdb_store(env, key, &mut hdr, &[]) {
+            if let Err(e) = self.store(env, key, &mut hdr, &[]) {
                 tracing::info!("failed to store initial header: {e}");
             }
         }
@@ -53,7 +102,7 @@ impl Db {
     /// Upstream's `ctdb_ltdb_store` in the daemon. Volatile databases use
     /// the server rules (which may bump `header.rsn` or delete the record
     /// instead); others store `header || data` as given.
-    pub(crate) fn ltdb_store(
+    pub(crate) fn store(
         &mut self,
         env: &Env<'_>,
         key: &[u8],

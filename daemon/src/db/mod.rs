@@ -40,18 +40,18 @@
 //!
 //! # Cores
 //!
-//! Today everything here runs on the control core with one engine handle
+//! The registry (names, ids, flags, paths, health, recovery state,
+//! statistics totals) lives on the control core, with one engine handle
 //! per database owning every chain ([`ctdb_engine::Database::handle`]):
-//! transactions, wipe and lockall need all chains anyway, and persistent
-//! databases are always served that way. The per-core split goes in
-//! [`Db`]: a volatile database gets one `CoreStore` per data shard from
-//! `Database::partition(shard, shards)`, moved to its data core with a
-//! `ToData::Attach` message; `handle_call` becomes "route by
-//! `Database::owner_of(key)`, run [`ltdb`]'s fetch/store rules on the data
-//! core, reply from there"; freeze and the recovery controls stay on the
-//! control core and first ask every shard to drop its chain locks
-//! (`ToData::Freeze`/`Thaw`). The registry (names, ids, flags, paths,
-//! health, statistics totals) stays on the control core.
+//! transactions, wipe and lockall need all chains, and persistent and
+//! replicated databases are always served that way. With data cores, a
+//! volatile database is also split: each data core runs a [`Shard`] that
+//! owns `Database::partition(shard, shards)` and serves the REQ_CALLs for
+//! keys on its chains ([`Databases::route_call`] picks the shard and builds
+//! the [`ShardRequest`]; the runtime moves it over its bounded channel and
+//! brings the [`ShardReply`] back). The record rules are the same code on
+//! both sides (`call::run_call` over `ltdb::Records`). With one core,
+//! [`Databases::handle_call`] serves everything on the control core.
 //!
 //! # Deviations (single node, synchronous)
 //!
@@ -71,6 +71,7 @@ mod call;
 mod ltdb;
 mod persistent;
 mod recovery;
+mod shard;
 mod stats;
 mod traverse;
 mod vacuum;
@@ -91,6 +92,7 @@ use ctdb_protocol::{ControlData, Opcode, Wire};
 use crate::error::DaemonError;
 
 pub use call::CallOutcome;
+pub use shard::{Shard, ShardCall, ShardReply, ShardRequest};
 pub use stats::DbStats;
 pub use vacuum::VacuumCounts;
 pub use wire::{encode_message, Served};

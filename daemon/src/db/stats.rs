@@ -62,6 +62,20 @@ pub(crate) fn update_latency(l: &mut LatencyCounter, t: f64) {
     l.total += t;
 }
 
+fn merge_latency(l: &mut LatencyCounter, o: &LatencyCounter) {
+    if o.num == 0 {
+        return;
+    }
+    if l.num == 0 || o.min < l.min {
+        l.min = o.min;
+    }
+    if l.num == 0 || o.max > l.max {
+        l.max = o.max;
+    }
+    l.num = l.num.saturating_add(o.num);
+    l.total += o.total;
+}
+
 impl DbStats {
     /// A chain or database lock that had to wait `t` seconds.
     pub fn lock_wait(&mut self, t: f64, locked: bool) {
@@ -71,6 +85,26 @@ impl DbStats {
             update_latency(&mut self.locks.latency, t);
         } else {
             self.locks.num_failed += 1;
+        }
+    }
+
+    /// Adds another collector's counts (a data core's) to these.
+    pub fn merge(&mut self, o: &DbStats) {
+        let l = &mut self.locks;
+        l.num_calls = l.num_calls.wrapping_add(o.locks.num_calls);
+        l.num_failed = l.num_failed.wrapping_add(o.locks.num_failed);
+        for (a, b) in l.buckets.iter_mut().zip(o.locks.buckets) {
+            *a = a.wrapping_add(b);
+        }
+        merge_latency(&mut l.latency, &o.locks.latency);
+        merge_latency(&mut self.vacuum_latency, &o.vacuum_latency);
+        self.ro_delegations = self.ro_delegations.wrapping_add(o.ro_delegations);
+        self.ro_revokes = self.ro_revokes.wrapping_add(o.ro_revokes);
+        for (a, b) in self.hop_count_bucket.iter_mut().zip(o.hop_count_bucket) {
+            *a = a.wrapping_add(b);
+        }
+        for e in &o.hot_keys {
+            self.hot_key("", &e.key, e.count);
         }
     }
 
