@@ -718,7 +718,7 @@ fn merge_rounds(a: Round, b: Round) -> Round {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{CTDB_CAP_DEFAULT, NODE_FLAGS_BANNED};
+    use crate::cluster::{CTDB_CAP_DEFAULT, CTDB_UNKNOWN_PNN, NODE_FLAGS_BANNED};
 
     fn view(flags: &[u32], vnn: &[Pnn]) -> LocalView {
         LocalView {
@@ -748,6 +748,112 @@ mod tests {
         assert_eq!(
             r.check_maps(&view(&[0, NODE_FLAGS_BANNED, 0], &[0, 1, 2])),
             Some(0)
+        );
+    }
+
+    fn controls(acts: &[Action]) -> Vec<(ControlId, Pnn, Control)> {
+        acts.iter()
+            .filter_map(|a| match a {
+                Action::Control { id, dest, control } => Some((*id, *dest, control.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn leader_timeout_forces_election_without_lock() {
+        let tun = Tunables::default();
+        let v = view(&[0, 0, 0], &[0, 1, 2]);
+        let mut r = Recoverd::new(1, tun.clone(), false, 0, 9);
+        // First main loop: starts the broadcast loop and leader timeout.
+        let acts = r.tick(0, &v);
+        assert_eq!(controls(&acts).len(), 3, "capabilities from the 3 nodes");
+        for (id, _, _) in controls(&acts) {
+            r.on_control_result(
+                0,
+                &v,
+                id,
+                ControlResult::Ok(Reply::Capabilities(CTDB_CAP_DEFAULT)),
+            );
+        }
+        // Nobody broadcasts: at the leader timeout, recmode ACTIVE everywhere.
+        let t = secs(tun.leader_timeout);
+        let acts = r.tick(t, &v);
+        let sets: Vec<_> = controls(&acts)
+            .into_iter()
+            .filter(|c| c.2 == Control::SetRecmode(CTDB_RECOVERY_ACTIVE))
+            .collect();
+        assert_eq!(sets.len(), 3);
+        let mut out = Vec::new();
+        for (id, _, _) in sets {
+            out.extend(r.on_control_result(t, &v, id, ControlResult::Ok(Reply::Done)));
+        }
+        assert!(out.contains(&Action::Message {
+            dest: Dest::Connected,
+            msg: Message::Leader(CTDB_UNKNOWN_PNN)
+        }));
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::Message { dest: Dest::All, msg: Message::Election(em) } if em.pnn == 1
+        )));
+        assert!(r.election_in_progress());
+        // A node that started earlier wins: we adopt it.
+        let em = crate::cluster::election::election_data(2, 0, t, &v);
+        let mut early = em;
+        early.priority_time = crate::cluster::election::timeval(0);
+        r.el.priority_time = 5;
+        r.on_message(t, &v, &Message::Election(early));
+        assert_eq!(r.leader(), 2);
+        // The election ends ElectionTimeout after the last message.
+        r.tick(t + secs(tun.election_timeout), &v);
+        assert!(!r.election_in_progress());
+        assert_eq!(r.leader(), 2);
+    }
+
+    #[test]
+    fn lock_election_and_self_ban_without_lock() {
+        let tun = Tunables::default();
+        let v = view(&[0, 0, 0], &[0, 1, 2]);
+        let mut r = Recoverd::new(0, tun.clone(), true, 0, 9);
+        // As upstream: UNKNOWN while the leader is unknown is no news.
+        assert!(r
+            .on_message(5, &v, &Message::Leader(CTDB_UNKNOWN_PNN))
+            .is_empty());
+        r.on_message(6, &v, &Message::Leader(2));
+        assert_eq!(r.leader(), 2);
+        let acts = r.on_message(10, &v, &Message::Leader(CTDB_UNKNOWN_PNN));
+        assert_eq!(acts, vec![Action::TakeClusterLock]);
+        assert!(r.election_in_progress());
+        r.on_lock_status(20, &v, crate::cluster::LockStatus::Held);
+        assert!(r.is_leader() && r.lock_held() && !r.election_in_progress());
+        // The broadcast loop announces the leader every second.
+        r.el.broadcast_at = Some(1000);
+        let acts = r.tick(1000, &v);
+        assert!(acts.contains(&Action::Message {
+            dest: Dest::Connected,
+            msg: Message::Leader(0)
+        }));
+        // Banned: leadership and the lock go at the next broadcast tick.
+        let banned = view(&[NODE_FLAGS_BANNED, 0, 0], &[0, 1, 2]);
+        let acts = r.tick(2000, &banned);
+        assert!(acts.contains(&Action::ReleaseClusterLock));
+        assert_eq!(r.leader(), CTDB_UNKNOWN_PNN);
+        // Contention: someone else has it; not leader.
+        let mut r2 = Recoverd::new(1, tun, true, 0, 9);
+        r2.on_message(6, &v, &Message::Leader(2));
+        r2.on_message(10, &v, &Message::Leader(CTDB_UNKNOWN_PNN));
+        r2.on_lock_status(20, &v, crate::cluster::LockStatus::Contended);
+        assert!(!r2.is_leader() && !r2.lock_held());
+        // A leader that lost the lock bans itself instead of recovering.
+        r2.el.leader = 1;
+        let mut out = Vec::new();
+        r2.do_recovery(30, &v, &mut out);
+        assert_eq!(
+            controls(&out).into_iter().map(|c| c.2).collect::<Vec<_>>(),
+            vec![Control::SetBanState(BanState {
+                pnn: 1,
+                time: r2.tun.recovery_ban_period
+            })]
         );
     }
 

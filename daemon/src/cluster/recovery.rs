@@ -925,6 +925,53 @@ mod tests {
         assert_eq!(db[b"b".as_slice()].data, b"b0", "first seen wins ties");
     }
 
+    /// A node whose freeze keeps failing gets the ban credits and is banned.
+    #[test]
+    fn failing_freeze_bans_the_culprit() {
+        let tun = Tunables::default();
+        let nodemap = vec![(0, 0), (1, 0)];
+        let (mut run, mut acts) = RecoveryRun::start(0, 9, &nodemap, &tun);
+        let mut banned = None;
+        let mut freezes = 0;
+        while let Some(a) = acts.pop() {
+            let Action::Control { id, dest, control } = a else {
+                panic!()
+            };
+            let res = match control {
+                Control::DbFreeze(_) if dest == 1 => {
+                    freezes += 1;
+                    ControlResult::Err
+                }
+                Control::SetBanState(b) => {
+                    banned = Some(b);
+                    ControlResult::Ok(Reply::Done)
+                }
+                Control::GetNodemap => ControlResult::Ok(Reply::Nodemap(nodemap.clone())),
+                Control::GetCapabilities => {
+                    ControlResult::Ok(Reply::Capabilities(super::super::CTDB_CAP_DEFAULT))
+                }
+                Control::GetDbmap => {
+                    ControlResult::Ok(Reply::Dbmap(vec![DbInfo { db_id: 5, flags: 0 }]))
+                }
+                Control::GetDbname(_) => ControlResult::Ok(Reply::Dbname("x.tdb".into())),
+                _ => ControlResult::Ok(Reply::Done),
+            };
+            acts.extend(run.on_result(id, res));
+        }
+        assert_eq!(freezes, NUM_RETRIES);
+        assert_eq!(
+            banned,
+            Some(BanState {
+                pnn: 1,
+                time: tun.recovery_ban_period
+            })
+        );
+        assert_eq!(
+            run.status(),
+            &RunStatus::Failed(RecoveryError::Databases { failed: 1 })
+        );
+    }
+
     /// Drives a run against perfect nodes and checks the control sequence.
     #[test]
     fn run_sequence_on_healthy_nodes() {
