@@ -377,20 +377,21 @@ impl CoreStore {
         self.commit_inner(None)
     }
 
-    /// Test aid: run a commit and `abort()` the process right after step
+    /// Test aid: run a commit and kill the process (`_exit`) right after step
     /// `step` (1: recovery data written, 2: recovery magic set, 3: half of
     /// the blocks written, 4: all blocks written and synced, 5: recovery
-    /// magic cleared), simulating a crash there. Never returns.
+    /// magic cleared), simulating a crash there (exit status 134). Exits
+    /// with status 3 if the commit ends without reaching that step.
     #[doc(hidden)]
     pub fn debug_commit_then_crash(&mut self, step: u32) -> ! {
         let r = self.commit_inner(Some(step));
         eprintln!("debug_commit_then_crash: commit finished without reaching step {step}: {r:?}");
-        std::process::abort();
+        std::process::exit(3);
     }
 
     fn crash_point(crash_at: Option<u32>, step: u32) {
         if crash_at == Some(step) {
-            std::process::abort();
+            sys::crash_now();
         }
     }
 
