@@ -25,18 +25,34 @@ impl Map {
     /// aligned), read-write or (for read-only opens) read-only.
     pub fn new(file: &File, offset: u64, len: u64, writable: bool) -> io::Result<Map> {
         if len == 0 {
-            return Ok(Map { raw: None, len: 0, writable });
+            return Ok(Map {
+                raw: None,
+                len: 0,
+                writable,
+            });
         }
         let ulen = usize::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
         let mut opts = MmapOptions::new();
         opts.offset(offset).len(ulen);
-        let raw = if writable { opts.map_raw(file)? } else { opts.map_raw_read_only(file)? };
-        Ok(Map { raw: Some(raw), len, writable })
+        let raw = if writable {
+            opts.map_raw(file)?
+        } else {
+            opts.map_raw_read_only(file)?
+        };
+        Ok(Map {
+            raw: Some(raw),
+            len,
+            writable,
+        })
     }
 
     /// An empty mapping (nothing readable).
     pub fn empty() -> Map {
-        Map { raw: None, len: 0, writable: false }
+        Map {
+            raw: None,
+            len: 0,
+            writable: false,
+        }
     }
 
     pub fn len(&self) -> u64 {
