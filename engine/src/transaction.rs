@@ -129,6 +129,17 @@ impl CoreStore {
     /// read allrecord lock, as libtdb. Nesting is refused (CTDB opens with
     /// TDB_DISALLOW_NESTING). Needs a handle owning all chains.
     pub fn transaction_start(&mut self) -> Result<()> {
+        self.transaction_start_inner(true).map(|_| ())
+    }
+
+    /// Like [`CoreStore::transaction_start`] but never waits: returns
+    /// `Ok(false)` if another transaction or lock holder is in the way
+    /// (libtdb's `tdb_transaction_start_nonblock`).
+    pub fn transaction_start_nonblock(&mut self) -> Result<bool> {
+        self.transaction_start_inner(false)
+    }
+
+    fn transaction_start_inner(&mut self, wait: bool) -> Result<bool> {
         self.need_all("transaction")?;
         if self.sh.read_only {
             return Err(Error::ReadOnly {
@@ -148,22 +159,35 @@ impl CoreStore {
         // As libtdb, the transaction exists (for lock bookkeeping) before
         // its locks are taken.
         self.tx = Some(Box::new(Tx::new(self.map.len())));
-        let r = (|| -> Result<()> {
-            self.nest_lock(TRANSACTION_LOCK, LockType::Write, true)?;
-            self.allrecord_lock(LockType::Read, true, true)?;
-            self.refresh_map()
+        let r = (|| -> Result<bool> {
+            if !self.nest_lock(TRANSACTION_LOCK, LockType::Write, wait)? {
+                return Ok(false);
+            }
+            if !self.allrecord_lock(LockType::Read, wait, true)? {
+                return Ok(false);
+            }
+            self.refresh_map()?;
+            Ok(true)
         })();
-        if let Err(e) = r {
-            self.tx = None;
-            self.release_transaction_locks();
-            return Err(e);
+        match r {
+            Ok(true) => {}
+            Ok(false) => {
+                self.tx = None;
+                self.release_transaction_locks();
+                return Ok(false);
+            }
+            Err(e) => {
+                self.tx = None;
+                self.release_transaction_locks();
+                return Err(e);
+            }
         }
         let size = self.map.len();
         if let Some(tx) = self.tx.as_mut() {
             tx.old_size = size;
             tx.size = size;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn release_transaction_locks(&mut self) {

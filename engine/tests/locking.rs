@@ -481,3 +481,52 @@ print("done", flush=True)
         tdbtool_check(&path);
     }
 }
+
+#[test]
+fn transaction_start_nonblock_sees_libtdb_transaction() {
+    let td = TempDir::new("txnb");
+    let path = td.path("t.tdb");
+    let db = Database::open(&path, &OpenOptions::new().hash_size(17)).unwrap();
+    let mut h = db.handle().unwrap();
+    let mut child = Command::new(PY)
+        .arg("-c")
+        .arg(
+            r#"
+import sys, os, tdb
+t = tdb.open(sys.argv[1], flags=os.O_RDWR)
+t.transaction_start()
+t[b"py"] = b"1"
+print("in tx", flush=True)
+sys.stdin.readline()
+t.transaction_commit()
+print("committed", flush=True)
+"#,
+        )
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "in tx");
+    assert!(
+        !h.transaction_start_nonblock().unwrap(),
+        "got a transaction while libtdb holds one"
+    );
+    assert!(!h.transaction_active());
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    }
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "committed");
+    child.wait().unwrap();
+    assert!(h.transaction_start_nonblock().unwrap());
+    assert_eq!(h.fetch(b"py").unwrap(), Some(b"1".to_vec()));
+    h.store(b"e", b"2", StoreFlag::Insert).unwrap();
+    h.transaction_commit().unwrap();
+    assert_eq!(h.fetch(b"e").unwrap(), Some(b"2".to_vec()));
+}
