@@ -459,6 +459,7 @@ impl CoreStore {
             return match r {
                 Ok(_) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+                Err(e) if !wait && e.raw_os_error() == Some(libc::EDEADLK) => Ok(false),
                 Err(e) => Err(Error::Lock {
                     path: self.sh.path.clone(),
                     offset: off,
@@ -654,6 +655,8 @@ impl CoreStore {
                 match area.lock_all(kind, wait) {
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                    // This thread holds a chain mutex through another handle.
+                    Err(e) if !wait && e.raw_os_error() == Some(libc::EDEADLK) => return Ok(false),
                     Err(e) => return Err(lerr(&format!("mutex allrecord lock failed: {e}"))),
                 }
                 if !self.brlock(ty, tail, 0, wait)? {
@@ -1535,6 +1538,12 @@ impl CoreStore {
         self.need_all("lockall")?;
         self.allrecord_lock(LockType::Write, true, false)
             .map(|_| ())
+    }
+
+    /// Non-blocking [`CoreStore::lockall`]; false if busy.
+    pub fn lockall_nonblock(&mut self) -> Result<bool> {
+        self.need_all("lockall")?;
+        self.allrecord_lock(LockType::Write, false, false)
     }
 
     /// Release [`CoreStore::lockall`].

@@ -60,7 +60,15 @@ fn engine_chainlock_excludes_libtdb() {
             !libtdb_can_lock_all(&path, tflags),
             "closing another descriptor dropped the chain lock"
         );
+        // Our own whole-file lock from another handle must not get through either.
+        let mut other = db.handle().unwrap();
+        assert!(
+            !other.lockall_nonblock().unwrap(),
+            "lockall_nonblock succeeded over a held chain lock"
+        );
         h.chainunlock(b"k").unwrap();
+        assert!(other.lockall_nonblock().unwrap());
+        other.unlockall().unwrap();
         assert!(
             libtdb_can_lock_all(&path, tflags),
             "libtdb cannot lock after the engine unlocked"
