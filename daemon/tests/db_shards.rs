@@ -179,3 +179,75 @@ fn two_data_cores_serve_their_own_chains() {
     drop(dbs);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Throughput of REQ_CALL handling, printed (not asserted: the machine is
+/// shared): the control core alone, then two data-core threads.
+#[test]
+fn call_throughput_smoke() {
+    let dir = std::env::temp_dir().join(format!("ctdb-dbs-perf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = DbConfig::new(
+        0,
+        &dir.join("volatile"),
+        &dir.join("persistent"),
+        &dir.join("state"),
+    );
+    cfg.hash_size = 10007;
+    let mut dbs = Databases::open(cfg).unwrap();
+    let v = dbs.attach("perf.tdb", 0).unwrap();
+    const N: usize = 20_000;
+    let keys: Vec<Vec<u8>> = (0..N).map(|i| format!("k{i}").into_bytes()).collect();
+    let run = |dbs: &mut Databases, callid| {
+        let t = std::time::Instant::now();
+        for k in &keys {
+            let c = ReqCall {
+                flags: 0,
+                db_id: v,
+                callid,
+                hopcount: 0,
+                key: k,
+                calldata: &[],
+            };
+            assert!(matches!(dbs.handle_call(&c), CallOutcome::Reply { .. }));
+        }
+        N as f64 / t.elapsed().as_secs_f64()
+    };
+    let create = run(&mut dbs, CTDB_NULL_FUNC);
+    let fetch = run(&mut dbs, CTDB_FETCH_FUNC);
+    eprintln!("control core: {create:.0} calls/s creating records, {fetch:.0} calls/s on existing");
+
+    const SHARDS: usize = 2;
+    let cores: Vec<DataCore> = (0..SHARDS).map(|i| DataCore::start(i, SHARDS)).collect();
+    for (i, req) in dbs.shard_attach_requests(v, SHARDS).into_iter().enumerate() {
+        assert!(matches!(cores[i].ask(req), ShardReply::Done));
+    }
+    // Pipelined: all requests first, then the replies, per shard.
+    let t = std::time::Instant::now();
+    let mut sent = [0usize; SHARDS];
+    for k in &keys {
+        let c = ReqCall {
+            flags: 0,
+            db_id: v,
+            callid: CTDB_FETCH_FUNC,
+            hopcount: 0,
+            key: k,
+            calldata: &[],
+        };
+        let (s, req) = dbs.route_call(&c, SHARDS).unwrap();
+        cores[s].tx.send(req).unwrap();
+        sent[s] += 1;
+    }
+    for (s, n) in sent.iter().enumerate() {
+        for _ in 0..*n {
+            assert!(matches!(
+                cores[s].rx.recv().unwrap(),
+                ShardReply::Call(CallOutcome::Reply { .. })
+            ));
+        }
+    }
+    let sharded = N as f64 / t.elapsed().as_secs_f64();
+    eprintln!("{SHARDS} data cores: {sharded:.0} calls/s on existing records");
+    drop(cores);
+    drop(dbs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
