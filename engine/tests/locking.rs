@@ -538,3 +538,26 @@ print("committed", flush=True)
     h.transaction_commit().unwrap();
     assert_eq!(h.fetch(b"e").unwrap(), Some(b"2".to_vec()));
 }
+
+#[test]
+fn handles_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    fn assert_sync<T: Sync>() {}
+    assert_send::<Database>();
+    assert_sync::<Database>();
+    assert_send::<ctdb_engine::CoreStore>();
+    let td = TempDir::new("send");
+    let db = Database::open(td.path("s.tdb"), &OpenOptions::new().tdb_flags(MUTEX)).unwrap();
+    let mut h = db.handle().unwrap();
+    h.store(b"a", b"1", StoreFlag::Replace).unwrap();
+    // An idle handle (no locks held) may move to another thread.
+    let h = std::thread::spawn(move || {
+        let mut h = h;
+        h.store(b"b", b"2", StoreFlag::Replace).unwrap();
+        h
+    })
+    .join()
+    .unwrap();
+    let mut h = h;
+    assert_eq!(h.count().unwrap(), 2);
+}
