@@ -402,6 +402,9 @@ fn fetch_ring(cluster: &Cluster, p: &Params) -> Result<Outcome> {
     } else {
         format!("LOST UPDATES: counter went {lo}..{hi} in {ops} hops")
     };
+    if check.starts_with("LOST") {
+        sh.fail("fetch-ring check", PerfError::Cluster(check.clone()));
+    }
     sh.finish(secs, format!("{n} nodes, 1 hot key, {check}"))
 }
 
@@ -511,7 +514,7 @@ fn ptrans(cluster: &Cluster, p: &Params) -> Result<Outcome> {
                         while Instant::now() < end && !sh.failed.load(Ordering::Relaxed) {
                             let t = Instant::now();
                             cl.transaction(&mut db, &mut g, &[key], |_, old| {
-                                (counter_of(old) + 1).to_le_bytes().to_vec()
+                                (counter_of(old) + 1).to_string().into_bytes()
                             })?;
                             lat.push(ns(t.elapsed()));
                             n += 1;
@@ -541,17 +544,63 @@ fn ptrans(cluster: &Cluster, p: &Params) -> Result<Outcome> {
             break;
         }
     }
+    // Debian's tool must read the same value through its own transaction
+    // (g_lock on g_lock.tdb, then the local copy).
+    if !check.starts_with("MISMATCH") && sh.err.lock().map(|e| e.is_none()).unwrap_or(false) {
+        let shown = ctdb_tool(
+            cluster,
+            cluster.nodes - 1,
+            &["pfetch", "perf_ptrans.tdb", "perf-ptrans-counter"],
+        )?;
+        if counter_of(shown.trim().as_bytes()) != before + ops {
+            check = format!(
+                "MISMATCH: ctdb pfetch shows '{}', expected {}",
+                shown.trim(),
+                before + ops
+            );
+        } else {
+            check.push_str(" and in ctdb pfetch");
+        }
+    }
+    if check.starts_with("MISMATCH") {
+        sh.fail("ptrans check", PerfError::Cluster(check.clone()));
+    }
     sh.finish(
         secs,
         format!("{} clients, {check}", clients * cluster.nodes),
     )
 }
 
+/// The ptrans counter is kept as decimal text, so that Debian's
+/// `ctdb pfetch` (which prints the value with `%s`) shows it.
 fn counter_of(v: &[u8]) -> u64 {
-    match v.get(..8) {
-        Some(b) => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
-        None => 0,
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `ctdb pfetch DB KEY` with Debian's tool against node `node`: its
+/// output (the value as text).
+fn ctdb_tool(cluster: &Cluster, node: usize, args: &[&str]) -> Result<String> {
+    let base = cluster.dir().join(format!("node.{node}"));
+    let out = std::process::Command::new("/usr/bin/ctdb")
+        .args(args)
+        .env("CTDB_BASE", &base)
+        .env("CTDB_SOCKET", base.join("run/ctdbd.socket"))
+        .env("CTDB_TEST_MODE", "yes")
+        .env_remove("CTDB_TOOL_SETPGID")
+        .output()
+        .map_err(|e| PerfError::io(format!("run /usr/bin/ctdb {}", args.join(" ")), e))?;
+    if !out.status.success() {
+        return Err(PerfError::Cluster(format!(
+            "ctdb {} on node {node} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 type NodeView = (u32, u32, Vec<(u32, u32)>);
@@ -582,25 +631,10 @@ fn node_view(cl: &mut Client) -> Result<NodeView> {
 
 /// The leader's pnn, from `ctdb leader` run against node 0.
 fn leader_pnn(cluster: &Cluster) -> Result<u32> {
-    let base = cluster.dir().join("node.0");
-    let out = std::process::Command::new("/usr/bin/ctdb")
-        .arg("leader")
-        .env("CTDB_BASE", &base)
-        .env("CTDB_SOCKET", base.join("run/ctdbd.socket"))
-        .env("CTDB_TEST_MODE", "yes")
-        .env_remove("CTDB_TOOL_SETPGID")
-        .output()
-        .map_err(|e| PerfError::io("run /usr/bin/ctdb leader", e))?;
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
+    let out = ctdb_tool(cluster, 0, &["leader"])?;
+    out.trim()
         .parse::<u32>()
-        .map_err(|_| {
-            PerfError::Cluster(format!(
-                "ctdb leader printed '{}' {}",
-                String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        })
+        .map_err(|_| PerfError::Cluster(format!("ctdb leader printed '{}'", out.trim())))
 }
 
 /// Fills a volatile database with `records` records (each node writes its

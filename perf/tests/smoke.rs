@@ -52,7 +52,10 @@ fn smoke_runs_every_light_workload() {
     let j = std::fs::read_to_string(&json).expect("JSON written");
     assert_eq!(j.matches("\"ok\": true").count(), 6, "{j}");
     assert!(!j.contains("\"ok\": false"), "{j}");
-    assert!(j.contains("counter matches commits on every node"), "{j}");
+    assert!(
+        j.contains("counter matches commits on every node and in ctdb pfetch"),
+        "{j}"
+    );
     assert!(j.contains("counter consistent"), "{j}");
     // No daemon of the run may survive it.
     let pids: Vec<String> = std::fs::read_dir(dir.join("cluster"))
