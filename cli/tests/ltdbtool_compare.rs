@@ -385,3 +385,51 @@ db.close()
     assert_eq!(o.code, Some(0));
     let _ = name;
 }
+
+/// ctdbd's volatile databases use libtdb's mutex feature. Dump and convert
+/// one while its writer still has it open (as a running ctdbd would).
+#[test]
+fn mutex_database_held_open_by_libtdb_matches_debian() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = TempDir::new("mutex");
+    let mut writer = Command::new(PYTHON)
+        .arg("-c")
+        .arg(
+            r#"
+import os, struct, sys, tdb
+MUTEX_LOCKING = 0x1000
+db = tdb.Tdb("mutex.tdb", 0, MUTEX_LOCKING | tdb.INCOMPATIBLE_HASH | tdb.CLEAR_IF_FIRST,
+             os.O_CREAT | os.O_RDWR, 0o600)
+for i in range(30):
+    db[b"m%d" % i] = struct.pack("<QIII4x", i, i % 2, 0, 0x10000) + b"payload%d" % i
+print("ready", flush=True)
+sys.stdin.read()
+db.close()
+"#,
+        )
+        .current_dir(&dir.0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start python3 writer");
+    let mut line = String::new();
+    let mut rd = BufReader::new(writer.stdout.take().expect("stdout"));
+    let _ = rd.read_line(&mut line);
+    let result = std::panic::catch_unwind(|| {
+        assert_eq!(line, "ready\n", "writer did not start");
+        let o = compare(&["-p", "dump", "mutex.tdb"], &dir.0);
+        assert_eq!(o.code, Some(0));
+        assert_eq!(o.stdout.matches("key(").count(), 30);
+        let d = run(DEBIAN, &["convert", "mutex.tdb", "d.tdb"], &dir.0);
+        let ours = run(OURS, &["convert", "mutex.tdb", "o.tdb"], &dir.0);
+        assert_eq!(ours, d);
+        assert!(std::fs::read(dir.path("o.tdb")).ok() == std::fs::read(dir.path("d.tdb")).ok());
+    });
+    drop(writer.stdin.take());
+    let _ = writer.kill();
+    let _ = writer.wait();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

@@ -180,8 +180,19 @@ fn open_input(path: &Path) -> Result<Database, String> {
     // Opened for writing when possible (nothing is written; libtdb's
     // read-only open takes the same read locks), as the engine cannot yet
     // map a file opened read-only; read-only otherwise.
+    // Files with the mutex feature (ctdbd's volatile databases) are opened
+    // with mutex locking, as libtdb does for them.
     let rw = OpenOptions::new().create(false);
-    let r = match Database::open(path, &rw) {
+    let first = match Database::open(path, &rw) {
+        Err(ctdb_engine::Error::BadHeader { .. }) => Database::open(
+            path,
+            &OpenOptions::new()
+                .create(false)
+                .tdb_flags(ctdb_engine::flags::MUTEX_LOCKING),
+        ),
+        r => r,
+    };
+    let r = match first {
         Err(ctdb_engine::Error::Io { source, .. })
             if matches!(
                 source.raw_os_error(),
