@@ -696,11 +696,15 @@ fn kill_and_recover(cluster: &mut Cluster, records: u64, kill_leader: bool) -> R
     let t0 = Instant::now();
     cluster.kill_node(victim)?;
     let limit = Duration::from_secs(180);
+    // When a survivor first showed the victim DISCONNECTED, and first
+    // showed recovery mode ACTIVE: the phases of the total.
+    let (mut t_disc, mut t_active) = (None::<f64>, None::<f64>);
     loop {
         let mut ok = true;
         for cl in clients.iter_mut() {
             match node_view(cl) {
                 Ok((mode, generation, flags)) => {
+                    let now = t0.elapsed().as_secs_f64();
                     let flags_ok = flags.iter().all(|&(pnn, f)| {
                         if pnn as usize == victim {
                             f & NODE_FLAGS_DISCONNECTED != 0
@@ -708,20 +712,27 @@ fn kill_and_recover(cluster: &mut Cluster, records: u64, kill_leader: bool) -> R
                             f == 0
                         }
                     });
+                    if t_disc.is_none()
+                        && flags
+                            .iter()
+                            .any(|&(p, f)| p as usize == victim && f & NODE_FLAGS_DISCONNECTED != 0)
+                    {
+                        t_disc = Some(now);
+                    }
+                    if t_active.is_none() && mode != CTDB_RECOVERY_NORMAL {
+                        t_active = Some(now);
+                    }
                     if mode != CTDB_RECOVERY_NORMAL || generation == gen_before || !flags_ok {
                         ok = false;
                     }
                 }
-                // A node busy recovering may time out or refuse: not yet.
                 Err(PerfError::Io { .. }) | Err(PerfError::Closed { .. }) => {
                     return Err(PerfError::Cluster(format!(
                         "lost the connection to a survivor of node {victim}'s crash"
                     )))
                 }
+                // A node busy recovering may time out or refuse: not yet.
                 Err(_) => ok = false,
-            }
-            if !ok {
-                break;
             }
         }
         if ok {
@@ -734,6 +745,11 @@ fn kill_and_recover(cluster: &mut Cluster, records: u64, kill_leader: bool) -> R
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    let phases = format!(
+        "; victim DISCONNECTED after {}, recovery ACTIVE after {}",
+        t_disc.map_or("-".into(), |t| format!("{t:.2} s")),
+        t_active.map_or("not seen".into(), |t| format!("{t:.2} s"))
+    );
     let el = t0.elapsed().as_secs_f64();
     let held = if records > 0 {
         let mut cl = Client::connect(&cluster.socket(survivors[0]))?;
@@ -756,7 +772,7 @@ fn kill_and_recover(cluster: &mut Cluster, records: u64, kill_leader: bool) -> R
         lat_ns: Vec::new(),
         elapsed: Some(el),
         note: format!(
-            "killed {what} node {victim} of {n}; {records} records filled in {fill_s:.1} s{held}"
+            "killed {what} node {victim} of {n}{phases}; {records} records filled in {fill_s:.1} s{held}"
         ),
     })
 }
