@@ -441,3 +441,53 @@ fn sigterm_stops_parallel_commands() {
         );
     }
 }
+
+/// In serial mode the trap has no background job to kill: a SIGTERM to
+/// onnode lets the running command finish and the remaining nodes run,
+/// for Debian's script and ours alike.
+#[test]
+fn sigterm_in_serial_mode_behaves_like_debian() {
+    let e = Env::new("sigterm-serial");
+    let work = e.path("work");
+    let cmd = format!(
+        "echo start $NODE_ADDR; touch {}/started.$NODE_ADDR; sleep 1; echo end $NODE_ADDR",
+        work.display()
+    );
+    let mut outs = Vec::new();
+    for bin in [DEBIAN, OURS] {
+        let marker = work.join("started.127.0.0.1");
+        let _ = std::fs::remove_file(&marker);
+        let _ = std::fs::remove_file(work.join("started.127.0.0.2"));
+        let child = e
+            .command(bin, &["-q", "0,1", &cmd], &[])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn onnode");
+        let start = Instant::now();
+        while !marker.exists() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        let o = child.wait_with_output().expect("wait onnode");
+        assert!(
+            marker.exists() && sent.success(),
+            "{bin}: command never started"
+        );
+        outs.push((
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ));
+    }
+    assert_eq!(outs[1], outs[0], "ours (left) vs Debian (right)");
+    assert_eq!(
+        outs[1].1,
+        "start 127.0.0.1\nend 127.0.0.1\nstart 127.0.0.2\nend 127.0.0.2\n"
+    );
+}

@@ -476,9 +476,12 @@ enum Sink {
     NullIn,
 }
 
-fn spawn_tracked(prog: &str, cmd: &mut Command) -> i32 {
+/// Run a command to completion. Background (parallel) commands are
+/// registered for the INT/TERM trap; a foreground (serial) one is not, as
+/// upstream's `$pids` holds only background jobs.
+fn spawn_tracked(prog: &str, cmd: &mut Command, background: bool) -> i32 {
     match cmd.spawn() {
-        Ok(mut c) => wait_tracked(&mut c),
+        Ok(mut c) => wait_tracked(&mut c, background),
         Err(e) => {
             // bash's wording: a bare name is looked up in PATH.
             let name = cmd.get_program().to_string_lossy().into_owned();
@@ -497,8 +500,12 @@ fn spawn_tracked(prog: &str, cmd: &mut Command) -> i32 {
     }
 }
 
-fn wait_tracked(c: &mut Child) -> i32 {
-    let slot = sys::track_child(c.id());
+fn wait_tracked(c: &mut Child, background: bool) -> i32 {
+    let slot = if background {
+        sys::track_child(c.id())
+    } else {
+        None
+    };
     let st = c.wait();
     sys::untrack_child(slot);
     match st {
@@ -532,7 +539,7 @@ fn run_job(prog: &str, node: &str, job: &Job, sink: &Sink) -> i32 {
                 eprintln!("{prog}: {}", tools::strerror(&e));
                 return 1;
             }
-            spawn_tracked(prog, &mut cmd)
+            spawn_tracked(prog, &mut cmd, !matches!(sink, Sink::Inherit))
         }
         Job::Push {
             files,
@@ -567,7 +574,7 @@ fn run_job(prog: &str, node: &str, job: &Job, sink: &Sink) -> i32 {
                     eprintln!("{prog}: {}", tools::strerror(&e));
                     return 1;
                 }
-                last = spawn_tracked(prog, &mut cmd);
+                last = spawn_tracked(prog, &mut cmd, !matches!(sink, Sink::Inherit));
             }
             last
         }
