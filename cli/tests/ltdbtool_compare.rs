@@ -378,6 +378,26 @@ db.close()
 "#,
         &dir.0,
     );
+    // Truncated files: refused at open with libtdb's errno.
+    let full = std::fs::read(&db).expect("read db");
+    for n in [100usize, 168, 500] {
+        let name = format!("trunc{n}.tdb");
+        std::fs::write(dir.path(&name), &full[..n]).expect("write truncated");
+        let o = compare(&["dump", &name], &dir.0);
+        assert_eq!(o.code, Some(255));
+    }
+    // A hash chain pointing past the end: the walk fails with status 255
+    // (libtdb says nothing; we name the file and offset).
+    let mut bad = full.clone();
+    bad[172 + 4 * 5..172 + 4 * 5 + 4].copy_from_slice(&0xFFFFu32.to_le_bytes());
+    std::fs::write(dir.path("badchain.tdb"), &bad).expect("write");
+    let d = run(DEBIAN, &["dump", "badchain.tdb"], &dir.0);
+    let o = run(OURS, &["dump", "badchain.tdb"], &dir.0);
+    assert_eq!((o.code, d.code), (Some(255), Some(255)));
+    assert!(
+        o.stderr.contains("badchain.tdb") && o.stderr.contains("corrupt"),
+        "{o:?}"
+    );
     let o = compare(&["-p", "dump", "short.tdb"], &dir.0);
     assert!(o
         .stderr

@@ -205,7 +205,11 @@ fn open_input(path: &Path) -> Result<Database, String> {
     };
     r.map_err(|e| match e {
         ctdb_engine::Error::Io { source, .. } => tools::strerror(&source),
-        // libtdb reports files it cannot use as EIO.
+        // libtdb: EINVAL when the hash table does not fit in the file, EIO
+        // for other files it cannot use.
+        ctdb_engine::Error::BadHeader { what, .. } if what.contains("hash table needs") => {
+            "Invalid argument".to_string()
+        }
         _ => "Input/output error".to_string(),
     })
 }
