@@ -453,3 +453,56 @@ db.close()
         std::panic::resume_unwind(p);
     }
 }
+
+/// A database the user may read but not write (here: root's file dumped
+/// as `nobody`) is still dumped, like Debian's tool does.
+#[test]
+fn read_only_file_is_dumped_like_debian() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        == Some("0");
+    if !root || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to run as nobody");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("readonly");
+    let db = libtdb_db(&dir);
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod db");
+    let as_nobody = |bin: &str| {
+        let o = Command::new("/usr/bin/setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                bin,
+                "-p",
+                "dump",
+            ])
+            .arg(&db)
+            .output()
+            .expect("setpriv");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let d = as_nobody(DEBIAN);
+    if d.0 != Some(0) {
+        eprintln!("skipped: nobody cannot reach the temp dir: {d:?}");
+        return;
+    }
+    let o = as_nobody(OURS);
+    if matches!(o.0, Some(126 | 127)) && o.1.is_empty() {
+        eprintln!("skipped: nobody cannot execute {OURS}: {o:?}");
+        return;
+    }
+    assert_eq!(o, d, "ours (left) vs Debian (right) as nobody");
+    assert_eq!(o.0, Some(0));
+    assert!(o.1.contains("key("));
+}

@@ -177,9 +177,10 @@ fn open_input(path: &Path) -> Result<Database, String> {
     if let Err(e) = std::fs::File::open(path) {
         return Err(tools::strerror(&e));
     }
-    // Opened for writing when possible (nothing is written; libtdb's
-    // read-only open takes the same read locks), as the engine cannot yet
-    // map a file opened read-only; read-only otherwise.
+    // Opened read-write when permitted (nothing is written) so the walk
+    // takes libtdb's record and chain locks against concurrent writers,
+    // as upstream's read-only open does; the engine's read-only mode takes
+    // no locks, so it is only the fallback for files we may not write.
     // Files with the mutex feature (ctdbd's volatile databases) are opened
     // with mutex locking, as libtdb does for them.
     let rw = OpenOptions::new().create(false);
