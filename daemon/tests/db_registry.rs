@@ -686,3 +686,34 @@ fn databases_can_move_to_the_control_core() {
     send::<Databases>();
     send::<DbConfig>();
 }
+
+#[test]
+fn freeze_all_invalidates_volatile_records_for_pull() {
+    let t = TempDir::new("freezeall");
+    let mut dbs = Databases::open(config(&t.0)).unwrap();
+    let v = attach(&mut dbs, "fa.tdb", 0);
+    let p = attach(&mut dbs, "pfa.tdb", DB_FLAGS_PERSISTENT);
+    call(&mut dbs, v, CTDB_NULL_FUNC, b"k");
+    assert!(dbs.freeze_all());
+    assert!(dbs.all_frozen());
+    let pull = |dbs: &mut Databases, db_id| {
+        let o = rc(
+            dbs,
+            ControlData::DbPull(PullDbExt {
+                db_id,
+                lmaster: 0xffff_ffff,
+                srvid: 77,
+            }),
+        );
+        ok(&o);
+        (u32::from_bytes(&o.data).unwrap(), o.messages_before.len())
+    };
+    // The inactive node's volatile copy is not offered; persistent is.
+    assert_eq!(pull(&mut dbs, v), (0, 0));
+    let _ = p;
+    dbs.thaw_all();
+    assert!(!dbs.all_frozen());
+    ok(&rc(&mut dbs, ControlData::DbFreeze(v)));
+    assert_eq!(pull(&mut dbs, v), (1, 1));
+    ok(&rc(&mut dbs, ControlData::DbThaw(v)));
+}

@@ -266,6 +266,8 @@ pub struct Db {
     pub(crate) seqnum: u32,
     /// DB_FREEZE done: `h` holds the whole-database lock (or a transaction).
     pub(crate) frozen: bool,
+    /// Set by FREEZE (the node went inactive): DB_PULL sends nothing.
+    pub(crate) invalid_records: bool,
     /// DB_TRANSACTION_START done: the recovery transaction id.
     pub(crate) freeze_tx: Option<u32>,
     pub(crate) push: Option<PushState>,
@@ -558,6 +560,7 @@ impl Databases {
             seqnum_enabled: false,
             seqnum: 0,
             frozen: false,
+            invalid_records: false,
             freeze_tx: None,
             push: None,
             ro_tdb: None,

@@ -59,8 +59,39 @@ impl Databases {
             let _ = db.h.unlockall();
         }
         db.frozen = false;
+        db.invalid_records = false;
         db.push = None;
         ControlOutcome::ok()
+    }
+
+    /// FREEZE (the node became inactive): every database frozen, volatile
+    /// records marked invalid so a DB_PULL from this node sends none.
+    /// True when all are frozen.
+    pub fn freeze_all(&mut self) -> bool {
+        let ids: Vec<u32> = self.dbs.iter().map(|d| d.id).collect();
+        let mut all = true;
+        for id in ids {
+            if let Some(db) = self.find_mut(id) {
+                if db.volatile() {
+                    db.invalid_records = true;
+                }
+            }
+            all &= self.db_freeze(id).status == 0;
+        }
+        all
+    }
+
+    /// Thaws every database (upstream's `ctdb_control_thaw`).
+    pub fn thaw_all(&mut self) {
+        let ids: Vec<u32> = self.dbs.iter().map(|d| d.id).collect();
+        for id in ids {
+            self.db_thaw(id);
+        }
+    }
+
+    /// True if every database is frozen (STATISTICS' `frozen`).
+    pub fn all_frozen(&self) -> bool {
+        self.dbs.iter().all(|d| d.frozen)
     }
 
     pub(crate) fn db_transaction_start(&mut self, db_id: u32, tid: u32) -> ControlOutcome {
@@ -205,6 +236,9 @@ impl Databases {
         }
         let mut msgs = Vec::new();
         let mut num: u32 = 0;
+        if db.invalid_records {
+            return ControlOutcome::data(num.to_bytes());
+        }
         let mut b = RecBufferBuilder::new(db.id);
         let send = |b: &mut RecBufferBuilder, msgs: &mut Vec<OutMessage>, num: &mut u32| {
             *num += b.count();
