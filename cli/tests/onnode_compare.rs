@@ -491,3 +491,58 @@ fn sigterm_in_serial_mode_behaves_like_debian() {
         "start 127.0.0.1\nend 127.0.0.1\nstart 127.0.0.2\nend 127.0.0.2\n"
     );
 }
+
+/// Seeded random node specifications and option sets, each compared with
+/// Debian's script (set ONNODE_SEED to replay a failure).
+#[test]
+fn random_nodespecs_match_debian() {
+    fn next(s: &mut u64) -> u64 {
+        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let seed = std::env::var("ONNODE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x0417_0012u64);
+    eprintln!("onnode random nodespecs, seed {seed}");
+    let e = Env::new("random");
+    let atoms = [
+        "0", "1", "3", "5", "2", "6", "007", "0-1", "3-5", "1-0", "0-3", "all", "ok", "con",
+        "healthy", "any", "x", "-1", "", "1 3", "+1", "00",
+    ];
+    let flags = ["-q", "-v", "-n", "-p", "-pq"];
+    let mut s = seed;
+    for case in 0..60 {
+        let n = 1 + next(&mut s) % 3;
+        let spec: Vec<&str> = (0..n)
+            .map(|_| atoms[(next(&mut s) % atoms.len() as u64) as usize])
+            .collect();
+        let spec = spec.join(",");
+        let mut args: Vec<&str> = Vec::new();
+        for f in flags {
+            if next(&mut s) % 4 == 0 {
+                args.push(f);
+            }
+        }
+        let parallel = args.iter().any(|a| a.starts_with("-p"));
+        args.push(&spec);
+        args.push("echo $NODE_ADDR");
+        let d = e.run(DEBIAN, &args, &[], None);
+        let o = e.run(OURS, &args, &[], None);
+        let norm = |x: &Out| {
+            let mut l: Vec<String> = x.stdout.lines().map(str::to_string).collect();
+            if parallel {
+                l.sort();
+            }
+            (x.code, l, x.stderr.clone())
+        };
+        assert_eq!(
+            norm(&o),
+            norm(&d),
+            "seed {seed} case {case}: onnode {args:?}: ours (left) vs Debian (right)"
+        );
+    }
+}
