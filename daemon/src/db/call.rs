@@ -49,7 +49,9 @@ impl Databases {
             tracing::error!("Unknown database in request. db_id==0x{:08x}", call.db_id);
             return CallOutcome::Drop;
         };
-        if !db.allow_access() {
+        if db.frozen {
+            // Upstream's non-blocking chain lock fails against the freeze
+            // (also during the recovery transaction) and the call waits.
             return CallOutcome::Defer;
         }
         if let Some(r) = &db.unhealthy {

@@ -102,8 +102,8 @@ impl Databases {
             }
             Payload::ReqCall(call) => match self.handle_call(call) {
                 CallOutcome::Reply { status, data } => {
-                    let hdr =
-                        Header::new(generation, packet.header.srcnode, pnn, packet.header.reqid);
+                    // ctdbd_allocate_pkt leaves destnode 0.
+                    let hdr = Header::new(generation, 0, pnn, packet.header.reqid);
                     let reply = ReplyCall {
                         status,
                         data: &data,
@@ -147,7 +147,8 @@ fn is_broadcast(dest: u32) -> bool {
 
 /// A REQ_MESSAGE from this node to its client.
 pub fn encode_message(pnn: u32, generation: u32, m: &OutMessage, out: &mut Vec<u8>) {
-    let hdr = Header::new(generation, m.pnn, pnn, 0);
+    // As ctdbd's daemon_message_handler: destnode and reqid 0.
+    let hdr = Header::new(generation, 0, pnn, 0);
     let pkt = Packet::new(hdr, Payload::ReqMessage(ReqMessage::raw(m.srvid, &m.data)));
     if let Err(e) = pkt.encode(out) {
         tracing::error!("cannot encode message for srvid 0x{:x}: {e}", m.srvid);
