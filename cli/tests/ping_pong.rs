@@ -9,8 +9,9 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const OURS: &str = env!("CARGO_BIN_EXE_ping_pong");
 const DEBIAN: &str = "/usr/bin/ping_pong";
@@ -43,7 +44,8 @@ impl Drop for TempDir {
 /// A running ping_pong whose stdout is collected; killed on drop.
 struct Running {
     child: Option<Child>,
-    reader: Option<JoinHandle<String>>,
+    reader: Option<JoinHandle<()>>,
+    out: Arc<Mutex<String>>,
     name: String,
 }
 
@@ -61,17 +63,43 @@ impl Running {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("start {bin}: {e}"));
-        let mut out = child.stdout.take().expect("stdout");
+        let mut pipe = child.stdout.take().expect("stdout");
+        let out = Arc::new(Mutex::new(String::new()));
+        let sink = out.clone();
         let reader = thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
         });
         Running {
             child: Some(child),
             reader: Some(reader),
+            out,
             name: format!("{bin} {opts:?} {num_locks}"),
         }
+    }
+
+    /// The output so far.
+    fn output(&self) -> String {
+        self.out.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Wait (at most `secs`) until the output satisfies `pred`.
+    fn wait_for(&self, secs: u64, pred: impl Fn(&str) -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(secs) {
+            if pred(&self.output()) {
+                return true;
+            }
+            sleep_ms(20);
+        }
+        pred(&self.output())
     }
 
     /// Kill (it never exits by itself), reap, and return its output.
@@ -82,10 +110,10 @@ impl Running {
         }
         child.kill().expect("kill ping_pong");
         child.wait().expect("wait ping_pong");
-        self.reader
-            .take()
-            .and_then(|r| r.join().ok())
-            .unwrap_or_default()
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.output()
     }
 }
 
@@ -145,9 +173,16 @@ fn pair(a: (&str, &[&str]), b: (&str, &[&str]), tag: &str) {
     let dir = TempDir::new(tag);
     let f = dir.path("pp.dat");
     let pa = Running::start(a.0, a.1, &f, locks);
-    sleep_ms(400);
+    assert!(
+        pa.wait_for(10, |o| increments(o).contains(&1)),
+        "{tag}: first process alone never saw increment 1: {:?}",
+        pa.output()
+    );
     let pb = Running::start(b.0, b.1, &f, locks);
-    sleep_ms(2500);
+    // Until both have seen each other and printed a rate (bounded).
+    let done = |o: &str| increments(o).contains(&2) && !rates(o).is_empty();
+    pb.wait_for(15, done);
+    pa.wait_for(5, done);
     let ob = pb.stop();
     let oa = pa.stop();
     for (name, out) in [(a.0, &oa), (b.0, &ob)] {
@@ -185,9 +220,11 @@ fn check_option_finds_no_foreign_holder_between_ours_and_debian() {
     let dir = TempDir::new("check");
     let f = dir.path("pp.dat");
     let a = Running::start(OURS, &["-c", "-rw"], &f, "4");
-    sleep_ms(300);
+    a.wait_for(10, |o| increments(o).contains(&1));
     let b = Running::start(DEBIAN, &["-c", "-rw"], &f, "4");
-    sleep_ms(2000);
+    let done = |o: &str| increments(o).contains(&2) && !rates(o).is_empty();
+    b.wait_for(15, done);
+    a.wait_for(5, done);
     let ob = b.stop();
     let oa = a.stop();
     for out in [&oa, &ob] {
@@ -204,7 +241,11 @@ fn out_of_turn(bin: &str, tag: &str) -> Vec<u32> {
     let dir = TempDir::new(tag);
     let f = dir.path("pp.dat");
     let p = Running::start(bin, &["-rw"], &f, "2");
-    sleep_ms(700);
+    assert!(
+        p.wait_for(10, |o| increments(o) == [1]),
+        "{tag}: no steady increment 1: {:?}",
+        p.output()
+    );
     let o = Command::new(PYTHON)
         .arg("-c")
         .arg(
@@ -223,7 +264,7 @@ fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)\n",
         "writer failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    sleep_ms(500);
+    p.wait_for(10, |o| increments(o).len() >= 3);
     increments(&p.stop())
 }
 
