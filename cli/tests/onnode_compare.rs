@@ -39,8 +39,8 @@ pnn)
     case "$NODE_ADDR" in
     127.0.0.1) echo "connect() failed, errno=111" >&2; exit 1 ;;
     127.0.0.2) echo 1 ;;
-    127.0.0.3) sleep 0.5; echo 3 ;;
-    *) sleep 0.5; echo 5 ;;
+    127.0.0.3) sleep 1.5; echo 3 ;;
+    *) sleep 1.5; echo 5 ;;
     esac ;;
 *) echo "fake ctdb: $*"; exit 1 ;;
 esac
