@@ -343,6 +343,7 @@ fn usage_help_and_errors_match_debian() {
     let cases: &[(&[&str], i32)] = &[
         (&[], 255),
         (&["-h"], 0),
+        (&["--help"], 255),
         (&["help"], 0),
         (&["help", "x", "y"], 0),
         (&["-x", "dump", "libtdb.tdb"], 255),

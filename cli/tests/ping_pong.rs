@@ -363,6 +363,7 @@ fn usage_and_errors_match_debian() {
         &[],
         &["-x", "f"],
         &["-?"],
+        &["--help"],
         &["f"],
         &["-rw", "f"],
         &["f", "0"],
