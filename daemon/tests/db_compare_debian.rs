@@ -42,6 +42,14 @@ const SCRIPT: &[&[&str]] = &[
     &["pstore", "p.tdb", "a", "3"],
     &["pdelete", "p.tdb", "b"],
     &["attach", "r.tdb", "replicated"],
+    &["getdbmap"],
+    &["getdbstatus", "test.tdb"],
+    &["getdbstatus", "p.tdb"],
+    &["catdb", "test.tdb"],
+    &["catdb", "p.tdb"],
+    &["cattdb", "test.tdb"],
+    &["pfetch", "p.tdb", "a"],
+    &["getdbseqnum", "p.tdb"],
 ];
 
 fn run(socket: &Path, env: &[(String, String)], args: &[&str]) -> (bool, String) {
@@ -403,6 +411,25 @@ fn same_records_as_debian_ctdbd() {
             .write_all(b"\"x\" \"10\"\n\"y\" \"20\"\n")
             .unwrap();
         assert!(child.wait().unwrap().success());
+    }
+
+    // backupdb, wipedb, restoredb: the restored records must match too
+    // (restoredb's output names the backup's time, so only success is
+    // compared for it).
+    for (socket, env, dir) in [
+        (deb.socket(), deb.env(), ddir.clone()),
+        (ours.socket.clone(), vec![], odir.clone()),
+    ] {
+        let backup = dir.join("test.backup");
+        let b = backup.to_str().unwrap();
+        for cmd in [
+            &["backupdb", "test.tdb", b][..],
+            &["wipedb", "test.tdb"][..],
+            &["restoredb", b][..],
+        ] {
+            let (ok, out) = run(&socket, &env, cmd);
+            assert!(ok, "ctdb {cmd:?}: {out}");
+        }
     }
 
     for f in [
