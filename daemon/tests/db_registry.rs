@@ -717,3 +717,90 @@ fn freeze_all_invalidates_volatile_records_for_pull() {
     assert_eq!(pull(&mut dbs, v), (1, 1));
     ok(&rc(&mut dbs, ControlData::DbThaw(v)));
 }
+
+/// splitmix64, for reproducible random inputs.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+#[test]
+fn random_control_data_never_panics() {
+    let seed = std::env::var("CTDB_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_db5u64);
+    eprintln!("seed {seed} (CTDB_TEST_SEED replays)");
+    let t = TempDir::new("fuzz");
+    let mut dbs = Databases::open(config(&t.0)).unwrap();
+    let v = attach(&mut dbs, "f.tdb", 0);
+    let p = attach(&mut dbs, "pf.tdb", DB_FLAGS_PERSISTENT);
+    let ids = [v, p, 0, 0xdead_beef];
+    let mut rng = SplitMix(seed);
+    let ops: Vec<u32> = ctdb_protocol::Opcode::ALL
+        .iter()
+        .filter(|o| ctdb_daemon::db::is_db_control(**o))
+        .map(|o| *o as u32)
+        .collect();
+    let mut succeeded = 0u32;
+    for i in 0..20_000u32 {
+        let op = ops[(rng.next() % ops.len() as u64) as usize];
+        // Mostly the sizes the controls take, so decoding succeeds.
+        const SIZES: [usize; 6] = [0, 4, 8, 16, 24, 32];
+        let len = if rng.next() % 4 == 0 {
+            (rng.next() % 48) as usize
+        } else {
+            SIZES[(rng.next() % 6) as usize]
+        };
+        let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        // Often start with a real db id so the handlers get past lookup.
+        if len >= 4 && rng.next() % 2 == 0 {
+            let id = ids[(rng.next() % 4) as usize];
+            data[..4].copy_from_slice(&id.to_ne_bytes());
+        }
+        let ctx = ControlCtx {
+            srcnode: (rng.next() % 2) as u32,
+            from_client: rng.next() % 2 == 0,
+            recovery_active: rng.next() % 4 == 0,
+            ..Default::default()
+        };
+        let o = dbs
+            .handle_control(&ctx, op, &data)
+            .unwrap_or_else(|| panic!("opcode {op} is a db control"));
+        succeeded += u32::from(o.status == 0);
+        assert!(
+            o.status == 0 || o.status == -1 || o.deferred,
+            "iteration {i}: opcode {op} status {}",
+            o.status
+        );
+        if i % 7 == 0 {
+            let key: Vec<u8> = (0..(rng.next() % 8)).map(|_| rng.next() as u8).collect();
+            let c = ReqCall {
+                flags: rng.next() as u32,
+                db_id: ids[(rng.next() % 4) as usize],
+                callid: rng.next() as u32 | 0xFF00_0000,
+                hopcount: 0,
+                key: &key,
+                calldata: &[],
+            };
+            let _ = dbs.handle_call(&c);
+        }
+    }
+    eprintln!("{succeeded} of 20000 random controls succeeded");
+    assert!(succeeded > 200, "the handlers were hardly reached");
+    // Whatever happened, the files are still valid tdbs.
+    for db in dbs
+        .iter()
+        .map(|d| d.path().to_path_buf())
+        .collect::<Vec<_>>()
+    {
+        tdbdump(&db);
+    }
+}
