@@ -736,7 +736,7 @@ fn random_control_data_never_panics() {
     let seed = std::env::var("CTDB_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_db5u64);
+        .unwrap_or(0x05ee_ddb5_u64);
     eprintln!("seed {seed} (CTDB_TEST_SEED replays)");
     let t = TempDir::new("fuzz");
     let mut dbs = Databases::open(config(&t.0)).unwrap();
