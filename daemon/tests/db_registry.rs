@@ -754,21 +754,21 @@ fn random_control_data_never_panics() {
         let op = ops[(rng.next() % ops.len() as u64) as usize];
         // Mostly the sizes the controls take, so decoding succeeds.
         const SIZES: [usize; 6] = [0, 4, 8, 16, 24, 32];
-        let len = if rng.next() % 4 == 0 {
+        let len = if rng.next().is_multiple_of(4) {
             (rng.next() % 48) as usize
         } else {
             SIZES[(rng.next() % 6) as usize]
         };
         let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         // Often start with a real db id so the handlers get past lookup.
-        if len >= 4 && rng.next() % 2 == 0 {
+        if len >= 4 && rng.next().is_multiple_of(2) {
             let id = ids[(rng.next() % 4) as usize];
             data[..4].copy_from_slice(&id.to_ne_bytes());
         }
         let ctx = ControlCtx {
             srcnode: (rng.next() % 2) as u32,
-            from_client: rng.next() % 2 == 0,
-            recovery_active: rng.next() % 4 == 0,
+            from_client: rng.next().is_multiple_of(2),
+            recovery_active: rng.next().is_multiple_of(4),
             ..Default::default()
         };
         let o = dbs
@@ -780,7 +780,7 @@ fn random_control_data_never_panics() {
             "iteration {i}: opcode {op} status {}",
             o.status
         );
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             let key: Vec<u8> = (0..(rng.next() % 8)).map(|_| rng.next() as u8).collect();
             let c = ReqCall {
                 flags: rng.next() as u32,
