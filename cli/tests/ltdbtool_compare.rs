@@ -361,6 +361,8 @@ fn usage_help_and_errors_match_debian() {
         (&["convert", "missing.tdb", "out.tdb"], 255),
         (&["-p", "-h", "dump", "x"], 0),
         (&["--", "dump", "libtdb.tdb"], 0),
+        (&["-s", "abc", "dump", "libtdb.tdb"], 0),
+        (&["-S", "7x", "-p", "dump", "libtdb.tdb"], 0),
     ];
     for (args, code) in cases {
         let o = compare(args, &dir.0);
@@ -379,6 +381,11 @@ db.close()
 "#,
         &dir.0,
     );
+    // A negative raw header size makes upstream read memory outside the
+    // record (undefined behaviour); we reject it as a usage error.
+    let o = run(OURS, &["-S", "-5", "dump", "libtdb.tdb"], &dir.0);
+    assert_eq!(o.code, Some(255));
+    assert!(o.stderr.starts_with("Usage: ltdbtool dump"), "{o:?}");
     // Truncated files: refused at open with libtdb's errno.
     let full = std::fs::read(&db).expect("read db");
     for n in [100usize, 168, 500] {
