@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ctdb_daemon::db::{ControlCtx, Databases, DbConfig};
+use ctdb_daemon::db::{db_id_of, ControlCtx, Databases, DbConfig};
+use ctdb_protocol::constants::CTDB_CURRENT_NODE;
 use ctdb_protocol::types::{srvid, NodeAndFlags, NodeMap, SockAddr, VnnMap};
 use ctdb_protocol::{
-    frame_length, ControlReplyData, DecodeLimits, Header, MessageData, Opcode, Packet, Payload,
-    ReplyControl, ReqMessage,
+    frame_length, ControlData, ControlReplyData, DbIdPad, DecodeLimits, Header, MessageData,
+    Opcode, Packet, Payload, ReplyControl, ReqControl, ReqMessage,
 };
 
 const CTDB: &str = "/usr/bin/ctdb";
@@ -367,6 +368,76 @@ fn serve(mut conn: UnixStream, dbs: &mut Databases) {
     }
 }
 
+/// Sends one control on a raw client connection and returns the reply's
+/// status and data (messages arriving meanwhile are skipped).
+fn raw_control(conn: &mut UnixStream, reqid: u32, data: ControlData<'_>) -> (i32, Vec<u8>) {
+    let pkt = Packet::new(
+        Header::new(0, CTDB_CURRENT_NODE, 0, reqid),
+        Payload::ReqControl(ReqControl::new(data)),
+    );
+    let mut out = Vec::new();
+    pkt.encode(&mut out).unwrap();
+    conn.write_all(&out).unwrap();
+    loop {
+        let buf = read_packet(conn).expect("reply");
+        let p = Packet::decode(&buf, &DecodeLimits::default()).unwrap();
+        if let Payload::ReplyControl(r) = &p.payload {
+            if p.header.reqid == reqid {
+                let d = match &r.data {
+                    ctdb_protocol::Data::Raw(b) => b.to_vec(),
+                    ctdb_protocol::Data::Typed(t) => {
+                        let mut v = Vec::new();
+                        t.push(&mut v);
+                        v
+                    }
+                };
+                return (r.status, d);
+            }
+        }
+    }
+}
+
+/// The controls smbd sends at attach time and a few more, on both daemons:
+/// same status and data (paths normalised).
+fn raw_controls(socket: &Path, dir: &Path) -> Vec<(i32, Vec<u8>)> {
+    let mut conn = UnixStream::connect(socket).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let test = db_id_of("test.tdb");
+    let p = db_id_of("p.tdb");
+    let r = db_id_of("r.tdb");
+    let mut got = Vec::new();
+    let reqs: Vec<ControlData<'_>> = vec![
+        ControlData::DbOpenFlags(test),
+        ControlData::DbOpenFlags(p),
+        ControlData::DbOpenFlags(r),
+        ControlData::EnableSeqnum(test),
+        ControlData::DbOpenFlags(test),
+        ControlData::Getdbpath(test),
+        ControlData::GetDbname(p),
+        ControlData::GetDbSeqnum(DbIdPad(p)),
+        ControlData::DbGetHealth(p),
+        ControlData::SetDbReadonly(p),
+        ControlData::SetDbReadonly(test),
+        ControlData::SetDbSticky(test),
+        ControlData::SetDbSticky(r),
+        ControlData::GetDbmap,
+        ControlData::DbOpenFlags(0x1234_5678),
+        ControlData::DbDetach(test),
+    ];
+    for (i, c) in reqs.into_iter().enumerate() {
+        let (status, data) = raw_control(&mut conn, 100 + i as u32, c);
+        let text = String::from_utf8_lossy(&data).replace(&dir.display().to_string(), "DIR");
+        let data = if text.starts_with("DIR") {
+            text.into_bytes()
+        } else {
+            data
+        };
+        got.push((status, data));
+    }
+    got
+}
+
 #[test]
 fn same_records_as_debian_ctdbd() {
     if !Path::new(CTDBD).exists() || !Path::new(CTDB).exists() {
@@ -431,6 +502,12 @@ fn same_records_as_debian_ctdbd() {
             assert!(ok, "ctdb {cmd:?}: {out}");
         }
     }
+
+    assert_eq!(
+        raw_controls(&deb.socket(), &ddir),
+        raw_controls(&ours.socket, &odir),
+        "database controls answered differently"
+    );
 
     for f in [
         "volatile/test.tdb.0",
