@@ -37,6 +37,12 @@
 //! * [`Databases::poll_seqnums`]: the periodic seqnum check (upstream's
 //!   `ctdb_ltdb_seqnum_check`), returning the databases whose seqnum moved
 //!   (to broadcast UPDATE_SEQNUM in a cluster).
+//! * [`Databases::serve_client_packet`]: all of the above for one decoded
+//!   client packet, writing the reply and the messages for the client's own
+//!   srvids into its output buffer; what the client socket calls.
+//! * [`Databases::vacuum`] (every VacuumInterval), [`Databases::freeze_all`]
+//!   / [`Databases::thaw_all`] (FREEZE when the node goes inactive),
+//!   [`Databases::route_call`] (data cores, below).
 //!
 //! # Cores
 //!
@@ -66,6 +72,20 @@
 //!   empty records in-line; the VACUUM_FETCH / TRY_DELETE_RECORDS exchange
 //!   with other nodes is left to the cluster layer (records whose lmaster
 //!   is elsewhere stay queued).
+//! * A traverse from a client covers this node only (TRAVERSE_ALL from
+//!   other nodes is answered with TRAVERSE_DATA controls, but collecting
+//!   other nodes' records for our own clients is not there yet).
+//! * Attach refuses names with `/` (upstream would create the file outside
+//!   its directory).
+//!
+//! # Tests
+//!
+//! `daemon/tests/db_registry.rs` (registry and controls on real files,
+//! checked with `tdbdump`, `ltdbtool` and python3-tdb), `db_ctdb_tool.rs`
+//! (Debian's `ctdb` tool end to end through [`Databases::serve_client_packet`]),
+//! `db_compare_debian.rs` (the same commands and raw controls against
+//! Debian's ctdbd 4.17 leave identical records and answers),
+//! `db_shards.rs` (two data-core threads on one file, throughput).
 
 mod call;
 mod ltdb;
