@@ -804,3 +804,92 @@ fn random_control_data_never_panics() {
         tdbdump(&db);
     }
 }
+
+#[test]
+fn traverse_over_two_nodes_waits_for_both_end_markers() {
+    let t = TempDir::new("trav2");
+    let mut dbs = Databases::open(config(&t.0)).unwrap();
+    let v = attach(&mut dbs, "t2.tdb", 0);
+    let path = path_of(&mut dbs, v);
+    let flags = {
+        let o = control(&mut dbs, ControlData::DbOpenFlags(v));
+        i32::from_bytes(&o.data).unwrap()
+    };
+    call(&mut dbs, v, CTDB_NULL_FUNC, b"local");
+    python(
+        "import sys, tdb\nt = tdb.Tdb(sys.argv[1], 0, int(sys.argv[2]), 2, 0o600)\n\
+         o = t.get(b'local')\nt.store(b'local', o + b'L', tdb.REPLACE)",
+        &[path.to_str().unwrap(), &flags.to_string()],
+    );
+    dbs.set_active_nodes(2);
+    let srvid = 0xF000_0000_0000_0042u64;
+    let o = control(
+        &mut dbs,
+        ControlData::TraverseStartExt(TraverseStartExt {
+            db_id: v,
+            reqid: 9,
+            srvid,
+            withemptyrecords: false,
+        }),
+    );
+    ok(&o);
+    assert!(o.messages_after.is_empty());
+    assert_eq!(o.controls_after.len(), 1);
+    let bcast = &o.controls_after[0];
+    assert_eq!(bcast.opcode, Opcode::TraverseAll);
+    // This node answers its own broadcast with TRAVERSE_DATA controls.
+    let local = dbs
+        .handle_control(&ControlCtx::default(), bcast.opcode as u32, &bcast.data)
+        .unwrap();
+    ok(&local);
+    assert_eq!(local.controls_after.len(), 2, "one record and the end");
+    // (reqid, key, end marker) of the messages for the client.
+    let feed = |dbs: &mut Databases, data: &[u8]| -> Vec<(u32, Vec<u8>, bool)> {
+        let o = dbs
+            .handle_control(&ControlCtx::default(), Opcode::TraverseData as u32, data)
+            .unwrap();
+        o.messages_after
+            .iter()
+            .map(|m| {
+                assert_eq!(m.srvid, srvid);
+                let r = RecData::from_bytes(&m.data).unwrap();
+                (r.reqid, r.key.to_vec(), r.is_end_marker())
+            })
+            .collect()
+    };
+    let mut delivered = Vec::new();
+    for c in &local.controls_after {
+        assert_eq!(c.opcode, Opcode::TraverseData);
+        delivered.extend(feed(&mut dbs, &c.data));
+    }
+    // Our end marker alone does not end it: the other node is still out.
+    assert_eq!(delivered, vec![(9, b"local".to_vec(), false)]);
+    // The other node's record and end marker (same TRAVERSE_ALL reqid).
+    let all = ctdb_protocol::types::TraverseAll::from_bytes(&bcast.data).unwrap();
+    let hdr = LtdbHeader::new(5, 1, RecordFlags::DEFAULT).with_data(b"R");
+    delivered.extend(feed(
+        &mut dbs,
+        &RecData::new(all.reqid, b"remote", &hdr).to_bytes(),
+    ));
+    delivered.extend(feed(
+        &mut dbs,
+        &RecData::new(all.reqid, &[], &[]).to_bytes(),
+    ));
+    assert_eq!(
+        delivered,
+        vec![
+            (9, b"local".to_vec(), false),
+            (9, b"remote".to_vec(), false),
+            (9, Vec::new(), true)
+        ]
+    );
+    // Finished: more data for it is refused.
+    let o = dbs
+        .handle_control(
+            &ControlCtx::default(),
+            Opcode::TraverseData as u32,
+            &RecData::new(all.reqid, &[], &[]).to_bytes(),
+        )
+        .unwrap();
+    assert_eq!(o.status, -1);
+}

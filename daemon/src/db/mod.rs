@@ -397,6 +397,12 @@ pub struct Databases {
     /// The vnn map's pnns, for lmaster (this node alone until a cluster
     /// layer sets one).
     vnn_map: Vec<u32>,
+    /// Active nodes (volatile traverses collect an end marker from each).
+    active_nodes: u32,
+    /// Traverses started for our clients that span several nodes, by the
+    /// TRAVERSE_ALL reqid.
+    pub(crate) traverses: std::collections::HashMap<u32, traverse::Pending>,
+    pub(crate) next_reqid: u32,
 }
 
 impl Databases {
@@ -428,6 +434,9 @@ impl Databases {
             health,
             _health_db: hdb,
             vnn_map: vec![pnn],
+            active_nodes: 1,
+            traverses: std::collections::HashMap::new(),
+            next_reqid: 1,
         };
         me.attach_persistent_dir()?;
         Ok(me)
@@ -477,6 +486,13 @@ impl Databases {
         if !map.is_empty() {
             self.vnn_map = map;
         }
+    }
+
+    /// Sets the number of active nodes (1 until a cluster layer knows
+    /// better): a client's traverse of a volatile database then asks them
+    /// all (TRAVERSE_ALL) and waits for an end marker from each.
+    pub fn set_active_nodes(&mut self, n: u32) {
+        self.active_nodes = n.max(1);
     }
 
     /// The lmaster of `key`.
@@ -705,13 +721,12 @@ impl Databases {
             }
             C::TraverseAll(t) => self.traverse_all(t.db_id, t.reqid, t.pnn, false),
             C::TraverseAllExt(t) => self.traverse_all(t.db_id, t.reqid, t.pnn, t.withemptyrecords),
-            C::TraverseData(_) => {
-                // Only remote nodes' records of a traverse we started reach
-                // here; single-node traverses never send TRAVERSE_DATA.
-                tracing::error!("TRAVERSE_DATA for an unknown traverse");
-                ControlOutcome::fail()
+            C::TraverseData(d) => self.traverse_data(&d),
+            C::TraverseKill(t) => {
+                self.traverses
+                    .retain(|_, p| !(p.client_reqid == t.reqid && p.srvid == t.srvid));
+                ControlOutcome::ok()
             }
-            C::TraverseKill(_) => ControlOutcome::ok(),
             C::DbVacuum(v) => self.control_db_vacuum(v.db_id, v.full_vacuum_run),
             _ => ControlOutcome::fail(),
         }

@@ -15,7 +15,20 @@ use ctdb_engine::Walk;
 use ctdb_protocol::types::RecData;
 use ctdb_protocol::{Opcode, Wire};
 
+use ctdb_protocol::constants::CTDB_BROADCAST_ACTIVE;
+use ctdb_protocol::types::{TraverseAll, TraverseAllExt};
+
 use super::{ControlCtx, ControlOutcome, Databases, Db, OutControl, OutMessage};
+
+/// A client's traverse in progress over several nodes.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub client_reqid: u32,
+    pub srvid: u64,
+    pub ends_seen: u32,
+    pub ends_expected: u32,
+    pub records: u32,
+}
 
 impl Db {
     /// The records a traverse of this node sends, as `rec_data` encodings
@@ -76,6 +89,12 @@ impl Databases {
                 db.name
             );
         }
+        if db.volatile() && self.active_nodes > 1 {
+            return self.traverse_start_cluster(db_id, reqid, srvid, withempty);
+        }
+        let Some(db) = self.find_mut(db_id) else {
+            return ControlOutcome::fail();
+        };
         tracing::info!("Starting traverse on DB {} (id {reqid})", db.name);
         let recs = match db.traverse_local(pnn, reqid, withempty) {
             Ok(r) => r,
@@ -102,6 +121,98 @@ impl Databases {
         );
         ControlOutcome {
             messages_after: msgs,
+            ..Default::default()
+        }
+    }
+
+    /// A volatile traverse over several nodes: TRAVERSE_ALL(_EXT) to every
+    /// active node; their TRAVERSE_DATA records are relayed to the client
+    /// (see [`Databases::traverse_data`]).
+    fn traverse_start_cluster(
+        &mut self,
+        db_id: u32,
+        client_reqid: u32,
+        srvid: u64,
+        withempty: bool,
+    ) -> ControlOutcome {
+        let pnn = self.pnn();
+        let reqid = self.next_reqid;
+        self.next_reqid = self.next_reqid.wrapping_add(1).max(1);
+        let data = if withempty {
+            TraverseAllExt {
+                db_id,
+                reqid,
+                pnn,
+                client_reqid,
+                srvid,
+                withemptyrecords: true,
+            }
+            .to_bytes()
+        } else {
+            TraverseAll {
+                db_id,
+                reqid,
+                pnn,
+                client_reqid,
+                srvid,
+            }
+            .to_bytes()
+        };
+        let opcode = if withempty {
+            Opcode::TraverseAllExt
+        } else {
+            Opcode::TraverseAll
+        };
+        self.traverses.insert(
+            reqid,
+            Pending {
+                client_reqid,
+                srvid,
+                ends_seen: 0,
+                ends_expected: self.active_nodes,
+                records: 0,
+            },
+        );
+        tracing::info!("Starting traverse on DB 0x{db_id:08x} (id {reqid})");
+        ControlOutcome {
+            controls_after: vec![OutControl {
+                destnode: CTDB_BROADCAST_ACTIVE,
+                opcode,
+                data,
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// TRAVERSE_DATA: one record (or an end marker) of a traverse we
+    /// started, relayed to the client's srvid with the client's reqid; the
+    /// client gets one end marker once every node has sent its own.
+    pub(crate) fn traverse_data(&mut self, d: &RecData<'_>) -> ControlOutcome {
+        let pnn = self.pnn();
+        let Some(p) = self.traverses.get_mut(&d.reqid) else {
+            // The traverse may have ended or been killed already.
+            return ControlOutcome::fail();
+        };
+        let end = d.key.is_empty() && d.data.is_empty();
+        if end {
+            p.ends_seen += 1;
+            if p.ends_seen < p.ends_expected {
+                return ControlOutcome::ok();
+            }
+        } else {
+            p.records += 1;
+        }
+        let msg = OutMessage {
+            pnn,
+            srvid: p.srvid,
+            data: RecData::new(p.client_reqid, d.key, d.data).to_bytes(),
+        };
+        if end {
+            tracing::info!("Ending traverse (id {}), records {}", d.reqid, p.records);
+            self.traverses.remove(&d.reqid);
+        }
+        ControlOutcome {
+            messages_after: vec![msg],
             ..Default::default()
         }
     }
