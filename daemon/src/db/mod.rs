@@ -72,9 +72,11 @@
 //!   empty records in-line; the VACUUM_FETCH / TRY_DELETE_RECORDS exchange
 //!   with other nodes is left to the cluster layer (records whose lmaster
 //!   is elsewhere stay queued).
-//! * A traverse from a client covers this node only (TRAVERSE_ALL from
-//!   other nodes is answered with TRAVERSE_DATA controls, but collecting
-//!   other nodes' records for our own clients is not there yet).
+//! * Traverses: with one active node everything happens in
+//!   TRAVERSE_START(_EXT); with more ([`Databases::set_active_nodes`]) the
+//!   outcome asks the cluster layer to broadcast TRAVERSE_ALL(_EXT) and the
+//!   TRAVERSE_DATA that comes back is relayed to the client. No traverse
+//!   timeout yet (upstream: TraverseTimeout ends it with what arrived).
 //! * Attach refuses names with `/` (upstream would create the file outside
 //!   its directory).
 //!
