@@ -295,13 +295,24 @@ fn serve(mut conn: UnixStream, dbs: &mut Databases) {
         };
         out.clear();
         let own = srvids.clone();
-        let served = dbs.serve_client_packet(
+        let mut served = dbs.serve_client_packet(
             &pkt,
             &ControlCtx::default(),
             GEN,
             &|id| own.contains(&id),
             &mut out,
         );
+        // A busy chain lock: hand the packet in again shortly.
+        while served.as_ref().is_some_and(|s| s.retry) {
+            std::thread::sleep(Duration::from_millis(1));
+            served = dbs.serve_client_packet(
+                &pkt,
+                &ControlCtx::default(),
+                GEN,
+                &|id| own.contains(&id),
+                &mut out,
+            );
+        }
         if served.is_none() {
             if let Payload::ReqControl(c) = &pkt.payload {
                 let data = |d: ControlReplyData<'_>| {

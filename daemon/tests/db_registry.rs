@@ -893,3 +893,56 @@ fn traverse_over_two_nodes_waits_for_both_end_markers() {
         .unwrap();
     assert_eq!(o.status, -1);
 }
+
+#[test]
+fn busy_chain_lock_asks_for_a_retry_instead_of_blocking() {
+    let t = TempDir::new("busy");
+    let mut dbs = Databases::open(config(&t.0)).unwrap();
+    let v = attach(&mut dbs, "busy.tdb", 0);
+    let path = path_of(&mut dbs, v);
+    let flags = {
+        let o = control(&mut dbs, ControlData::DbOpenFlags(v));
+        i32::from_bytes(&o.data).unwrap()
+    };
+    // libtdb holds the whole database (as smbd holding a record would hold
+    // its chain) until we close its stdin.
+    let mut holder = Command::new(PYTHON)
+        .arg("-c")
+        .arg(
+            "import sys, tdb\nt = tdb.Tdb(sys.argv[1], 0, int(sys.argv[2]), 2, 0o600)\n\
+             t.lock_all()\nprint('locked', flush=True)\nsys.stdin.read()\nt.unlock_all()",
+        )
+        .arg(&path)
+        .arg(flags.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let mut r = std::io::BufReader::new(holder.stdout.take().unwrap());
+        r.read_line(&mut line).unwrap();
+    }
+    assert_eq!(line.trim(), "locked");
+    let c = ReqCall {
+        flags: 0,
+        db_id: v,
+        callid: CTDB_NULL_FUNC,
+        hopcount: 0,
+        key: b"k",
+        calldata: &[],
+    };
+    let start = std::time::Instant::now();
+    assert_eq!(dbs.handle_call(&c), CallOutcome::Retry);
+    assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert!(matches!(
+        dbs.handle_call(&c),
+        CallOutcome::Reply { status: 0, .. }
+    ));
+    let o = control(&mut dbs, ControlData::GetDbStatistics(v));
+    let s = ctdb_protocol::types::DbStatistics::from_bytes(&o.data).unwrap();
+    assert_eq!(s.locks.num_calls, 1, "the busy attempt is counted");
+}

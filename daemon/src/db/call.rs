@@ -14,8 +14,6 @@
 //! with rsn 2, dmaster = pnn, flags 0 and empty data, just as with Debian's
 //! ctdbd; the tool then writes its value under its own chain lock.
 
-use std::time::Instant;
-
 use ctdb_engine::ltdb::{LtdbHeader, RecordFlags, LTDB_HEADER_SIZE};
 use ctdb_protocol::constants::CTDB_WANT_READONLY;
 use ctdb_protocol::constants::{CTDB_FETCH_FUNC, CTDB_FETCH_WITH_HEADER_FUNC, CTDB_NULL_FUNC};
@@ -35,6 +33,10 @@ pub enum CallOutcome {
     /// The database is frozen: keep the request and hand it in again after
     /// DB_THAW.
     Defer,
+    /// Another process holds the record's chain lock: hand the request in
+    /// again after a short wait (upstream's lock helper would wait for the
+    /// lock; blocking here would stall the whole core).
+    Retry,
     /// No reply (unknown database, failed fetch; upstream logs and drops
     /// the request, the client times out).
     Drop,
@@ -92,20 +94,15 @@ pub(crate) fn run_call(
 ) -> CallOutcome {
     let pnn = env.pnn;
     let key = call.key;
-    // Chain lock: try without waiting first; a wait is what upstream's
-    // lock helper would have done, and is counted as such.
-    let locked_now = match rec.h.chainlock_nonblock(key) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!("db {}: chain lock failed: {e}", rec.name);
-            return CallOutcome::Drop;
+    // Chain lock without waiting: a busy chain means the caller retries
+    // (counted as a contended lock, as upstream's lock helper would be).
+    match rec.h.chainlock_nonblock(key) {
+        Ok(true) => {}
+        Ok(false) => {
+            stats.lock_busy();
+            return CallOutcome::Retry;
         }
-    };
-    if !locked_now {
-        let start = Instant::now();
-        let r = rec.h.chainlock(key);
-        stats.lock_wait(start.elapsed().as_secs_f64(), r.is_ok());
-        if let Err(e) = r {
+        Err(e) => {
             tracing::error!("db {}: chain lock failed: {e}", rec.name);
             return CallOutcome::Drop;
         }

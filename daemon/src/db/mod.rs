@@ -61,9 +61,11 @@
 //!
 //! # Deviations (single node, synchronous)
 //!
-//! * Lock waits block the control core instead of going to a lock helper
-//!   child: a chain lock for REQ_CALL, the whole-database lock for
-//!   DB_FREEZE. smbd and the `ctdb` tool hold chain locks only briefly.
+//! * No lock helper child: a REQ_CALL whose chain lock is busy is answered
+//!   [`CallOutcome::Retry`] (the caller hands it in again shortly, so a
+//!   client sitting on a record never stalls the core); DB_FREEZE waits
+//!   for the whole-database lock in-line (smbd and the `ctdb` tool hold
+//!   chain locks only briefly). Lock statistics count busy attempts.
 //! * UPDATE_RECORD is applied in-line (upstream forks a child to run the
 //!   transaction).
 //! * A frozen database's REQ_CALLs are answered [`CallOutcome::Defer`]; the

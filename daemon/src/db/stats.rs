@@ -108,6 +108,13 @@ impl DbStats {
         }
     }
 
+    /// A lock attempt that found the lock busy (the request is retried).
+    pub fn lock_busy(&mut self) {
+        self.locks.num_calls = self.locks.num_calls.wrapping_add(1);
+        self.locks.buckets[0] += 1;
+        update_latency(&mut self.locks.latency, 0.0);
+    }
+
     /// A call that reached this node after `hopcount` hops.
     pub fn hop(&mut self, hopcount: u32) {
         let mut bucket = 0;

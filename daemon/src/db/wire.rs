@@ -25,6 +25,9 @@ pub struct Served {
     /// REQ_CALL on a frozen database after DB_THAW; an attach during
     /// recovery when recovery ends).
     pub deferred: bool,
+    /// Nothing was answered: a record's chain lock is busy; hand the
+    /// packet in again after a short wait (1 ms, growing).
+    pub retry: bool,
 }
 
 impl Databases {
@@ -115,6 +118,10 @@ impl Databases {
                 }
                 CallOutcome::Defer => Some(Served {
                     deferred: true,
+                    ..Default::default()
+                }),
+                CallOutcome::Retry => Some(Served {
+                    retry: true,
                     ..Default::default()
                 }),
                 CallOutcome::Drop => Some(Served::default()),
