@@ -1,0 +1,1005 @@
+//! Node-to-node transport: TCP links between ctdbd nodes, as Samba 4.17's
+//! `ctdb/tcp` does them, spread over the daemon's cores.
+//!
+//! # What upstream does (and we do)
+//!
+//! * Every node listens on its own node address, port 4379
+//!   ([`TransportConfig::port`] for tests), and connects out to every other
+//!   node of the nodes file, binding the outgoing socket to its own node
+//!   address so the peer can tell who it is from the source address.
+//! * An incoming connection is identified by its source address against
+//!   the nodes file; unknown sources are refused (closed at once).
+//! * Packets are *sent* on the outgoing connection and *received* on the
+//!   incoming one. Anything read on an outgoing connection, or its EOF,
+//!   means the node is dead; so does EOF, an error or a malformed packet
+//!   (length not a multiple of 8, bad magic or version) on an incoming one.
+//! * A connect gets one second; a failed or timed-out connect is retried
+//!   every second ([`TransportConfig::reconnect_interval`]).
+//! * A node is *connected* once both its outgoing and an incoming
+//!   connection are up (`ctdb_node_connected`), or when it was heard from
+//!   while disconnected at a keepalive round. It is *dead* when a
+//!   connection breaks or after `KeepaliveLimit` silent
+//!   `KeepaliveInterval`s; then every connection to and from it is torn
+//!   down and the outgoing one restarted at once (`ctdb_tcp_restart`).
+//! * Keepalives go to every connected node every `KeepaliveInterval`,
+//!   carrying the version `(4 << 16) | 17` and the uptime; the
+//!   `AllowMixedVersions` rule is checked on each one received
+//!   ([`keepalive`]).
+//! * A packet for a node without an outgoing connection is dropped, as
+//!   upstream drops it (`ctdb_tcp_queue_pkt`): callers see
+//!   [`Sent::Dropped`].
+//!
+//! # Thread-per-core
+//!
+//! [`Transport::start`] runs on *every* core with that core's
+//! [`mesh::MeshSeat`]:
+//!
+//! * Every core listens on the node address with `SO_REUSEPORT`, so the
+//!   kernel spreads incoming connections over the cores. A core reads the
+//!   connections it accepted and passes each packet to the core that
+//!   handles it ([`route`]: by key to the owning data shard, replies by
+//!   request id, everything else to the control core) through the
+//!   transport's own bounded cross-core channels ([`mesh`]).
+//! * The control core (core 0) owns the *primary* outgoing connection to
+//!   each node, the node state, keepalives and the node events.
+//! * Each data core opens its own outgoing connection (*lane*) to each node
+//!   that accepts several connections from us, so it sends without going
+//!   through another core. Upstream 4.17 accepts only **one** incoming
+//!   connection per node ("Incoming queue active, rejecting connection"),
+//!   so lanes are opened only to nodes that announced they take more: our
+//!   keepalives carry [`LANES_MARKER`] as request id (upstream sends 0 and
+//!   ignores it). Until then, and whenever its lane is down, a data core
+//!   hands its packets to the control core, which sends them on the
+//!   primary connection.
+//! * We accept any number of connections from a known node.
+//!
+//! # Wiring (what the daemon does)
+//!
+//! * Build seats with [`mesh::mesh`] before starting the cores, move one
+//!   to each core, call [`Transport::start`] there with the same
+//!   [`TransportConfig`] and a [`route::ShardMap`] matching the engine's
+//!   partition.
+//! * On every core, drain [`Transport::recv`] and handle the packets
+//!   (apply [`route::accept_packet`] for generation and ban checks, decode
+//!   with `ctdb-protocol`); send with [`Transport::send`] from any core.
+//! * On core 0, drain [`Transport::next_event`]: `Connected` →
+//!   `Membership::on_transport_connected`, `Disconnected` →
+//!   `Membership::node_dead` and fail the node's outstanding controls,
+//!   `VersionMismatch` → shut down as upstream does. The transport does its
+//!   own keepalive accounting, so the daemon must not also act on
+//!   `Membership::tick`'s `SendKeepalive`/`RestartTransport`; use
+//!   [`Transport::restart_node`] to force a reconnect.
+//! * Call [`Transport::set_generation`] when the vnn map changes (the
+//!   generation keepalives carry), and [`Transport::stop`] on shutdown.
+//!
+//! Differences from upstream: receive counting for keepalive accounting
+//! happens on the control core, which sees every keepalive, control and
+//! message but not call traffic on lanes; packets sent on a lane and on the
+//! primary connection are not ordered with respect to each other.
+
+pub mod keepalive;
+pub mod mesh;
+pub mod route;
+pub mod sys;
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ctdb_io::{split, FrameConfig, PacketReader, ReadHalf, SendQueue, SendQueueConfig, WriteHalf};
+use ctdb_protocol::constants::KEEPALIVE_VERSION_4_17;
+use ctdb_protocol::{
+    DecodeLimits, Header, Operation, Packet, Payload, RawHeader, ReqKeepalive, CTDB_DS_ALIGNMENT,
+};
+use futures_lite::io::AsyncReadExt;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::ConnectedSender;
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::Semaphore;
+
+use crate::error::DaemonError;
+use keepalive::{check_version, Liveness, VersionVerdict};
+use mesh::{CoreMsg, MeshSeat};
+use route::{route, ShardMap};
+
+/// Request id of our keepalives: "this node accepts several connections
+/// from each node" (ASCII "lane"). Upstream sends 0 and never reads it.
+pub const LANES_MARKER: u32 = 0x656e_616c;
+
+/// Settings of the transport; the same on every core.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// This node's pnn; `nodes[my_pnn]` is the address we listen on and
+    /// bind outgoing connections to.
+    pub my_pnn: u32,
+    /// The nodes file: index = pnn, `None` = deleted node.
+    pub nodes: Vec<Option<IpAddr>>,
+    /// TCP port of every node (`CTDB_PORT`, 4379).
+    pub port: u16,
+    /// `KeepaliveInterval`.
+    pub keepalive_interval: Duration,
+    /// `KeepaliveLimit`.
+    pub keepalive_limit: u32,
+    /// `AllowMixedVersions`.
+    pub allow_mixed_versions: bool,
+    /// Version sent in keepalives (`CTDB_TEST_SAMBA_VERSION` upstream).
+    pub keepalive_version: u32,
+    /// When this ctdbd started (keepalive uptime).
+    pub started: Instant,
+    /// Pause between connect attempts (upstream: 1 s).
+    pub reconnect_interval: Duration,
+    /// How long one connect may take (upstream: 1 s).
+    pub connect_timeout: Duration,
+    /// Packets queued per outgoing connection before senders wait.
+    pub send_queue: usize,
+    /// Received packets queued per core before readers wait.
+    pub inbox: usize,
+    /// Messages per cross-core channel (for [`mesh::mesh`]).
+    pub mesh_capacity: usize,
+    /// Largest packet accepted.
+    pub max_packet: u32,
+    /// Open per-core lanes to nodes that announce they accept them, and
+    /// announce that we do.
+    pub lanes: bool,
+}
+
+impl TransportConfig {
+    /// Upstream defaults: port 4379, keepalive every 5 s, limit 5.
+    pub fn new(my_pnn: u32, nodes: Vec<Option<IpAddr>>) -> TransportConfig {
+        TransportConfig {
+            my_pnn,
+            nodes,
+            port: ctdb_protocol::constants::CTDB_PORT,
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_limit: 5,
+            allow_mixed_versions: false,
+            keepalive_version: KEEPALIVE_VERSION_4_17,
+            started: Instant::now(),
+            reconnect_interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            send_queue: 1024,
+            inbox: 1024,
+            mesh_capacity: 1024,
+            max_packet: ctdb_io::DEFAULT_MAX_PACKET,
+            lanes: true,
+        }
+    }
+
+    fn my_ip(&self) -> Result<IpAddr, DaemonError> {
+        let bad = |why: String| DaemonError::BadOption {
+            option: "transport",
+            why,
+        };
+        let Some(slot) = self.nodes.get(self.my_pnn as usize) else {
+            return Err(bad(format!(
+                "pnn {} is not in the nodes list of {} nodes",
+                self.my_pnn,
+                self.nodes.len()
+            )));
+        };
+        let Some(ip) = *slot else {
+            return Err(bad(format!("pnn {} is a deleted node", self.my_pnn)));
+        };
+        for (i, a) in self.nodes.iter().enumerate() {
+            for (j, b) in self.nodes.iter().enumerate().skip(i + 1) {
+                if a.is_some() && a == b {
+                    return Err(bad(format!(
+                        "nodes {i} and {j} have the same address {}",
+                        a.unwrap()
+                    )));
+                }
+            }
+        }
+        if self.keepalive_interval.is_zero() || self.keepalive_limit == 0 {
+            return Err(bad("keepalive interval and limit must be positive".into()));
+        }
+        Ok(ip)
+    }
+}
+
+/// A packet received from another node, for this core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The node whose connection it came on.
+    pub from: u32,
+    /// The whole packet, header included.
+    pub bytes: Vec<u8>,
+}
+
+/// Node state changes, reported on the control core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeEvent {
+    Connected(u32),
+    Disconnected(u32),
+    /// A keepalive broke the version rule: upstream shuts the node down.
+    /// `theirs` is `None` for a header-only (pre-4.x) keepalive.
+    VersionMismatch {
+        pnn: u32,
+        theirs: Option<u32>,
+        ours: u32,
+    },
+}
+
+/// What became of a packet given to [`Transport::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Queued on this core's own connection to the node.
+    Queued,
+    /// Handed to the control core for its primary connection.
+    Forwarded,
+    /// Addressed to this node: delivered to the core that handles it.
+    Loopback,
+    /// No connection to the node: dropped, as upstream does.
+    Dropped,
+}
+
+/// Counters of one core.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Packets queued on this core's own outgoing connections.
+    pub sent: u64,
+    /// Packets handed to the control core to send.
+    pub forwarded: u64,
+    /// Packets dropped for lack of a connection.
+    pub dropped: u64,
+    /// Packets read from this core's incoming connections.
+    pub received: u64,
+    /// Packets read here that went to another core.
+    pub rerouted: u64,
+    pub keepalives_sent: u64,
+    pub keepalives_received: u64,
+    /// Incoming connections refused (unknown source address).
+    pub refused: u64,
+}
+
+struct Peer {
+    addr: Option<SocketAddr>,
+    epoch: u64,
+    kill: Rc<Semaphore>,
+    out: Option<Rc<SendQueue<WriteHalf<TcpStream>>>>,
+    lanes_ok: bool,
+    // Control core only.
+    out_up: bool,
+    ins: u32,
+    live: Liveness,
+}
+
+/// The transport on one core. Shared between the core's tasks with `Rc`.
+pub struct Transport {
+    core: usize,
+    cores: usize,
+    cfg: TransportConfig,
+    my_ip: IpAddr,
+    shard_map: Rc<dyn ShardMap>,
+    peers: RefCell<Vec<Peer>>,
+    mesh_tx: Vec<Option<ConnectedSender<CoreMsg>>>,
+    inbox_tx: LocalSender<Received>,
+    inbox_rx: LocalReceiver<Received>,
+    events_tx: LocalSender<NodeEvent>,
+    events_rx: LocalReceiver<NodeEvent>,
+    stop: Rc<Semaphore>,
+    generation: Cell<u32>,
+    stats: Cell<TransportStats>,
+}
+
+async fn killed(s: Rc<Semaphore>) {
+    // Nobody signals these semaphores: acquire returns only once closed.
+    let _ = s.acquire(1).await;
+}
+
+/// Runs `fut` on this core until it ends or either semaphore is closed.
+fn spawn_until<F>(a: Rc<Semaphore>, b: Option<Rc<Semaphore>>, fut: F)
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
+    glommio::spawn_local(async move {
+        let f = futures_lite::future::or(fut, killed(a));
+        match b {
+            Some(b) => futures_lite::future::or(f, killed(b)).await,
+            None => f.await,
+        }
+    })
+    .detach();
+}
+
+impl Transport {
+    /// Starts the transport on the current core. Every core of the runtime
+    /// must call it (with its own seat) for any of them to return, since
+    /// the cross-core channels connect pairwise.
+    pub async fn start(
+        cfg: TransportConfig,
+        seat: MeshSeat,
+        shard_map: Rc<dyn ShardMap>,
+    ) -> Result<Rc<Transport>, DaemonError> {
+        let my_ip = cfg.my_ip()?;
+        let (core, cores) = (seat.core(), seat.cores());
+        let ends = seat.connect().await;
+        let listener = TcpListener::bind(SocketAddr::new(my_ip, cfg.port)).map_err(|e| {
+            let e: io::Error = e.into();
+            DaemonError::sys(
+                "listen on the node address",
+                io::Error::new(e.kind(), format!("{my_ip}:{}: {e}", cfg.port)),
+            )
+        })?;
+        let (inbox_tx, inbox_rx) = local_channel::new_bounded(cfg.inbox.max(1));
+        let (events_tx, events_rx) = local_channel::new_unbounded();
+        let peers = cfg
+            .nodes
+            .iter()
+            .map(|a| Peer {
+                addr: a.map(|ip| SocketAddr::new(ip, cfg.port)),
+                epoch: 0,
+                kill: Rc::new(Semaphore::new(0)),
+                out: None,
+                lanes_ok: false,
+                out_up: false,
+                ins: 0,
+                live: Liveness::default(),
+            })
+            .collect();
+        let t = Rc::new(Transport {
+            core,
+            cores,
+            my_ip,
+            shard_map,
+            peers: RefCell::new(peers),
+            mesh_tx: ends.tx,
+            inbox_tx,
+            inbox_rx,
+            events_tx,
+            events_rx,
+            stop: Rc::new(Semaphore::new(0)),
+            generation: Cell::new(ctdb_protocol::constants::INVALID_GENERATION),
+            stats: Cell::new(TransportStats::default()),
+            cfg,
+        });
+        for (from, rx) in ends.rx {
+            let me = t.clone();
+            spawn_until(t.stop.clone(), None, async move {
+                while let Some(m) = rx.recv().await {
+                    me.on_mesh(m).await;
+                }
+                tracing::debug!("core {}: mesh link from core {from} closed", me.core);
+            });
+        }
+        let me = t.clone();
+        spawn_until(t.stop.clone(), None, async move {
+            me.accept_loop(listener).await
+        });
+        if core == 0 {
+            for pnn in 0..t.cfg.nodes.len() as u32 {
+                if t.is_peer(pnn) {
+                    t.spawn_out(pnn, true);
+                }
+            }
+            let me = t.clone();
+            spawn_until(
+                t.stop.clone(),
+                None,
+                async move { me.keepalive_loop().await },
+            );
+        }
+        Ok(t)
+    }
+
+    /// This core's index.
+    pub fn core(&self) -> usize {
+        self.core
+    }
+
+    pub fn config(&self) -> &TransportConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        self.stats.get()
+    }
+
+    /// The vnn map generation put in keepalives.
+    pub fn set_generation(&self, generation: u32) {
+        self.generation.set(generation);
+    }
+
+    /// Whether `pnn` is connected (control core's view; other cores answer
+    /// whether they have their own lane to it).
+    pub fn is_connected(&self, pnn: u32) -> bool {
+        let peers = self.peers.borrow();
+        match peers.get(pnn as usize) {
+            Some(p) if self.core == 0 => p.live.connected,
+            Some(p) => p.out.is_some(),
+            None => false,
+        }
+    }
+
+    /// Whether this core has its own outgoing connection up to `pnn`.
+    pub fn has_link(&self, pnn: u32) -> bool {
+        self.peers
+            .borrow()
+            .get(pnn as usize)
+            .is_some_and(|p| p.out.is_some())
+    }
+
+    /// The next packet for this core; `None` once stopped.
+    pub async fn recv(&self) -> Option<Received> {
+        futures_lite::future::or(self.inbox_rx.recv(), async {
+            killed(self.stop.clone()).await;
+            None
+        })
+        .await
+    }
+
+    /// The next node event (control core only; `None` elsewhere and once
+    /// stopped).
+    pub async fn next_event(&self) -> Option<NodeEvent> {
+        if self.core != 0 {
+            return None;
+        }
+        futures_lite::future::or(self.events_rx.recv(), async {
+            killed(self.stop.clone()).await;
+            None
+        })
+        .await
+    }
+
+    /// Sends a whole packet (length field = its size; it is padded to 8
+    /// bytes here) to node `pnn`.
+    pub async fn send(self: &Rc<Self>, pnn: u32, bytes: Vec<u8>) -> Result<Sent, DaemonError> {
+        if pnn == self.cfg.my_pnn {
+            ctdb_io::frame::check_outgoing(&bytes, &self.frame()).map_err(DaemonError::Io)?;
+            self.dispatch(pnn, bytes).await;
+            return Ok(Sent::Loopback);
+        }
+        if !self.is_peer(pnn) {
+            return Err(DaemonError::sys(
+                "send to node",
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("pnn {pnn} is not a node of the nodes file"),
+                ),
+            ));
+        }
+        let q = self.peers.borrow()[pnn as usize].out.clone();
+        if let Some(q) = q {
+            match q.send(bytes).await {
+                Ok(()) => {
+                    self.count(|s| s.sent += 1);
+                    return Ok(Sent::Queued);
+                }
+                Err(e @ ctdb_io::IoError::QueueClosed { .. }) => {
+                    tracing::debug!("core {}: link to node {pnn} closed: {e}", self.core);
+                    self.count(|s| s.dropped += 1);
+                    return Ok(Sent::Dropped);
+                }
+                Err(e) => return Err(DaemonError::Io(e)),
+            }
+        }
+        if self.core == 0 {
+            self.count(|s| s.dropped += 1);
+            return Ok(Sent::Dropped);
+        }
+        ctdb_io::frame::check_outgoing(&bytes, &self.frame()).map_err(DaemonError::Io)?;
+        self.mesh_send(0, CoreMsg::SendFor { pnn, bytes }).await;
+        self.count(|s| s.forwarded += 1);
+        Ok(Sent::Forwarded)
+    }
+
+    /// Tears down every connection to and from `pnn` and reconnects
+    /// (control core only; elsewhere a no-op).
+    pub fn restart_node(self: &Rc<Self>, pnn: u32) {
+        if self.core == 0 && self.is_peer(pnn) {
+            self.node_dead(pnn);
+        }
+    }
+
+    /// Stops every task of the transport on this core and closes its
+    /// sockets.
+    pub fn stop(&self) {
+        self.stop.close();
+        for p in self.peers.borrow_mut().iter_mut() {
+            p.kill.close();
+            p.out = None;
+        }
+    }
+
+    fn frame(&self) -> FrameConfig {
+        FrameConfig {
+            max_packet: self.cfg.max_packet,
+            ..FrameConfig::default()
+        }
+    }
+
+    fn count(&self, f: impl FnOnce(&mut TransportStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    fn is_peer(&self, pnn: u32) -> bool {
+        pnn != self.cfg.my_pnn
+            && self
+                .cfg
+                .nodes
+                .get(pnn as usize)
+                .is_some_and(|a| a.is_some())
+    }
+
+    fn pnn_of(&self, ip: IpAddr) -> Option<u32> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.cfg
+            .nodes
+            .iter()
+            .position(|a| *a == Some(ip))
+            .map(|i| i as u32)
+            .filter(|p| *p != self.cfg.my_pnn)
+    }
+
+    async fn mesh_send(&self, core: usize, msg: CoreMsg) {
+        if let Some(Some(tx)) = self.mesh_tx.get(core) {
+            if tx.send(msg).await.is_err() {
+                tracing::debug!("core {}: core {core} is gone", self.core);
+            }
+        }
+    }
+
+    /// Sends `msg` to every data core, from a task of its own.
+    fn broadcast(self: &Rc<Self>, make: impl Fn() -> CoreMsg + 'static) {
+        if self.cores <= 1 {
+            return;
+        }
+        let me = self.clone();
+        spawn_until(self.stop.clone(), None, async move {
+            for core in 1..me.cores {
+                me.mesh_send(core, make()).await;
+            }
+        });
+    }
+
+    // ---- outgoing connections -------------------------------------------
+
+    async fn connect(&self, peer: SocketAddr) -> io::Result<TcpStream> {
+        let fd = sys::bound_socket(self.my_ip)?;
+        if !sys::start_connect(&fd, peer)? {
+            let deadline = Instant::now() + self.cfg.connect_timeout;
+            let mut wait = Duration::from_millis(1);
+            while !sys::is_writable(&fd)? {
+                if Instant::now() >= deadline {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+                }
+                glommio::timer::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(100));
+            }
+            if let Some(e) = sys::so_error(&fd)? {
+                return Err(e);
+            }
+        }
+        if let Err(e) = sys::tune(&fd) {
+            tracing::warn!("cannot set SO_KEEPALIVE/TCP_NODELAY towards {peer}: {e}");
+        }
+        Ok(sys::into_glommio(fd))
+    }
+
+    /// Starts the outgoing connection task for `pnn`: the primary link on
+    /// the control core, a lane on a data core.
+    fn spawn_out(self: &Rc<Self>, pnn: u32, first_now: bool) {
+        let (kill, epoch, addr) = {
+            let p = &self.peers.borrow()[pnn as usize];
+            (p.kill.clone(), p.epoch, p.addr)
+        };
+        let Some(addr) = addr else { return };
+        let me = self.clone();
+        spawn_until(self.stop.clone(), Some(kill), async move {
+            me.out_link(pnn, epoch, addr, first_now).await
+        });
+    }
+
+    async fn out_link(self: Rc<Self>, pnn: u32, epoch: u64, addr: SocketAddr, first_now: bool) {
+        let primary = self.core == 0;
+        let mut now = first_now;
+        loop {
+            if !now {
+                glommio::timer::sleep(self.cfg.reconnect_interval).await;
+            }
+            now = false;
+            let stream = match self.connect(addr).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!("core {}: connect to node {pnn} ({addr}): {e}", self.core);
+                    continue;
+                }
+            };
+            let (r, w) = split(stream);
+            let q = Rc::new(SendQueue::spawn(
+                w,
+                SendQueueConfig {
+                    frame: self.frame(),
+                    pad: true,
+                    capacity: self.cfg.send_queue.max(1),
+                },
+            ));
+            {
+                let mut peers = self.peers.borrow_mut();
+                let p = &mut peers[pnn as usize];
+                if p.epoch != epoch {
+                    return;
+                }
+                p.out = Some(q);
+            }
+            tracing::info!(
+                "core {}: {} connection to node {pnn} ({addr}) up",
+                self.core,
+                if primary { "outgoing" } else { "lane" }
+            );
+            if primary {
+                self.note_out_up(pnn);
+            }
+            wait_closed(r).await;
+            {
+                let mut peers = self.peers.borrow_mut();
+                let p = &mut peers[pnn as usize];
+                if p.epoch != epoch {
+                    return;
+                }
+                p.out = None;
+            }
+            tracing::info!(
+                "core {}: connection to node {pnn} ({addr}) closed",
+                self.core
+            );
+            if primary {
+                self.node_dead(pnn);
+                return;
+            }
+        }
+    }
+
+    // ---- incoming connections -------------------------------------------
+
+    async fn accept_loop(self: Rc<Self>, listener: TcpListener) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("core {}: accept on the node port: {e}", self.core);
+                    glommio::timer::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let peer = match stream.peer_addr() {
+                Ok(a) => a,
+                Err(_) => continue,
+            };
+            let Some(pnn) = self.pnn_of(peer.ip()) else {
+                tracing::error!("Refused connection from unknown node {}", peer.ip());
+                self.count(|s| s.refused += 1);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            if let Err(e) = sys::tune(&stream) {
+                tracing::warn!("cannot set SO_KEEPALIVE on connection from {peer}: {e}");
+            }
+            let (kill, epoch) = {
+                let p = &self.peers.borrow()[pnn as usize];
+                (p.kill.clone(), p.epoch)
+            };
+            tracing::info!(
+                "core {}: incoming connection from node {pnn} ({peer})",
+                self.core
+            );
+            let me = self.clone();
+            spawn_until(self.stop.clone(), Some(kill), async move {
+                me.in_link(pnn, epoch, stream).await
+            });
+        }
+    }
+
+    async fn in_link(self: Rc<Self>, pnn: u32, epoch: u64, stream: TcpStream) {
+        self.report_in(pnn, epoch, true).await;
+        let limits = DecodeLimits {
+            max_packet: self.cfg.max_packet,
+        };
+        let mut reader = PacketReader::with_config(stream, self.frame());
+        let why = loop {
+            let pkt = match reader.next_packet().await {
+                Ok(Some(p)) => p,
+                Ok(None) => break "closed".to_string(),
+                Err(e) => break e.to_string(),
+            };
+            if pkt.len() % CTDB_DS_ALIGNMENT != 0 {
+                break format!("length {:#x} not a multiple of 8", pkt.len());
+            }
+            match RawHeader::parse(pkt).and_then(|h| h.check(&limits)) {
+                Ok(()) => {}
+                Err(e) => break e.to_string(),
+            }
+            let bytes = pkt.to_vec();
+            self.count(|s| s.received += 1);
+            self.dispatch(pnn, bytes).await;
+        };
+        tracing::info!(
+            "core {}: incoming connection from node {pnn} ended: {why}",
+            self.core
+        );
+        self.report_in(pnn, epoch, false).await;
+    }
+
+    async fn report_in(self: &Rc<Self>, pnn: u32, epoch: u64, up: bool) {
+        if self.core == 0 {
+            self.note_in(pnn, epoch, up);
+        } else {
+            let m = if up {
+                CoreMsg::InUp { pnn, epoch }
+            } else {
+                CoreMsg::InDown { pnn, epoch }
+            };
+            self.mesh_send(0, m).await;
+        }
+    }
+
+    /// Hands a packet from `from` to the core that handles it.
+    async fn dispatch(self: &Rc<Self>, from: u32, bytes: Vec<u8>) {
+        let core = route(&bytes, &*self.shard_map).core(self.cores);
+        if core == self.core {
+            self.deliver(from, bytes).await;
+        } else {
+            self.count(|s| s.rerouted += 1);
+            self.mesh_send(core, CoreMsg::Packet { from, bytes }).await;
+        }
+    }
+
+    async fn deliver(self: &Rc<Self>, from: u32, bytes: Vec<u8>) {
+        if self.core == 0 && from != self.cfg.my_pnn {
+            if let Some(p) = self.peers.borrow_mut().get_mut(from as usize) {
+                p.live.on_rx();
+            }
+            if RawHeader::parse(&bytes).is_ok_and(|h| h.operation == Operation::ReqKeepalive as u32)
+            {
+                self.on_keepalive(from, &bytes);
+                return;
+            }
+        }
+        let _ = self.inbox_tx.send(Received { from, bytes }).await;
+    }
+
+    async fn on_mesh(self: &Rc<Self>, m: CoreMsg) {
+        match m {
+            CoreMsg::Packet { from, bytes } => self.deliver(from, bytes).await,
+            CoreMsg::SendFor { pnn, bytes } => {
+                let q = self
+                    .peers
+                    .borrow()
+                    .get(pnn as usize)
+                    .and_then(|p| p.out.clone());
+                match q {
+                    Some(q) if q.send(bytes).await.is_ok() => self.count(|s| s.sent += 1),
+                    _ => self.count(|s| s.dropped += 1),
+                }
+            }
+            CoreMsg::InUp { pnn, epoch } => self.note_in(pnn, epoch, true),
+            CoreMsg::InDown { pnn, epoch } => self.note_in(pnn, epoch, false),
+            CoreMsg::Restart { pnn, epoch } => {
+                let mut peers = self.peers.borrow_mut();
+                if let Some(p) = peers.get_mut(pnn as usize) {
+                    if epoch > p.epoch {
+                        p.epoch = epoch;
+                        p.kill.close();
+                        p.kill = Rc::new(Semaphore::new(0));
+                        p.out = None;
+                        p.lanes_ok = false;
+                    }
+                }
+            }
+            CoreMsg::Lanes { pnn, epoch } => {
+                let start = {
+                    let mut peers = self.peers.borrow_mut();
+                    match peers.get_mut(pnn as usize) {
+                        Some(p) if p.epoch == epoch && !p.lanes_ok => {
+                            p.lanes_ok = true;
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if start {
+                    self.spawn_out(pnn, true);
+                }
+            }
+        }
+    }
+
+    // ---- node state (control core) --------------------------------------
+
+    fn emit(&self, e: NodeEvent) {
+        tracing::info!("node event: {e:?}");
+        let _ = self.events_tx.try_send(e);
+    }
+
+    fn note_out_up(self: &Rc<Self>, pnn: u32) {
+        self.peers.borrow_mut()[pnn as usize].out_up = true;
+        self.maybe_connected(pnn);
+        // Announce ourselves (version, lanes) without waiting a whole
+        // interval; an extra keepalive is harmless to upstream.
+        let me = self.clone();
+        spawn_until(self.stop.clone(), None, async move {
+            me.send_keepalive(pnn).await;
+        });
+    }
+
+    fn note_in(self: &Rc<Self>, pnn: u32, epoch: u64, up: bool) {
+        let current = {
+            let mut peers = self.peers.borrow_mut();
+            let Some(p) = peers.get_mut(pnn as usize) else {
+                return;
+            };
+            if p.epoch != epoch {
+                false
+            } else {
+                if up {
+                    p.ins += 1;
+                } else {
+                    p.ins = p.ins.saturating_sub(1);
+                }
+                true
+            }
+        };
+        if !current {
+            return;
+        }
+        if up {
+            self.maybe_connected(pnn);
+        } else {
+            self.node_dead(pnn);
+        }
+    }
+
+    fn maybe_connected(&self, pnn: u32) {
+        let now = {
+            let mut peers = self.peers.borrow_mut();
+            let p = &mut peers[pnn as usize];
+            if p.out_up && p.ins > 0 && !p.live.connected {
+                p.live.connected = true;
+                p.live.dead_count = 0;
+                true
+            } else {
+                false
+            }
+        };
+        if now {
+            self.emit(NodeEvent::Connected(pnn));
+        }
+    }
+
+    /// `ctdb_node_dead`: report, tear down, reconnect.
+    fn node_dead(self: &Rc<Self>, pnn: u32) {
+        let was = std::mem::take(&mut self.peers.borrow_mut()[pnn as usize].live).connected;
+        if was {
+            self.emit(NodeEvent::Disconnected(pnn));
+        }
+        self.restart(pnn);
+    }
+
+    fn restart(self: &Rc<Self>, pnn: u32) {
+        let epoch = {
+            let mut peers = self.peers.borrow_mut();
+            let p = &mut peers[pnn as usize];
+            p.epoch += 1;
+            p.kill.close();
+            p.kill = Rc::new(Semaphore::new(0));
+            p.out = None;
+            p.out_up = false;
+            p.ins = 0;
+            p.lanes_ok = false;
+            p.epoch
+        };
+        tracing::info!("Tearing down connection to dead node :{pnn}");
+        self.broadcast(move || CoreMsg::Restart { pnn, epoch });
+        self.spawn_out(pnn, true);
+    }
+
+    fn on_keepalive(self: &Rc<Self>, from: u32, bytes: &[u8]) {
+        self.count(|s| s.keepalives_received += 1);
+        let Ok(pkt) = Packet::decode(bytes, &DecodeLimits::default()) else {
+            tracing::warn!("malformed keepalive from node {from}");
+            return;
+        };
+        let Payload::ReqKeepalive(ka) = pkt.payload else {
+            return;
+        };
+        let ours = self.cfg.keepalive_version;
+        match check_version(ka, ours, self.uptime(), self.cfg.allow_mixed_versions) {
+            VersionVerdict::Ok => {}
+            VersionVerdict::Missing => {
+                tracing::error!("Keepalive version missing from node {from}");
+                self.emit(NodeEvent::VersionMismatch {
+                    pnn: from,
+                    theirs: None,
+                    ours,
+                });
+            }
+            VersionVerdict::Mismatch { theirs, ours } => {
+                tracing::error!(
+                    "Keepalive version mismatch {ours:#010x} != {theirs:#010x} from node {from}"
+                );
+                self.emit(NodeEvent::VersionMismatch {
+                    pnn: from,
+                    theirs: Some(theirs),
+                    ours,
+                });
+            }
+        }
+        if self.cfg.lanes && pkt.header.reqid == LANES_MARKER {
+            let epoch = {
+                let mut peers = self.peers.borrow_mut();
+                let p = &mut peers[from as usize];
+                if p.lanes_ok {
+                    return;
+                }
+                p.lanes_ok = true;
+                p.epoch
+            };
+            tracing::debug!("node {from} takes lanes");
+            self.broadcast(move || CoreMsg::Lanes { pnn: from, epoch });
+        }
+    }
+
+    fn uptime(&self) -> u32 {
+        self.cfg.started.elapsed().as_secs() as u32
+    }
+
+    async fn send_keepalive(&self, pnn: u32) {
+        let q = self.peers.borrow()[pnn as usize].out.clone();
+        let Some(q) = q else { return };
+        let reqid = if self.cfg.lanes { LANES_MARKER } else { 0 };
+        let pkt = Packet::new(
+            Header::new(self.generation.get(), pnn, self.cfg.my_pnn, reqid),
+            Payload::ReqKeepalive(Some(ReqKeepalive {
+                version: self.cfg.keepalive_version,
+                uptime: self.uptime(),
+            })),
+        );
+        let mut out = Vec::with_capacity(48);
+        if pkt.encode(&mut out).is_ok() && q.send(out).await.is_ok() {
+            self.count(|s| s.keepalives_sent += 1);
+        }
+    }
+
+    async fn keepalive_loop(self: Rc<Self>) {
+        tracing::info!("Keepalive monitoring has been started");
+        if self.cfg.allow_mixed_versions {
+            tracing::warn!("CTDB cluster with mixed versions configured");
+        }
+        loop {
+            glommio::timer::sleep(self.cfg.keepalive_interval).await;
+            for pnn in 0..self.cfg.nodes.len() as u32 {
+                if !self.is_peer(pnn) {
+                    continue;
+                }
+                let r = self.peers.borrow_mut()[pnn as usize]
+                    .live
+                    .round(self.cfg.keepalive_limit);
+                if r.connected {
+                    self.emit(NodeEvent::Connected(pnn));
+                }
+                if r.dead {
+                    tracing::info!("dead count reached for node {pnn}");
+                    self.emit(NodeEvent::Disconnected(pnn));
+                    self.restart(pnn);
+                }
+                if r.send_keepalive {
+                    self.send_keepalive(pnn).await;
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the peer closes an outgoing connection, or sends anything
+/// on it (which upstream also takes as the end).
+async fn wait_closed(mut r: ReadHalf<TcpStream>) {
+    let mut buf = [0u8; 64];
+    let _ = r.read(&mut buf).await;
+}
