@@ -122,7 +122,7 @@ pub(crate) fn run_call(
         }
         if header.flags.contains(RecordFlags::RO_REVOKE_COMPLETE) {
             header.flags.remove(RecordFlags::RO_FLAGS);
-            stats.ro_revokes += 1;
+            stats.ro_revokes = stats.ro_revokes.wrapping_add(1);
             if let Err(e) = rec.store(env, key, &mut header, &data) {
                 tracing::error!("Failed to write header with cleared REVOKE flag: {e}");
                 return CallOutcome::Drop;

@@ -241,7 +241,7 @@ impl Databases {
         }
         let mut b = RecBufferBuilder::new(db.id);
         let send = |b: &mut RecBufferBuilder, msgs: &mut Vec<OutMessage>, num: &mut u32| {
-            *num += b.count();
+            *num = num.wrapping_add(b.count());
             let full = std::mem::replace(b, RecBufferBuilder::new(b.db_id));
             msgs.push(OutMessage {
                 pnn: ctx.srcnode,
@@ -378,7 +378,7 @@ impl Databases {
             }
         }
         if !state.failed {
-            state.num_records += recs.count();
+            state.num_records = state.num_records.wrapping_add(recs.count());
         }
         db.push = Some(state);
         true

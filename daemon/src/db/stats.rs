@@ -81,10 +81,11 @@ impl DbStats {
     pub fn lock_wait(&mut self, t: f64, locked: bool) {
         self.locks.num_calls = self.locks.num_calls.wrapping_add(1);
         if locked {
-            self.locks.buckets[lock_bucket(t)] += 1;
+            let b = &mut self.locks.buckets[lock_bucket(t)];
+            *b = b.wrapping_add(1);
             update_latency(&mut self.locks.latency, t);
         } else {
-            self.locks.num_failed += 1;
+            self.locks.num_failed = self.locks.num_failed.wrapping_add(1);
         }
     }
 
@@ -111,7 +112,7 @@ impl DbStats {
     /// A lock attempt that found the lock busy (the request is retried).
     pub fn lock_busy(&mut self) {
         self.locks.num_calls = self.locks.num_calls.wrapping_add(1);
-        self.locks.buckets[0] += 1;
+        self.locks.buckets[0] = self.locks.buckets[0].wrapping_add(1);
         update_latency(&mut self.locks.latency, 0.0);
     }
 
@@ -123,7 +124,8 @@ impl DbStats {
             c >>= 1;
             bucket += 1;
         }
-        self.hop_count_bucket[bucket.min(MAX_COUNT_BUCKETS - 1)] += 1;
+        let b = &mut self.hop_count_bucket[bucket.min(MAX_COUNT_BUCKETS - 1)];
+        *b = b.wrapping_add(1);
     }
 
     /// Upstream's `ctdb_update_db_stat_hot_keys`.

@@ -195,12 +195,12 @@ impl Databases {
         };
         let end = d.key.is_empty() && d.data.is_empty();
         if end {
-            p.ends_seen += 1;
+            p.ends_seen = p.ends_seen.saturating_add(1);
             if p.ends_seen < p.ends_expected {
                 return ControlOutcome::ok();
             }
         } else {
-            p.records += 1;
+            p.records = p.records.wrapping_add(1);
         }
         let msg = OutMessage {
             pnn,
