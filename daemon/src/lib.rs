@@ -45,5 +45,6 @@ pub mod options;
 pub mod process;
 pub mod runtime;
 pub mod sys;
+pub mod transport;
 
 pub use error::DaemonError;
