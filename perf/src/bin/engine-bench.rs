@@ -49,6 +49,22 @@ struct Args {
     /// Quick run for CI (~2 s): 5000 records, 0.05 s phases.
     #[arg(long)]
     smoke: bool,
+    /// Run only one side (for profiling, e.g. under callgrind): `engine` or
+    /// `libtdb`; prints that side's rates only.
+    #[arg(long, value_parser = ["engine", "libtdb"])]
+    only: Option<String>,
+    /// With `--only`: the locking mode to run (`fcntl`, `mutex`, `nolock`).
+    #[arg(long, default_value = "mutex", value_parser = ["fcntl", "mutex", "nolock"])]
+    locking: String,
+    /// Run exactly this many passes over the key set per phase instead of
+    /// `--seconds` (repeatable operation counts for instruction profiles).
+    #[arg(long)]
+    passes: Option<u32>,
+    /// Phases to run after the first (store) phase, comma separated
+    /// (`fetch,traverse,delete` by default); skipped phases report 0.
+    #[arg(long, value_delimiter = ',', default_values = ["fetch", "traverse", "delete"],
+          value_parser = ["fetch", "traverse", "delete"])]
+    phases: Vec<String>,
 }
 
 /// One key-value backend under test.
@@ -113,35 +129,85 @@ fn best_of(
     Ok((ra, rb))
 }
 
+/// How long each phase runs: for `secs` seconds (at least one pass), or
+/// for exactly `passes` passes over the key set.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    secs: f64,
+    passes: Option<u32>,
+    fetch: bool,
+    traverse: bool,
+    delete: bool,
+}
+
+impl Budget {
+    fn of(args: &Args) -> Budget {
+        Budget {
+            secs: args.seconds,
+            passes: args.passes.map(|p| p.max(1)),
+            fetch: args.phases.iter().any(|p| p == "fetch"),
+            traverse: args.phases.iter().any(|p| p == "traverse"),
+            delete: args.phases.iter().any(|p| p == "delete"),
+        }
+    }
+
+    /// Is the phase over after `done` passes taking `elapsed`?
+    fn over(&self, done: u32, elapsed: Duration) -> bool {
+        match self.passes {
+            Some(p) => done >= p,
+            None => elapsed >= Duration::from_secs_f64(self.secs),
+        }
+    }
+}
+
 /// Run the four phases over `keys` (the backend's own key set).
 fn run_phases(
     b: &mut dyn Backend,
     keys: &[(Vec<u8>, Vec<u8>)],
-    secs: f64,
+    budget: Budget,
 ) -> Result<Rates, String> {
-    let budget = Duration::from_secs_f64(secs);
     let mut r = Rates::default();
 
     // store
     let start = Instant::now();
     let mut ops = 0u64;
+    let mut passes = 0u32;
     loop {
         for (k, v) in keys {
             b.store(k, v)?;
         }
         ops += keys.len() as u64;
-        if start.elapsed() >= budget {
+        passes += 1;
+        if budget.over(passes, start.elapsed()) {
             break;
         }
     }
     r.store = ops as f64 / start.elapsed().as_secs_f64();
 
-    // fetch (strided order so consecutive fetches hit different chains)
+    if budget.fetch {
+        r.fetch = fetch_phase(b, keys, budget)?;
+    }
+    if budget.traverse {
+        r.traverse = traverse_phase(b, keys, budget)?;
+    }
+    if budget.delete {
+        r.delete = delete_phase(b, keys, budget)?;
+    }
+    Ok(r)
+}
+
+/// Fetch in strided order (consecutive fetches hit different chains).
+fn fetch_phase(
+    b: &mut dyn Backend,
+    keys: &[(Vec<u8>, Vec<u8>)],
+    budget: Budget,
+) -> Result<f64, String> {
     let start = Instant::now();
     let mut ops = 0u64;
     let n = keys.len();
     let stride = 7919 % n.max(1);
     let stride = if stride == 0 { 1 } else { stride };
+    let mut passes = 0u32;
     'outer: loop {
         let mut idx = 0usize;
         for _ in 0..n {
@@ -152,19 +218,26 @@ fn run_phases(
             }
             idx = (idx + stride) % n;
             ops += 1;
-            if ops & 4095 == 0 && start.elapsed() >= budget {
+            if budget.passes.is_none() && ops & 4095 == 0 && budget.over(0, start.elapsed()) {
                 break 'outer;
             }
         }
-        if start.elapsed() >= budget {
+        passes += 1;
+        if budget.over(passes, start.elapsed()) {
             break;
         }
     }
-    r.fetch = ops as f64 / start.elapsed().as_secs_f64();
+    Ok(ops as f64 / start.elapsed().as_secs_f64())
+}
 
-    // traverse
+fn traverse_phase(
+    b: &mut dyn Backend,
+    keys: &[(Vec<u8>, Vec<u8>)],
+    budget: Budget,
+) -> Result<f64, String> {
     let start = Instant::now();
     let mut ops = 0u64;
+    let mut passes = 0u32;
     loop {
         let seen = b.traverse()?;
         if seen != keys.len() as u64 {
@@ -174,16 +247,24 @@ fn run_phases(
             ));
         }
         ops += seen;
-        if start.elapsed() >= budget {
+        passes += 1;
+        if budget.over(passes, start.elapsed()) {
             break;
         }
     }
-    r.traverse = ops as f64 / start.elapsed().as_secs_f64();
+    Ok(ops as f64 / start.elapsed().as_secs_f64())
+}
 
-    // delete (refill untimed)
+/// Delete every key (timed), refill (untimed), repeat.
+fn delete_phase(
+    b: &mut dyn Backend,
+    keys: &[(Vec<u8>, Vec<u8>)],
+    budget: Budget,
+) -> Result<f64, String> {
     let mut timed = Duration::ZERO;
     let mut ops = 0u64;
     let wall = Instant::now();
+    let mut passes = 0u32;
     loop {
         let t = Instant::now();
         for (k, _) in keys {
@@ -191,15 +272,22 @@ fn run_phases(
         }
         timed += t.elapsed();
         ops += keys.len() as u64;
-        if wall.elapsed() >= budget * 2 || timed >= budget {
+        passes += 1;
+        let over = match budget.passes {
+            Some(p) => passes >= p,
+            None => {
+                let secs = Duration::from_secs_f64(budget.secs);
+                wall.elapsed() >= secs * 2 || timed >= secs
+            }
+        };
+        if over {
             break;
         }
         for (k, v) in keys {
             b.store(k, v)?;
         }
     }
-    r.delete = ops as f64 / timed.as_secs_f64();
-    Ok(r)
+    Ok(ops as f64 / timed.as_secs_f64())
 }
 
 /// All FFI of this benchmark: libtdb through dlopen/dlsym, and CPU pinning.
@@ -487,7 +575,7 @@ fn libtdb_rates(
         .map(|i| (key_of(i), value_of(i, args.value_size)))
         .collect();
     let mut b = LibTdbBackend(ffi::Tdb::open(lib, &path, args.hash_size, flags)?);
-    let r = run_phases(&mut b, &keys, args.seconds)?;
+    let r = run_phases(&mut b, &keys, Budget::of(args))?;
     drop(b);
     let _ = std::fs::remove_file(&path);
     Ok(r)
@@ -531,6 +619,30 @@ fn run(args: &Args) -> Result<(), String> {
     let dir = base.join(format!("engine-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let lib = ffi::LibTdb::load()?;
+    if let Some(only) = &args.only {
+        let mode = match args.locking.as_str() {
+            "fcntl" => Locking::Fcntl,
+            "nolock" => Locking::NoLock,
+            _ => Locking::Mutex,
+        };
+        let r = if only == "libtdb" {
+            libtdb_rates(&lib, args, &dir, mode)
+        } else {
+            engine::rates(args, &dir, mode)
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        let r = r?;
+        println!("{only}, one core, {mode:?}");
+        for (name, v) in [
+            ("store", r.store),
+            ("fetch", r.fetch),
+            ("delete", r.delete),
+            ("traverse", r.traverse),
+        ] {
+            println!("| {name:<8} | {v:>14.0} | {:>8.1} ns/op |", 1e9 / v);
+        }
+        return Ok(());
+    }
     let result = (|| {
         let n = args.repeat;
         let cols = ("libtdb ops/s", "engine ops/s");
@@ -553,20 +665,26 @@ fn run(args: &Args) -> Result<(), String> {
         )?;
         print_table("one core, NOLOCK", cols, &lt, &en);
         let cores = engine::cores(args);
-        let (single, multi) = best_of(
-            n,
-            || engine::rates(args, &dir, Locking::Fcntl),
-            || engine::multi_core_rates(args, &dir, cores),
-        )?;
         let multi_col = format!("{cores} cores ops/s");
-        print_table(
-            &format!(
-                "engine scaling, fcntl locks, {cores} pinned threads each on its own partition"
-            ),
-            ("1 core ops/s", &multi_col),
-            &single,
-            &multi,
-        );
+        for mode in [Locking::Fcntl, Locking::Mutex] {
+            let (single, multi) = best_of(
+                n,
+                || engine::rates(args, &dir, mode),
+                || engine::multi_core_rates(args, &dir, cores, mode),
+            )?;
+            let what = match mode {
+                Locking::Fcntl => "fcntl locks",
+                _ => "TDB_MUTEX_LOCKING",
+            };
+            print_table(
+                &format!(
+                    "engine scaling, {what}, {cores} pinned threads each on its own partition"
+                ),
+                ("1 core ops/s", &multi_col),
+                &single,
+                &multi,
+            );
+        }
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&dir);
@@ -643,7 +761,7 @@ mod engine {
             st,
             buf: Vec::new(),
         };
-        let r = run_phases(&mut b, &keys, args.seconds)?;
+        let r = run_phases(&mut b, &keys, Budget::of(args))?;
         drop(b);
         drop(db);
         let _ = std::fs::remove_file(&path);
@@ -652,9 +770,14 @@ mod engine {
 
     /// `cores` threads, each pinned to a CPU and working on its own
     /// partition (the keys whose chain it owns); rates are summed.
-    pub fn multi_core_rates(args: &Args, dir: &Path, cores: usize) -> Result<Rates, String> {
-        let path = fresh_path(dir, "engine-multi.tdb");
-        let db = open(args, &path, Locking::Fcntl)?;
+    pub fn multi_core_rates(
+        args: &Args,
+        dir: &Path,
+        cores: usize,
+        mode: Locking,
+    ) -> Result<Rates, String> {
+        let path = fresh_path(dir, &mode.file_name("engine-multi"));
+        let db = open(args, &path, mode)?;
         let ncpu = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -663,7 +786,7 @@ mod engine {
             let k = key_of(i);
             per_core[db.owner_of(&k, cores)].push((k, value_of(i, args.value_size)));
         }
-        let secs = args.seconds;
+        let budget = Budget::of(args);
         let handles: Vec<_> = per_core
             .into_iter()
             .enumerate()
@@ -681,7 +804,7 @@ mod engine {
                     if keys.is_empty() {
                         return Ok(Rates::default());
                     }
-                    run_phases(&mut b, &keys, secs)
+                    run_phases(&mut b, &keys, budget)
                 })
             })
             .collect();
