@@ -20,9 +20,21 @@
 /// then `1103515243 * v + 12345`, all modulo 2^32.
 pub fn tdb_old_hash(key: &[u8]) -> u32 {
     let mut value = 0x238F_13AFu32.wrapping_mul(key.len() as u32);
-    for (i, &byte) in key.iter().enumerate() {
-        let shift = ((i as u32).wrapping_mul(5)) % 24;
+    // shift = (i * 5) % 24 with libtdb's 32-bit `i * 5`: kept incrementally
+    // (no division per byte) while `i * 5` cannot wrap, exactly beyond.
+    const NO_WRAP: usize = (u32::MAX / 5) as usize + 1;
+    let (head, tail) = key.split_at(key.len().min(NO_WRAP));
+    let mut shift = 0u32;
+    for &byte in head {
         value = value.wrapping_add(u32::from(byte) << shift);
+        shift += 5;
+        if shift >= 24 {
+            shift -= 24;
+        }
+    }
+    for (j, &byte) in tail.iter().enumerate() {
+        let i = (NO_WRAP + j) as u32;
+        value = value.wrapping_add(u32::from(byte) << (i.wrapping_mul(5) % 24));
     }
     1_103_515_243u32.wrapping_mul(value).wrapping_add(12345)
 }
@@ -67,13 +79,10 @@ fn final_mix(a: &mut u32, b: &mut u32, c: &mut u32) {
     *c = c.wrapping_sub(b.rotate_left(24));
 }
 
-/// Little-endian value of up to 4 bytes (missing high bytes are zero).
+/// Little-endian word at `i` (the caller guarantees `i + 4 <= b.len()`).
 #[inline(always)]
-fn le_partial(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .enumerate()
-        .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (8 * i)))
+fn le32(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
 /// Jenkins lookup3 `hashlittle(key, len, 0)`, as libtdb's
@@ -81,7 +90,8 @@ fn le_partial(bytes: &[u8]) -> u32 {
 ///
 /// The key is consumed in 12-byte little-endian blocks; the final 1..=12
 /// bytes are added (zero-padded) before the final mix. An empty key yields
-/// the initial value `0xdeadbeef` without mixing.
+/// the initial value `0xdeadbeef` without mixing. Whole words are loaded
+/// at once (this is on every store/fetch/delete path).
 pub fn jenkins_hash(key: &[u8]) -> u32 {
     let init = 0xDEAD_BEEFu32.wrapping_add(key.len() as u32);
     let (mut a, mut b, mut c) = (init, init, init);
@@ -90,21 +100,18 @@ pub fn jenkins_hash(key: &[u8]) -> u32 {
     }
     let mut rest = key;
     while rest.len() > 12 {
-        a = a.wrapping_add(le_partial(&rest[0..4]));
-        b = b.wrapping_add(le_partial(&rest[4..8]));
-        c = c.wrapping_add(le_partial(&rest[8..12]));
+        a = a.wrapping_add(le32(rest, 0));
+        b = b.wrapping_add(le32(rest, 4));
+        c = c.wrapping_add(le32(rest, 8));
         mix(&mut a, &mut b, &mut c);
         rest = &rest[12..];
     }
-    // 1..=12 bytes remain.
-    let word = |i: usize| -> u32 {
-        let start = (4 * i).min(rest.len());
-        let end = (4 * i + 4).min(rest.len());
-        le_partial(&rest[start..end])
-    };
-    a = a.wrapping_add(word(0));
-    b = b.wrapping_add(word(1));
-    c = c.wrapping_add(word(2));
+    // 1..=12 bytes remain: zero-pad them into one block.
+    let mut tail = [0u8; 12];
+    tail[..rest.len()].copy_from_slice(rest);
+    a = a.wrapping_add(le32(&tail, 0));
+    b = b.wrapping_add(le32(&tail, 4));
+    c = c.wrapping_add(le32(&tail, 8));
     final_mix(&mut a, &mut b, &mut c);
     c
 }
