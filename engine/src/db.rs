@@ -82,9 +82,6 @@ pub(crate) struct Shared {
     pub read_only: bool,
     pub nolock: bool,
     pub mutex: Option<MutexArea>,
-    /// A second, read-only view of the mutex area used only to prefetch a
-    /// chain's mutex before locking it (caches are physically tagged).
-    pub mutex_view: Option<crate::sys::map::Map>,
     /// The descriptor that holds the ACTIVE_LOCK read lock for the life of
     /// the database (CLEAR_IF_FIRST / mutex users).
     #[allow(dead_code)]
@@ -343,7 +340,6 @@ impl Database {
         }
         let mut hdr_ofs = 0u64;
         let mut mutex = None;
-        let mut mutex_view = None;
         if features & TDB_FEATURE_FLAG_MUTEX != 0 {
             let expect =
                 crate::sys::mutex::mutex_area_size(hdr.hash_size, page_size as usize) as u64;
@@ -385,7 +381,6 @@ impl Database {
                         active_w = true;
                     }
                 }
-                mutex_view = crate::sys::map::Map::new(file, 0, hdr.mutex_size as u64, false).ok();
                 mutex = Some(area);
             }
         }
@@ -443,7 +438,6 @@ impl Database {
             read_only: opts.read_only,
             nolock,
             mutex,
-            mutex_view,
             main: placeholder,
         })
     }

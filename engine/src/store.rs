@@ -194,8 +194,8 @@ impl CoreStore {
                 core: self.core,
             });
         }
-        if let Some(v) = &self.sh.mutex_view {
-            v.prefetch(216 + 40 * (bucket as u64 + 1));
+        if let Some(area) = &self.sh.mutex {
+            area.prefetch_chain(bucket);
         }
         self.map.prefetch(hash_top(bucket) as u64);
         Ok((hash, bucket))
@@ -247,6 +247,21 @@ impl CoreStore {
     /// file has grown.
     #[inline]
     pub(crate) fn ensure(&mut self, off: u64, len: u64) -> Result<()> {
+        // Fast path: inside the current mapping (offsets and lengths are
+        // at most 32 bits wide, so the sum cannot overflow).
+        if self.tx.is_none()
+            && off <= u32::MAX as u64
+            && len <= u32::MAX as u64
+            && off + len <= self.map.len()
+        {
+            return Ok(());
+        }
+        self.ensure_slow(off, len)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn ensure_slow(&mut self, off: u64, len: u64) -> Result<()> {
         let end = off
             .checked_add(len)
             .ok_or_else(|| self.corrupt(off, "offset overflow"))?;
@@ -275,7 +290,17 @@ impl CoreStore {
         }
     }
 
+    #[inline]
     pub(crate) fn read(&mut self, off: u64, buf: &mut [u8]) -> Result<()> {
+        if self.tx.is_none() && self.map.read(off, buf) {
+            return Ok(());
+        }
+        self.read_slow(off, buf)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_slow(&mut self, off: u64, buf: &mut [u8]) -> Result<()> {
         self.ensure(off, buf.len() as u64)?;
         if let Some(tx) = &self.tx {
             tx.read(&self.map, off, buf);
@@ -288,7 +313,19 @@ impl CoreStore {
         }
     }
 
+    #[inline]
     pub(crate) fn write(&mut self, off: u64, buf: &[u8]) -> Result<()> {
+        // A read-only open has a read-only map: `Map::write` refuses and the
+        // slow path reports ReadOnly.
+        if self.tx.is_none() && self.map.write(off, buf) {
+            return Ok(());
+        }
+        self.write_slow(off, buf)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn write_slow(&mut self, off: u64, buf: &[u8]) -> Result<()> {
         self.ensure(off, buf.len() as u64)?;
         if let Some(tx) = &mut self.tx {
             tx.write(&self.map, off, buf);
@@ -320,7 +357,10 @@ impl CoreStore {
 
     #[inline]
     pub(crate) fn write_u32(&mut self, off: u32, v: u32) -> Result<()> {
-        self.write(off as u64, &v.to_le_bytes())
+        if self.tx.is_none() && self.map.write_array(off as u64, v.to_le_bytes()) {
+            return Ok(());
+        }
+        self.write_slow(off as u64, &v.to_le_bytes())
     }
 
     #[inline]
@@ -337,8 +377,24 @@ impl CoreStore {
 
     /// Read a record that must be on a hash chain (live or dead magic) and
     /// whose `next` lies inside the file (libtdb's `tdb_rec_read`).
+    #[inline]
     pub(crate) fn read_chain_rec(&mut self, off: u32) -> Result<Rec> {
         let rec = self.read_rec_raw(off)?;
+        if (rec.magic == TDB_MAGIC || rec.magic == TDB_DEAD_MAGIC)
+            && (rec.next == 0
+                || (rec.next as u64 >= data_start(self.sh.hash_size)
+                    && rec.next as u64 + REC_SIZE as u64 <= self.map_size()))
+        {
+            return Ok(rec);
+        }
+        self.check_chain_rec(off, rec)
+    }
+
+    /// The slow half of [`CoreStore::read_chain_rec`]: report what is wrong
+    /// with `rec`, or remap when `next` lies past the mapped size.
+    #[cold]
+    #[inline(never)]
+    fn check_chain_rec(&mut self, off: u32, rec: Rec) -> Result<Rec> {
         if rec.magic != TDB_MAGIC && rec.magic != TDB_DEAD_MAGIC {
             return Err(self.corrupt(off as u64, format!("bad record magic 0x{:08x}", rec.magic)));
         }
@@ -354,8 +410,13 @@ impl CoreStore {
         Ok(rec)
     }
 
+    #[inline]
     pub(crate) fn write_rec(&mut self, off: u32, rec: &Rec) -> Result<()> {
-        self.write(off as u64, &rec.to_bytes())
+        let b = rec.to_bytes();
+        if self.tx.is_none() && self.map.write_array(off as u64, b) {
+            return Ok(());
+        }
+        self.write_slow(off as u64, &b)
     }
 
     /// Check that key+data fit in the record, returning the data offset.
@@ -373,7 +434,19 @@ impl CoreStore {
         Ok(off as u64 + REC_SIZE as u64 + rec.key_len as u64)
     }
 
+    #[inline]
     fn key_eq(&mut self, off: u64, key: &[u8]) -> Result<bool> {
+        if self.tx.is_none() {
+            if let Some(eq) = self.map.eq(off, key) {
+                return Ok(eq);
+            }
+        }
+        self.key_eq_slow(off, key)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn key_eq_slow(&mut self, off: u64, key: &[u8]) -> Result<bool> {
         self.ensure(off, key.len() as u64)?;
         if self.tx.is_none() {
             return self
@@ -389,7 +462,17 @@ impl CoreStore {
         r
     }
 
+    #[inline]
     fn append_bytes(&mut self, off: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        if self.tx.is_none() && self.map.read_append(off, len, out) {
+            return Ok(());
+        }
+        self.append_bytes_slow(off, len, out)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn append_bytes_slow(&mut self, off: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
         self.ensure(off, len as u64)?;
         if self.tx.is_none() {
             return if self.map.read_append(off, len, out) {
@@ -576,13 +659,69 @@ impl CoreStore {
 
     #[inline]
     fn lock_chain(&mut self, bucket: u32, ty: LockType) -> Result<()> {
+        if self.nest.is_empty() && self.allrec.count == 0 && !self.sh.nolock {
+            return self.lock_chain_first(bucket, ty);
+        }
         self.lock_list(chain_lock_offset(bucket), ty, true)
             .map(|_| ())
     }
 
+    /// [`CoreStore::lock_list`] for the common case of a chain lock taken
+    /// while this handle holds no other lock: no nesting to look up, no
+    /// other chain mutex held.
+    #[inline]
+    fn lock_chain_first(&mut self, bucket: u32, ty: LockType) -> Result<()> {
+        let off = chain_lock_offset(bucket);
+        if let Some(area) = self.sh.mutex.as_ref() {
+            let kind = if ty == LockType::Read {
+                LockKind::Read
+            } else {
+                LockKind::Write
+            };
+            if let Err(e) = area.lock_chain(bucket, kind, true, false) {
+                return Err(self.mutex_err(off, "lock", e));
+            }
+        } else {
+            self.brlock(ty, off, 1, true)?;
+        }
+        self.nest.push(NestLock { off, count: 1, ty });
+        if self.needs_recovery() {
+            self.nest_unlock(off)?;
+            self.lock_and_recover()?;
+            return self.lock_list(off, ty, true).map(|_| ());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn mutex_err(&self, off: u64, op: &str, e: std::io::Error) -> Error {
+        Error::Lock {
+            path: self.sh.path.clone(),
+            offset: off,
+            what: format!("mutex {op} failed: {e}"),
+        }
+    }
+
     #[inline]
     fn unlock_chain(&mut self, bucket: u32) -> Result<()> {
-        self.unlock_list(chain_lock_offset(bucket))
+        let off = chain_lock_offset(bucket);
+        if self.allrec.count == 0
+            && self.nest.len() == 1
+            && self.nest[0].off == off
+            && self.nest[0].count == 1
+            && !self.sh.nolock
+        {
+            // The only lock this handle holds.
+            self.nest.clear();
+            if let Some(area) = self.sh.mutex.as_ref() {
+                return area
+                    .unlock_chain(bucket)
+                    .map_err(|e| self.mutex_err(off, "unlock", e));
+            }
+            return self.brunlock(off, 1);
+        }
+        self.unlock_list(off)
     }
 
     fn lock_freelist(&mut self) -> Result<()> {
@@ -863,6 +1002,11 @@ impl CoreStore {
         let mut rec_ptr = self.read_u32(hash_top(bucket))?;
         let mut walk = ChainWalk::new(rec_ptr);
         while rec_ptr != 0 {
+            // The header read below misses the cache; start loading the
+            // key/data lines after it at the same time instead of one miss
+            // after another (the data's offset is only known from the header).
+            self.map.prefetch(rec_ptr as u64 + 64);
+            self.map.prefetch(rec_ptr as u64 + 128);
             let rec = self.read_chain_rec(rec_ptr)?;
             if !rec.is_dead()
                 && rec.full_hash == hash

@@ -92,6 +92,7 @@ impl Map {
     }
 
     /// Copy `buf.len()` bytes at `off` into `buf`.
+    #[inline]
     pub fn read(&self, off: u64, buf: &mut [u8]) -> bool {
         if buf.is_empty() {
             return off <= self.len;
@@ -110,6 +111,7 @@ impl Map {
     }
 
     /// Copy `len` bytes at `off` into the end of `out`.
+    #[inline]
     pub fn read_append(&self, off: u64, len: usize, out: &mut Vec<u8>) -> bool {
         if len == 0 {
             return off <= self.len;
@@ -133,6 +135,7 @@ impl Map {
     }
 
     /// Copy `buf` to offset `off`.
+    #[inline]
     pub fn write(&self, off: u64, buf: &[u8]) -> bool {
         if !self.writable {
             return false;
@@ -153,6 +156,7 @@ impl Map {
     }
 
     /// Compare the bytes at `off` with `other` without copying them out.
+    #[inline]
     pub fn eq(&self, off: u64, other: &[u8]) -> Option<bool> {
         if other.is_empty() {
             return if off <= self.len { Some(true) } else { None };
@@ -181,6 +185,26 @@ impl Map {
         // valid for any bit pattern. Writers are excluded by the TDB lock
         // the caller holds.
         Some(unsafe { std::ptr::read_unaligned(p as *const [u8; N]) })
+    }
+
+    /// Copy a fixed-size array (record headers, words) into the mapping
+    /// without a call to memcpy.
+    #[inline]
+    pub fn write_array<const N: usize>(&self, off: u64, v: [u8; N]) -> bool {
+        if !self.writable {
+            return false;
+        }
+        match self.ptr(off, N) {
+            Some(p) => {
+                // SAFETY: `p..p+N` is inside the writable shared mapping
+                // (checked by `ptr`); `write_unaligned` has no alignment
+                // requirement. Other accessors are excluded by the TDB lock
+                // the caller holds.
+                unsafe { std::ptr::write_unaligned(p as *mut [u8; N], v) };
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn write_u32(&self, off: u64, v: u32) -> bool {

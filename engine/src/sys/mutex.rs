@@ -71,6 +71,7 @@
 //!   alignment as C `short`); it is only written while holding
 //!   `allrecord_mutex`, as in libtdb.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io;
 use std::mem::{align_of, size_of};
@@ -268,8 +269,87 @@ pub struct MutexArea {
     len: usize,
     hash_size: u32,
     /// Number of mutexes of this area currently held by threads of this
-    /// process (allrecord mutex counts as one). See invariant I1.
-    held: AtomicUsize,
+    /// process (allrecord mutex counts as one), split into per-thread
+    /// slots: see [`Held`]. See invariant I1.
+    held: Held,
+}
+
+/// Per-thread slots of a held-mutex count. Every lock and unlock adjusts
+/// the count, so one shared atomic would be a cache line bounced between
+/// cores on every operation. Instead each thread owns a slot on its own
+/// cache line, written only by that thread (plain load + store, no locked
+/// instruction); threads beyond the private slots share the last slot with
+/// atomic read-modify-writes. A mutex is always unlocked by the thread that
+/// locked it (pthread refuses otherwise), so the sum of all slots is the
+/// number of mutexes held.
+struct Held {
+    slots: Box<[HeldSlot]>,
+}
+
+#[repr(align(128))]
+struct HeldSlot(AtomicUsize);
+
+/// Slots per area; the last one is the shared overflow slot.
+const HELD_SLOTS: usize = 32;
+
+/// Process-wide thread numbering for [`Held`] slots.
+static NEXT_HELD_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's [`Held`] slot (usize::MAX: not assigned yet).
+    static HELD_SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+impl Held {
+    fn new() -> Held {
+        Held {
+            slots: (0..HELD_SLOTS)
+                .map(|_| HeldSlot(AtomicUsize::new(0)))
+                .collect(),
+        }
+    }
+
+    #[inline]
+    fn slot() -> usize {
+        HELD_SLOT.with(|c| {
+            let v = c.get();
+            if v != usize::MAX {
+                return v;
+            }
+            let n = NEXT_HELD_SLOT.fetch_add(1, Ordering::Relaxed);
+            let v = n.min(HELD_SLOTS - 1);
+            c.set(v);
+            v
+        })
+    }
+
+    #[inline]
+    fn add(&self, up: bool) {
+        let i = Self::slot();
+        let c = &self.slots[i].0;
+        if i < HELD_SLOTS - 1 {
+            // Only this thread ever writes slot `i`.
+            let v = c.load(Ordering::Relaxed);
+            c.store(
+                if up {
+                    v.wrapping_add(1)
+                } else {
+                    v.wrapping_sub(1)
+                },
+                Ordering::Release,
+            );
+        } else if up {
+            c.fetch_add(1, Ordering::SeqCst);
+        } else {
+            c.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.slots
+            .iter()
+            .fold(0usize, |a, s| a.wrapping_add(s.0.load(Ordering::Acquire)))
+    }
 }
 
 // SAFETY: the area is plain shared memory whose only mutable contents are
@@ -286,7 +366,7 @@ impl std::fmt::Debug for MutexArea {
         f.debug_struct("MutexArea")
             .field("len", &self.len)
             .field("hash_size", &self.hash_size)
-            .field("held", &self.held.load(Ordering::Relaxed))
+            .field("held", &self.held.total())
             .finish()
     }
 }
@@ -351,7 +431,7 @@ impl MutexArea {
             base: ptr.cast::<u8>(),
             len: expected,
             hash_size,
-            held: AtomicUsize::new(0),
+            held: Held::new(),
         })
     }
 
@@ -379,7 +459,7 @@ impl MutexArea {
     /// while creating the file, or after winning the ACTIVE_LOCK write probe
     /// (first opener). Re-initialising a mutex someone holds breaks it.
     pub fn init(&self) -> io::Result<()> {
-        if self.held.load(Ordering::SeqCst) != 0 {
+        if self.held.total() != 0 {
             return Err(io::Error::other(
                 "mutex area: init while this process holds one of its mutexes",
             ));
@@ -391,6 +471,7 @@ impl MutexArea {
         init_robust_mutex(self.allrecord_mutex_ptr())
     }
 
+    #[inline]
     fn chain_ptr(&self, idx: u32) -> *mut libc::pthread_mutex_t {
         debug_assert!(idx <= self.hash_size);
         let off = HASHCHAINS_OFFSET + idx as usize * MUTEX_SIZE;
@@ -408,6 +489,7 @@ impl MutexArea {
         unsafe { self.base.add(ALLRECORD_MUTEX_OFFSET).cast() }
     }
 
+    #[inline]
     fn allrecord_lock(&self) -> &AtomicI16 {
         // SAFETY: offset 208 (2-aligned) is inside the mapping (I2), which
         // lives as long as `self` (I1); AtomicI16 has the size and alignment
@@ -427,6 +509,7 @@ impl MutexArea {
     }
 
     /// Lock one mutex; EOWNERDEAD is resolved with pthread_mutex_consistent.
+    #[inline]
     fn raw_lock(&self, m: *mut libc::pthread_mutex_t, wait: bool) -> Result<Acquired, i32> {
         // SAFETY: `m` points to an initialised process-shared mutex inside
         // the live mapping (I1-I3).
@@ -439,12 +522,12 @@ impl MutexArea {
         };
         match rc {
             0 => {
-                self.held.fetch_add(1, Ordering::SeqCst);
+                self.held.add(true);
                 Ok(Acquired::default())
             }
             libc::EOWNERDEAD => {
                 // We own the mutex now, in "inconsistent" state.
-                self.held.fetch_add(1, Ordering::SeqCst);
+                self.held.add(true);
                 // SAFETY: as above; we are the owner, as consistent requires.
                 let rc = unsafe { libc::pthread_mutex_consistent(m) };
                 if rc != 0 {
@@ -457,12 +540,13 @@ impl MutexArea {
         }
     }
 
+    #[inline]
     fn raw_unlock(&self, m: *mut libc::pthread_mutex_t) -> i32 {
         // SAFETY: `m` points to an initialised mutex in the live mapping
         // (I1-I3); an error-checking mutex reports EPERM if we don't own it.
         let rc = unsafe { libc::pthread_mutex_unlock(m) };
         if rc == 0 {
-            self.held.fetch_sub(1, Ordering::SeqCst);
+            self.held.add(false);
         }
         rc
     }
@@ -476,6 +560,7 @@ impl MutexArea {
         Ok(got)
     }
 
+    #[inline]
     fn check_chain(&self, chain: u32) -> io::Result<()> {
         if chain >= self.hash_size {
             return Err(io::Error::new(
@@ -500,6 +585,7 @@ impl MutexArea {
     /// waited for (or tried) and released, and the whole thing is retried.
     /// With another chain held that check is skipped, exactly as libtdb does,
     /// because waiting for the allrecord holder then could deadlock.
+    #[inline]
     pub fn lock_chain(
         &self,
         chain: u32,
@@ -532,7 +618,27 @@ impl MutexArea {
         }
     }
 
+    /// Hint the CPU to start loading the mutex of chain `chain` for writing
+    /// (overlaps that cache miss with hashing and the chain-head read). No
+    /// effect for an out-of-range chain.
+    #[inline]
+    pub fn prefetch_chain(&self, chain: u32) {
+        if chain >= self.hash_size {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = self.chain_ptr(chain + 1);
+            // SAFETY: prefetching has no architectural side effects and
+            // never faults; `p` is inside the mapping anyway (I2).
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_ET0)
+            };
+        }
+    }
+
     /// Unlock the mutex of chain `chain` held by this thread.
+    #[inline]
     pub fn unlock_chain(&self, chain: u32) -> io::Result<()> {
         self.check_chain(chain)?;
         match self.raw_unlock(self.chain_ptr(chain + 1)) {
@@ -662,7 +768,7 @@ impl MutexArea {
 
 impl Drop for MutexArea {
     fn drop(&mut self) {
-        if self.held.load(Ordering::SeqCst) != 0 {
+        if self.held.total() != 0 {
             // A thread still holds a mutex of this area: glibc's robust list
             // points into the mapping, so it must stay (I1). Leak it.
             return;
