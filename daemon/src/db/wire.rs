@@ -25,8 +25,9 @@ pub struct Served {
     /// REQ_CALL on a frozen database after DB_THAW; an attach during
     /// recovery when recovery ends).
     pub deferred: bool,
-    /// Nothing was answered: a record's chain lock is busy; hand the
-    /// packet in again after a short wait (1 ms, growing).
+    /// Set with `deferred` when the cause is a busy chain lock, not a
+    /// freeze or recovery: the packet may be handed in again much sooner
+    /// (1 ms, growing) than a deferred one.
     pub retry: bool,
 }
 
@@ -121,6 +122,7 @@ impl Databases {
                     ..Default::default()
                 }),
                 CallOutcome::Retry => Some(Served {
+                    deferred: true,
                     retry: true,
                     ..Default::default()
                 }),
