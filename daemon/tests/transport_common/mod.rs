@@ -253,3 +253,55 @@ pub fn call(src: u32, dst: u32, db_id: u32, key: &[u8], reqid: u32) -> Vec<u8> {
     .expect("encode");
     out
 }
+
+/// A plain blocking TCP connection from `local` (source address) to
+/// `peer`, as a foreign node would make it.
+pub fn connect_from(
+    local: &str,
+    peer: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use ctdb_daemon::transport::sys;
+    let fd = sys::bound_socket(ip(local))?;
+    if !sys::start_connect(&fd, peer)? {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !sys::is_writable(&fd)? {
+            if Instant::now() > deadline {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if let Some(e) = sys::so_error(&fd)? {
+            return Err(e);
+        }
+    }
+    let s = std::net::TcpStream::from(fd);
+    s.set_nonblocking(false)?;
+    Ok(s)
+}
+
+/// Reads one whole packet; `None` at EOF (or a read error).
+pub fn read_packet(s: &mut impl std::io::Read) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let n = u32::from_ne_bytes(len) as usize;
+    if !(32..=1 << 20).contains(&n) {
+        return None;
+    }
+    let mut pkt = vec![0u8; n];
+    pkt[..4].copy_from_slice(&len);
+    s.read_exact(&mut pkt[4..]).ok()?;
+    Some(pkt)
+}
+
+/// A REQ_KEEPALIVE from `src` to `dst`; `None` payload = header only.
+pub fn keepalive(src: u32, dst: u32, ka: Option<(u32, u32)>) -> Vec<u8> {
+    use ctdb_protocol::{Header, Packet, Payload, ReqKeepalive};
+    let mut out = Vec::new();
+    Packet::new(
+        Header::new(1, dst, src, 0),
+        Payload::ReqKeepalive(ka.map(|(version, uptime)| ReqKeepalive { version, uptime })),
+    )
+    .encode(&mut out)
+    .expect("encode");
+    out
+}
