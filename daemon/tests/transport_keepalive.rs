@@ -16,9 +16,9 @@ use ctdb_protocol::constants::KEEPALIVE_VERSION_4_17;
 use ctdb_protocol::{DecodeLimits, Operation, Packet, Payload, RawHeader};
 use transport_common::*;
 
-const REAL: &str = "127.0.80.1";
-const FAKE: &str = "127.0.80.2";
-const STRANGER: &str = "127.0.80.9";
+const REAL: &str = "127.0.89.1";
+const FAKE: &str = "127.0.89.2";
+const STRANGER: &str = "127.0.89.9";
 const PORT: u16 = 14381;
 const V: u32 = KEEPALIVE_VERSION_4_17;
 

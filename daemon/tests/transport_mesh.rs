@@ -54,7 +54,7 @@ fn send_and_result(
 
 #[test]
 fn full_mesh_lanes_and_key_routing() {
-    const ADDRS: [&str; 3] = ["127.0.77.1", "127.0.77.2", "127.0.77.3"];
+    const ADDRS: [&str; 3] = ["127.0.87.1", "127.0.87.2", "127.0.87.3"];
     const PORT: u16 = 14379;
     let cores = 3;
     let started = Instant::now();
@@ -230,7 +230,7 @@ fn full_mesh_lanes_and_key_routing() {
 
 #[test]
 fn node_going_away_is_detected_and_reconnects() {
-    const ADDRS: [&str; 3] = ["127.0.78.1", "127.0.78.2", "127.0.78.3"];
+    const ADDRS: [&str; 3] = ["127.0.88.1", "127.0.88.2", "127.0.88.3"];
     const PORT: u16 = 14380;
     let (interval_ms, limit) = (500, 4);
     let cfg = |p| config(p, &ADDRS, PORT, interval_ms, limit);
