@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn dead_after_limit_silent_rounds() {
         let mut l = Liveness::default();
-        assert_eq!(l.round(3).send_keepalive, false);
+        assert!(!l.round(3).send_keepalive);
         l.on_rx();
         assert!(l.round(3).connected);
         l.on_rx();
