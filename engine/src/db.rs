@@ -442,7 +442,8 @@ impl Database {
         })
     }
 
-    /// A handle owning the hash chains `b` with `b % ncores == core`. Each
+    /// A handle owning the `core`-th of `ncores` contiguous ranges of hash
+    /// chains (see [`crate::format::chain_owner`]). Each
     /// call opens a new descriptor of the file.
     pub fn partition(&self, core: usize, ncores: usize) -> Result<CoreStore> {
         if ncores == 0 || core >= ncores {
@@ -468,7 +469,11 @@ impl Database {
         if ncores <= 1 {
             return 0;
         }
-        (self.sh.hash.hash(key) % self.sh.hash_size) as usize % ncores
+        chain_owner(
+            self.sh.hash.hash(key) % self.sh.hash_size,
+            self.sh.hash_size,
+            ncores,
+        )
     }
 
     pub fn path(&self) -> &Path {

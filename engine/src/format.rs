@@ -98,6 +98,28 @@ pub fn hash_top(bucket: u32) -> u32 {
     FREELIST_TOP + 4 + 4 * bucket
 }
 
+/// Which of `ncores` partitions owns chain `bucket`. Partitions are
+/// contiguous ranges of chains: neighbouring chain heads (4 bytes each) and
+/// chain mutexes (40 bytes each) share cache lines, so interleaving the
+/// chains across cores would make every lock bounce a line between them.
+#[inline]
+pub fn chain_owner(bucket: u32, hash_size: u32, ncores: usize) -> usize {
+    if ncores <= 1 || hash_size == 0 {
+        return 0;
+    }
+    (bucket as u64 * ncores as u64 / hash_size as u64) as usize
+}
+
+/// The chains `[start, end)` owned by partition `core` of `ncores`
+/// (exactly those `b` with `chain_owner(b, ..) == core`).
+pub fn partition_chains(core: usize, ncores: usize, hash_size: u32) -> (u32, u32) {
+    if ncores <= 1 {
+        return (0, hash_size);
+    }
+    let bound = |c: usize| (c as u64 * hash_size as u64).div_ceil(ncores as u64) as u32;
+    (bound(core), bound(core + 1))
+}
+
 #[inline]
 pub fn data_start(hash_size: u32) -> u64 {
     HEADER_SIZE as u64 + 4 * (hash_size as u64 + 1)
@@ -240,4 +262,30 @@ pub fn expand_adjust(map_size: u32, size: u32, page_size: u32) -> u32 {
         return max_size;
     }
     (aligned - map_size as u64) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every chain has exactly one owner, and `partition_chains` lists
+    /// exactly the chains `chain_owner` gives to each core.
+    #[test]
+    fn partitions_cover_every_chain_once() {
+        for hash_size in [1u32, 2, 3, 7, 10, 131, 10_007] {
+            for ncores in 1usize..=9 {
+                let mut next = 0u32;
+                for core in 0..ncores {
+                    let (start, end) = partition_chains(core, ncores, hash_size);
+                    assert_eq!(start, next, "hs {hash_size} n {ncores} core {core}");
+                    assert!(end >= start);
+                    for b in start..end {
+                        assert_eq!(chain_owner(b, hash_size, ncores), core);
+                    }
+                    next = end;
+                }
+                assert_eq!(next, hash_size, "hs {hash_size} n {ncores}");
+            }
+        }
+    }
 }

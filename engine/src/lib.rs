@@ -36,7 +36,9 @@
 //!
 //! [`Database::open`] opens a file once per node and returns a cheap shared
 //! handle. [`Database::partition`]`(core, ncores)` returns a [`CoreStore`]
-//! that owns the chains `b` with `b % ncores == core` and the records on
+//! that owns the `core`-th of `ncores` contiguous ranges of chains (chain
+//! heads and chain mutexes of neighbouring chains share cache lines, so
+//! they belong to the same core) and the records on
 //! them; a key of another core's chain gives [`Error::NotOwner`], and
 //! [`Database::owner_of`] routes keys. A `CoreStore` has its own descriptor
 //! and its own mapping, remapped lazily when another handle or process has

@@ -90,7 +90,8 @@ impl ChainWalk {
 }
 
 /// A handle for one core: owns the hash chains `b` with
-/// `b % ncores == core` (all chains when `ncores == 1`) and the records on
+/// `chain_owner(b, hash_size, ncores) == core`, a contiguous range (all
+/// chains when `ncores == 1`), and the records on
 /// them. Operations on a key of another core's chain fail with
 /// [`Error::NotOwner`]; [`crate::Database::owner_of`] routes keys.
 ///
@@ -180,7 +181,7 @@ impl CoreStore {
 
     #[inline]
     fn owns(&self, bucket: u32) -> bool {
-        self.ncores == 1 || bucket as usize % self.ncores == self.core
+        self.ncores == 1 || chain_owner(bucket, self.sh.hash_size, self.ncores) == self.core
     }
 
     #[inline]
@@ -190,7 +191,7 @@ impl CoreStore {
         if !self.owns(bucket) {
             return Err(Error::NotOwner {
                 chain: bucket,
-                owner: bucket as usize % self.ncores,
+                owner: chain_owner(bucket, self.sh.hash_size, self.ncores),
                 core: self.core,
             });
         }
@@ -1704,12 +1705,9 @@ impl CoreStore {
 
     // ------------------------------------------------------------- traverse
 
-    fn first_chain(&self) -> u32 {
-        self.core as u32
-    }
-
-    fn chain_step(&self) -> u32 {
-        self.ncores as u32
+    /// The chains `[start, end)` this handle owns.
+    fn own_chains(&self) -> (u32, u32) {
+        partition_chains(self.core, self.ncores, self.sh.hash_size)
     }
 
     /// Copy every live record of chain `list` into `buf` (entries as
@@ -1755,21 +1753,19 @@ impl CoreStore {
     where
         F: FnMut(&mut CoreStore, &[u8], &[u8]) -> Result<Walk>,
     {
-        let hs = self.sh.hash_size;
-        let step = self.chain_step();
-        let first = self.first_chain();
+        let (first, end) = self.own_chains();
         let mut list = first;
         let mut count = 0u64;
         let mut buf: Vec<u8> = Vec::new();
         let mut entries: Vec<(usize, usize, usize)> = Vec::new();
-        while list < hs {
+        while list < end {
             // Unlocked peek to skip empty chains; never for the first chain,
             // so at least one lock is taken (memory coherence, as libtdb).
             if list != first
                 && self.tx.is_none()
                 && self.map.read_u32(hash_top(list) as u64) == Some(0)
             {
-                list = list.saturating_add(step);
+                list += 1;
                 continue;
             }
             self.snapshot_chain(list, ty, &mut buf, &mut entries)?;
@@ -1779,7 +1775,7 @@ impl CoreStore {
                     return Ok(count);
                 }
             }
-            list = list.saturating_add(step);
+            list += 1;
         }
         Ok(count)
     }

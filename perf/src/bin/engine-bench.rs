@@ -50,8 +50,9 @@ struct Args {
     #[arg(long)]
     smoke: bool,
     /// Run only one side (for profiling, e.g. under callgrind): `engine` or
-    /// `libtdb`; prints that side's rates only.
-    #[arg(long, value_parser = ["engine", "libtdb"])]
+    /// `libtdb` prints that side's rates only; `scaling` only the engine's
+    /// one core against `--cores` table for `--locking`.
+    #[arg(long, value_parser = ["engine", "libtdb", "scaling"])]
     only: Option<String>,
     /// With `--only`: the locking mode to run (`fcntl`, `mutex`, `nolock`).
     #[arg(long, default_value = "mutex", value_parser = ["fcntl", "mutex", "nolock"])]
@@ -625,6 +626,11 @@ fn run(args: &Args) -> Result<(), String> {
             "nolock" => Locking::NoLock,
             _ => Locking::Mutex,
         };
+        if only == "scaling" {
+            let r = scaling_table(args, &dir, mode);
+            let _ = std::fs::remove_dir_all(&dir);
+            return r;
+        }
         let r = if only == "libtdb" {
             libtdb_rates(&lib, args, &dir, mode)
         } else {
@@ -664,31 +670,37 @@ fn run(args: &Args) -> Result<(), String> {
             || engine::rates(args, &dir, Locking::NoLock),
         )?;
         print_table("one core, NOLOCK", cols, &lt, &en);
-        let cores = engine::cores(args);
-        let multi_col = format!("{cores} cores ops/s");
         for mode in [Locking::Fcntl, Locking::Mutex] {
-            let (single, multi) = best_of(
-                n,
-                || engine::rates(args, &dir, mode),
-                || engine::multi_core_rates(args, &dir, cores, mode),
-            )?;
-            let what = match mode {
-                Locking::Fcntl => "fcntl locks",
-                _ => "TDB_MUTEX_LOCKING",
-            };
-            print_table(
-                &format!(
-                    "engine scaling, {what}, {cores} pinned threads each on its own partition"
-                ),
-                ("1 core ops/s", &multi_col),
-                &single,
-                &multi,
-            );
+            scaling_table(args, &dir, mode)?;
         }
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// The engine on one core against `--cores` pinned threads, each on its
+/// own partition.
+fn scaling_table(args: &Args, dir: &Path, mode: Locking) -> Result<(), String> {
+    let cores = engine::cores(args);
+    let multi_col = format!("{cores} cores ops/s");
+    let (single, multi) = best_of(
+        args.repeat,
+        || engine::rates(args, dir, mode),
+        || engine::multi_core_rates(args, dir, cores, mode),
+    )?;
+    let what = match mode {
+        Locking::Fcntl => "fcntl locks",
+        Locking::Mutex => "TDB_MUTEX_LOCKING",
+        Locking::NoLock => "NOLOCK",
+    };
+    print_table(
+        &format!("engine scaling, {what}, {cores} pinned threads each on its own partition"),
+        ("1 core ops/s", &multi_col),
+        &single,
+        &multi,
+    );
+    Ok(())
 }
 
 mod engine {
