@@ -690,6 +690,12 @@ fn real_main() -> Result<bool> {
             keys: args.keys,
         },
     };
+    eprintln!(
+        "ctdb-perf: clusters in {} on {}.N (if interrupted: CTDB_LOCAL_DIR={}/<daemon> scripts/local-cluster stop)",
+        dir.display(),
+        runner.net,
+        dir.display()
+    );
     let mut rows: Vec<Row> = Vec::new();
     let mut ours_note: Option<String> = None;
     let mut ours_reason: Option<String> = None;
@@ -810,5 +816,52 @@ fn main() {
             eprintln!("ctdb-perf: {e}");
             std::process::exit(2);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+        assert_eq!(json_num(Some(f64::NAN)), "null");
+        assert_eq!(json_num(Some(1.5)), "1.5");
+    }
+
+    #[test]
+    fn rng_is_seeded_and_bounded() {
+        let (mut a, mut b) = (Rng::new(7), Rng::new(7));
+        for _ in 0..1000 {
+            let x = a.below(10);
+            assert_eq!(x, b.below(10));
+            assert!(x < 10);
+        }
+        assert_eq!(Rng::new(1).below(0), 0);
+    }
+
+    #[test]
+    fn workload_names_are_checked() {
+        let mut args = Args::parse_from(["ctdb-perf", "--workloads", "ping,recovery-5k"]);
+        assert_eq!(validate(&args).unwrap(), vec!["ping", "recovery-5k"]);
+        args.workloads = vec!["recovery-x".into()];
+        assert!(validate(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("recovery-x"));
+        assert_eq!(workloads::recovery_records("recovery-1m"), Some(1_000_000));
+        assert_eq!(workloads::recovery_records("recovery-250"), Some(250));
+    }
+
+    #[test]
+    fn percentiles() {
+        let mut o = Outcome {
+            lat_ns: (1..=100).rev().map(|v| v * 1000).collect(),
+            ..Outcome::default()
+        };
+        assert_eq!(o.pct_us(0.5), Some(51.0));
+        assert_eq!(o.pct_us(0.99), Some(99.0));
+        assert_eq!(Outcome::default().pct_us(0.5), None);
     }
 }

@@ -66,6 +66,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values = ["fetch", "traverse", "delete"],
           value_parser = ["fetch", "traverse", "delete"])]
     phases: Vec<String>,
+    /// Dead records kept per chain for reuse, on both sides
+    /// (`tdb_set_max_dead`; ctdbd sets its DatabaseMaxDead tunable, 5, on
+    /// volatile databases). 0: libtdb's default.
+    #[arg(long, default_value_t = 0)]
+    max_dead: u32,
 }
 
 /// One key-value backend under test.
@@ -312,6 +317,7 @@ mod ffi {
     type TravFn = unsafe extern "C" fn(*mut c_void, Option<TraverseFn>, *mut c_void) -> c_int;
     type CloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
     type FreeFn = unsafe extern "C" fn(*mut c_void);
+    type MaxDeadFn = unsafe extern "C" fn(*mut c_void, c_int);
 
     pub const TDB_REPLACE: c_int = 1;
 
@@ -324,6 +330,7 @@ mod ffi {
         traverse: TravFn,
         close: CloseFn,
         free: FreeFn,
+        set_max_dead: MaxDeadFn,
     }
 
     fn sym(handle: *mut c_void, name: &CStr) -> Result<*mut c_void, String> {
@@ -366,6 +373,10 @@ mod ffi {
                     traverse: std::mem::transmute::<*mut c_void, TravFn>(sym(h, c"tdb_traverse")?),
                     close: std::mem::transmute::<*mut c_void, CloseFn>(sym(h, c"tdb_close")?),
                     free: std::mem::transmute::<*mut c_void, FreeFn>(sym(libc_h, c"free")?),
+                    set_max_dead: std::mem::transmute::<*mut c_void, MaxDeadFn>(sym(
+                        h,
+                        c"tdb_set_max_dead",
+                    )?),
                 })
             }
         }
@@ -424,6 +435,12 @@ mod ffi {
                 ));
             }
             Ok(Tdb { lib, ctx })
+        }
+
+        /// `tdb_set_max_dead`.
+        pub fn set_max_dead(&mut self, n: u32) {
+            // SAFETY: `ctx` is open; the call only sets a field.
+            unsafe { (self.lib.set_max_dead)(self.ctx, n.min(i32::MAX as u32) as c_int) }
         }
 
         pub fn store(&mut self, k: &[u8], v: &[u8]) -> Result<(), String> {
@@ -576,6 +593,9 @@ fn libtdb_rates(
         .map(|i| (key_of(i), value_of(i, args.value_size)))
         .collect();
     let mut b = LibTdbBackend(ffi::Tdb::open(lib, &path, args.hash_size, flags)?);
+    if args.max_dead > 0 {
+        b.0.set_max_dead(args.max_dead);
+    }
     let r = run_phases(&mut b, &keys, Budget::of(args))?;
     drop(b);
     let _ = std::fs::remove_file(&path);
@@ -756,7 +776,10 @@ mod engine {
         let f = mode.tdb_flags() as u32;
         Database::open(
             path,
-            &OpenOptions::new().hash_size(args.hash_size).tdb_flags(f),
+            &OpenOptions::new()
+                .hash_size(args.hash_size)
+                .tdb_flags(f)
+                .max_dead(args.max_dead),
         )
         .map_err(|e| format!("engine open {}: {e}", path.display()))
     }
