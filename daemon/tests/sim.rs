@@ -22,8 +22,9 @@
 //! * the simulated lock has at most one holder; a recovery daemon that
 //!   believes it holds the lock is the holder;
 //! * with a lock, a recovery run only starts on the lock holder, at most
-//!   one runs at any time, and every generation is installed by one
-//!   leader only;
+//!   one runs at any time, and a vnn map (new generation) is only sent by
+//!   the lock holder; with or without a lock every generation is
+//!   installed by one leader only;
 //! * a node's copy of a volatile record never goes back to a lower RSN
 //!   (recovery keeps the latest copy), except when the node crashes and
 //!   loses its volatile databases;
@@ -42,7 +43,8 @@
 //!
 //! `CTDB_SIM_SEED=<n>` runs one seed with a trace of every event;
 //! `CTDB_SIM_SEEDS=<count>` changes the number of seeds (default 500) and
-//! `CTDB_SIM_SEED_BASE=<n>` the first one (default 0).
+//! `CTDB_SIM_SEED_BASE=<n>` the first one (default 0); `CTDB_SIM_DUMP=1`
+//! adds the full machine states to a failure report.
 //! A failure prints its seed and the command to replay it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -216,6 +218,7 @@ struct Sim {
     lock_epoch: Vec<u64>,
     cut: BTreeSet<(Pnn, Pnn)>,
     gen_owner: BTreeMap<u32, Pnn>,
+    violation: Option<String>,
     trace: bool,
     log: Vec<String>,
     steps: u64,
@@ -277,6 +280,7 @@ impl Sim {
             lock_epoch: vec![0; n],
             cut: BTreeSet::new(),
             gen_owner: BTreeMap::new(),
+            violation: None,
             trace,
             log: Vec::new(),
             steps: 0,
@@ -409,6 +413,14 @@ impl Sim {
         let inc = self.nodes[p as usize].inc;
         match a {
             Action::Control { id, dest, control } => {
+                if let Control::SetVnnmap(m) = &control {
+                    if self.cfg.lock && self.holder != Some(p) && self.violation.is_none() {
+                        self.violation = Some(format!(
+                            "node {p} sends generation {:#x} without holding the lock ({:?})",
+                            m.generation, self.holder
+                        ));
+                    }
+                }
                 let connected = self.nodes[p as usize].node.membership.is_connected(dest);
                 if !connected {
                     self.push(
@@ -1063,6 +1075,9 @@ impl Sim {
     }
 
     fn check_step(&mut self) -> Check {
+        if let Some(v) = self.violation.take() {
+            return Err(v);
+        }
         // Lock: the holder is alive; believers hold it.
         if let Some(h) = self.holder {
             if !self.nodes[h as usize].alive {
@@ -1273,6 +1288,11 @@ fn run_seed(seed: u64, trace: bool) -> (Check, Stats, String) {
             );
         }
         let _ = write!(desc, "\n  lock holder={:?}", sim.holder);
+        if std::env::var("CTDB_SIM_DUMP").is_ok() {
+            for x in &sim.nodes {
+                let _ = write!(desc, "\n{:?}", x.recd);
+            }
+        }
     }
     let _ = &sim.log;
     (r, sim.stats, desc)

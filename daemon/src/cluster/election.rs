@@ -195,6 +195,12 @@ impl Recoverd {
         if self.el.leader != self.pnn || self.el.in_progress {
             return;
         }
+        // Deviation: with a cluster lock only its holder announces itself
+        // (upstream also broadcasts in the window between losing the lock
+        // and the forced election, misleading the next holder).
+        if self.lock_enabled && self.el.lock != LockState::Held {
+            return;
+        }
         out.push(Action::Message {
             dest: Dest::Connected,
             msg: Message::Leader(self.pnn),
@@ -283,6 +289,11 @@ impl Recoverd {
             return;
         }
         if self.el.lock == LockState::Held {
+            // Deviation: upstream keeps whatever leader it last heard of;
+            // the holder of the lock is the leader, so say so (otherwise a
+            // stale LEADER broadcast can leave the holder following a node
+            // that can never lead again, and nobody recovers).
+            self.el.leader = self.pnn;
             self.el.in_progress = false;
             return;
         }
@@ -405,6 +416,12 @@ impl Recoverd {
             self.el.in_progress = true;
             if self.lock_enabled && !was {
                 self.cluster_lock_election(view, out);
+            } else if !self.lock_enabled && self.el.deadline.is_none() {
+                // Deviation: upstream relies on the ELECTION messages that
+                // follow to end the election; if the network drops them
+                // the node would stay "in an election" (and skip its main
+                // loop) for ever. End it ElectionTimeout from now instead.
+                self.el.deadline = Some(now + self.election_period());
             }
             return;
         }

@@ -75,6 +75,14 @@
 //!   the helper process run on, which the simulation showed can start a
 //!   recovery without the lock (lock helper lost while flags were being
 //!   pushed).
+//! * With a cluster lock, only the holder sends `LEADER` broadcasts, and a
+//!   holder asked to elect declares itself leader. Upstream broadcasts in
+//!   the window between losing the lock and the forced election, and the
+//!   next holder then follows that node; the simulation found this
+//!   leaving a cluster with no working leader.
+//! * Without a lock, `LEADER(UNKNOWN)` also arms the election timeout, so
+//!   an election whose `ELECTION` messages were lost still ends (the
+//!   simulation found nodes stuck "in an election" after a partition).
 //! * Databases are recovered one after the other, not in parallel.
 //! * `PUSH_NODE_FLAGS` is forwarded to the nodes connected in this node's
 //!   map rather than in the leader's (upstream first reads the leader's
