@@ -340,6 +340,10 @@ impl Runner<'_> {
             match self.start(daemon, imp, self.args.start_wait) {
                 Ok(mut c) => {
                     for w in &steady {
+                        if sys::interrupted() {
+                            fail_all(&mut rows, &[w], "interrupted");
+                            continue;
+                        }
                         if !c.all_alive() {
                             fail_all(&mut rows, &[w], "a daemon died in an earlier workload");
                             continue;
@@ -352,6 +356,10 @@ impl Runner<'_> {
             }
         }
         for w in fresh {
+            if sys::interrupted() {
+                fail_all(&mut rows, &[w], "interrupted");
+                continue;
+            }
             match self.start(daemon, imp, self.args.start_wait) {
                 Ok(mut c) => {
                     rows.push(self.measure(w, &mut c, imp));
@@ -663,6 +671,7 @@ fn real_main() -> Result<bool> {
         args.no_bench = true;
     }
     let list = validate(&args)?;
+    sys::catch_interrupts();
     let repo = repo_root(&args);
     let script = repo.join("scripts/local-cluster");
     if !script.exists() {

@@ -738,7 +738,7 @@ fn kill_and_recover(cluster: &mut Cluster, records: u64, kill_leader: bool) -> R
         if ok {
             break;
         }
-        if t0.elapsed() > limit {
+        if t0.elapsed() > limit || crate::sys::interrupted() {
             return Err(PerfError::Timeout {
                 what: format!("recovery after killing node {victim}"),
             });
