@@ -858,6 +858,40 @@ mod tests {
     }
 
     #[test]
+    fn elections_always_end_and_holder_leads() {
+        let tun = Tunables::default();
+        let v = view(&[0, 0, 0], &[0, 1, 2]);
+        // No lock: LEADER(UNKNOWN) with no ELECTION after it still ends.
+        let mut r = Recoverd::new(0, tun.clone(), false, 0, 9);
+        r.on_message(1, &v, &Message::Leader(2));
+        r.on_message(2, &v, &Message::Leader(CTDB_UNKNOWN_PNN));
+        assert!(r.election_in_progress());
+        assert!(r.next_wakeup() <= 2 + secs(tun.election_timeout));
+        r.tick(2 + secs(tun.election_timeout), &v);
+        assert!(!r.election_in_progress());
+        // Lock: a holder that was told of another leader takes over again
+        // at the next election, and only a holder broadcasts.
+        let mut h = Recoverd::new(0, tun, true, 0, 9);
+        h.on_message(1, &v, &Message::Leader(2));
+        h.on_message(2, &v, &Message::Leader(CTDB_UNKNOWN_PNN));
+        h.on_lock_status(3, &v, crate::cluster::LockStatus::Held);
+        h.on_message(4, &v, &Message::Leader(1));
+        assert_eq!(h.leader(), 1);
+        h.on_message(5, &v, &Message::Leader(CTDB_UNKNOWN_PNN));
+        assert!(h.is_leader() && !h.election_in_progress());
+        h.el.lock = LockState::Free;
+        h.el.broadcast_at = Some(10);
+        let acts = h.tick(10, &v);
+        assert!(!acts.iter().any(|a| matches!(
+            a,
+            Action::Message {
+                msg: Message::Leader(_),
+                ..
+            }
+        )));
+    }
+
+    #[test]
     fn flag_pushes_take_remote_own_flags() {
         let mut r = Recoverd::new(0, Tunables::default(), false, 0, 1);
         let v = view(&[0, 0, 0], &[0, 1, 2]);
