@@ -14,7 +14,12 @@ use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 #[derive(Debug)]
 pub enum CoreMsg {
     /// A packet from node `from` for the receiving core (its route).
-    Packet { from: u32, bytes: Vec<u8> },
+    /// `epoch`: of the connection it was read on.
+    Packet {
+        from: u32,
+        epoch: u64,
+        bytes: Vec<u8>,
+    },
     /// Data core → control core: send this on the primary link to `pnn`
     /// (the data core has no lane to it).
     SendFor { pnn: u32, bytes: Vec<u8> },

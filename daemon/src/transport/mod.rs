@@ -252,6 +252,8 @@ pub struct TransportStats {
     pub keepalives_received: u64,
     /// Incoming connections refused (unknown source address).
     pub refused: u64,
+    /// Packets dropped because their connection was torn down meanwhile.
+    pub stale: u64,
 }
 
 struct Peer {
@@ -264,6 +266,8 @@ struct Peer {
     out_up: bool,
     ins: u32,
     live: Liveness,
+    /// Keepalive rounds with our connection up but none from the node.
+    half_open: u32,
 }
 
 /// The transport on one core. Shared between the core's tasks with `Rc`.
@@ -337,6 +341,7 @@ impl Transport {
                 out_up: false,
                 ins: 0,
                 live: Liveness::default(),
+                half_open: 0,
             })
             .collect();
         let t = Rc::new(Transport {
@@ -361,7 +366,11 @@ impl Transport {
                 while let Some(m) = rx.recv().await {
                     me.on_mesh(m).await;
                 }
-                tracing::debug!("core {}: mesh link from core {from} closed", me.core);
+                tracing::debug!(
+                    "{}: core {}: mesh link from core {from} closed",
+                    me.my_ip,
+                    me.core
+                );
             });
         }
         let me = t.clone();
@@ -448,7 +457,7 @@ impl Transport {
     pub async fn send(self: &Rc<Self>, pnn: u32, bytes: Vec<u8>) -> Result<Sent, DaemonError> {
         if pnn == self.cfg.my_pnn {
             ctdb_io::frame::check_outgoing(&bytes, &self.frame()).map_err(DaemonError::Io)?;
-            self.dispatch(pnn, bytes).await;
+            self.dispatch(pnn, 0, bytes).await;
             return Ok(Sent::Loopback);
         }
         if !self.is_peer(pnn) {
@@ -468,7 +477,11 @@ impl Transport {
                     return Ok(Sent::Queued);
                 }
                 Err(e @ ctdb_io::IoError::QueueClosed { .. }) => {
-                    tracing::debug!("core {}: link to node {pnn} closed: {e}", self.core);
+                    tracing::debug!(
+                        "{}: core {}: link to node {pnn} closed: {e}",
+                        self.my_ip,
+                        self.core
+                    );
                     self.count(|s| s.dropped += 1);
                     return Ok(Sent::Dropped);
                 }
@@ -541,7 +554,7 @@ impl Transport {
     async fn mesh_send(&self, core: usize, msg: CoreMsg) {
         if let Some(Some(tx)) = self.mesh_tx.get(core) {
             if tx.send(msg).await.is_err() {
-                tracing::debug!("core {}: core {core} is gone", self.core);
+                tracing::debug!("{}: core {}: core {core} is gone", self.my_ip, self.core);
             }
         }
     }
@@ -608,7 +621,11 @@ impl Transport {
             let stream = match self.connect(addr).await {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::debug!("core {}: connect to node {pnn} ({addr}): {e}", self.core);
+                    tracing::debug!(
+                        "{}: core {}: connect to node {pnn} ({addr}): {e}",
+                        self.my_ip,
+                        self.core
+                    );
                     continue;
                 }
             };
@@ -630,7 +647,8 @@ impl Transport {
                 p.out = Some(q);
             }
             tracing::info!(
-                "core {}: {} connection to node {pnn} ({addr}) up",
+                "{}: core {}: {} connection to node {pnn} ({addr}) up",
+                self.my_ip,
                 self.core,
                 if primary { "outgoing" } else { "lane" }
             );
@@ -647,7 +665,8 @@ impl Transport {
                 p.out = None;
             }
             tracing::info!(
-                "core {}: connection to node {pnn} ({addr}) closed",
+                "{}: core {}: connection to node {pnn} ({addr}) closed",
+                self.my_ip,
                 self.core
             );
             if primary {
@@ -664,7 +683,11 @@ impl Transport {
             let stream = match listener.accept().await {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!("core {}: accept on the node port: {e}", self.core);
+                    tracing::warn!(
+                        "{}: core {}: accept on the node port: {e}",
+                        self.my_ip,
+                        self.core
+                    );
                     glommio::timer::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -687,7 +710,8 @@ impl Transport {
                 (p.kill.clone(), p.epoch)
             };
             tracing::info!(
-                "core {}: incoming connection from node {pnn} ({peer})",
+                "{}: core {}: incoming connection from node {pnn} ({peer})",
+                self.my_ip,
                 self.core
             );
             let me = self.clone();
@@ -718,10 +742,11 @@ impl Transport {
             }
             let bytes = pkt.to_vec();
             self.count(|s| s.received += 1);
-            self.dispatch(pnn, bytes).await;
+            self.dispatch(pnn, epoch, bytes).await;
         };
         tracing::info!(
-            "core {}: incoming connection from node {pnn} ended: {why}",
+            "{}: core {}: incoming connection from node {pnn} ended: {why}",
+            self.my_ip,
             self.core
         );
         self.report_in(pnn, epoch, false).await;
@@ -741,17 +766,33 @@ impl Transport {
     }
 
     /// Hands a packet from `from` to the core that handles it.
-    async fn dispatch(self: &Rc<Self>, from: u32, bytes: Vec<u8>) {
+    /// `epoch`: of the connection it came on (ignored for loopback).
+    async fn dispatch(self: &Rc<Self>, from: u32, epoch: u64, bytes: Vec<u8>) {
         let core = route(&bytes, &*self.shard_map).core(self.cores);
         if core == self.core {
-            self.deliver(from, bytes).await;
+            self.deliver(from, epoch, bytes).await;
         } else {
             self.count(|s| s.rerouted += 1);
-            self.mesh_send(core, CoreMsg::Packet { from, bytes }).await;
+            self.mesh_send(core, CoreMsg::Packet { from, epoch, bytes })
+                .await;
         }
     }
 
-    async fn deliver(self: &Rc<Self>, from: u32, bytes: Vec<u8>) {
+    async fn deliver(self: &Rc<Self>, from: u32, epoch: u64, bytes: Vec<u8>) {
+        if from != self.cfg.my_pnn {
+            // A packet read on a connection torn down since (the node was
+            // declared dead) is dropped with it, as upstream frees the
+            // queue; it must not count as a sign of life either.
+            let stale = self
+                .peers
+                .borrow()
+                .get(from as usize)
+                .is_some_and(|p| epoch < p.epoch);
+            if stale {
+                self.count(|s| s.stale += 1);
+                return;
+            }
+        }
         if self.core == 0 && from != self.cfg.my_pnn {
             if let Some(p) = self.peers.borrow_mut().get_mut(from as usize) {
                 p.live.on_rx();
@@ -767,7 +808,7 @@ impl Transport {
 
     async fn on_mesh(self: &Rc<Self>, m: CoreMsg) {
         match m {
-            CoreMsg::Packet { from, bytes } => self.deliver(from, bytes).await,
+            CoreMsg::Packet { from, epoch, bytes } => self.deliver(from, epoch, bytes).await,
             CoreMsg::SendFor { pnn, bytes } => {
                 let q = self
                     .peers
@@ -814,7 +855,7 @@ impl Transport {
     // ---- node state (control core) --------------------------------------
 
     fn emit(&self, e: NodeEvent) {
-        tracing::info!("node event: {e:?}");
+        tracing::info!("{}: node event: {e:?}", self.my_ip);
         let _ = self.events_tx.try_send(e);
     }
 
@@ -892,10 +933,14 @@ impl Transport {
             p.out = None;
             p.out_up = false;
             p.ins = 0;
+            p.half_open = 0;
             p.lanes_ok = false;
             p.epoch
         };
-        tracing::info!("Tearing down connection to dead node :{pnn}");
+        tracing::info!(
+            "{}: Tearing down connection to dead node :{pnn}",
+            self.my_ip
+        );
         self.broadcast(move || CoreMsg::Restart { pnn, epoch });
         self.spawn_out(pnn, true);
     }
@@ -941,7 +986,7 @@ impl Transport {
                 p.lanes_ok = true;
                 p.epoch
             };
-            tracing::debug!("node {from} takes lanes");
+            tracing::debug!("{}: node {from} takes lanes", self.my_ip);
             self.broadcast(move || CoreMsg::Lanes { pnn: from, epoch });
         }
     }
@@ -978,9 +1023,34 @@ impl Transport {
                 if !self.is_peer(pnn) {
                     continue;
                 }
-                let r = self.peers.borrow_mut()[pnn as usize]
-                    .live
-                    .round(self.cfg.keepalive_limit);
+                let (r, stuck) = {
+                    let mut peers = self.peers.borrow_mut();
+                    let p = &mut peers[pnn as usize];
+                    // Heard from while disconnected makes a node connected
+                    // (upstream), but only once we can send to it too.
+                    if !p.live.connected && !p.out_up {
+                        p.half_open = 0;
+                        continue;
+                    }
+                    let r = p.live.round(self.cfg.keepalive_limit);
+                    if !p.live.connected && p.out_up && p.ins == 0 {
+                        p.half_open += 1;
+                    } else {
+                        p.half_open = 0;
+                    }
+                    (r, p.half_open >= self.cfg.keepalive_limit)
+                };
+                if stuck && !r.dead {
+                    // Our connection is up but the node never connected
+                    // back (or it answers nothing at all: a connect can
+                    // land in a dying listener's backlog). Start over.
+                    tracing::info!(
+                        "{}: node {pnn} did not connect back, reconnecting",
+                        self.my_ip
+                    );
+                    self.restart(pnn);
+                    continue;
+                }
                 if r.connected {
                     self.emit(NodeEvent::Connected(pnn));
                 }

@@ -71,8 +71,20 @@ pub fn config(
     cfg
 }
 
+/// `CTDB_TRANSPORT_TEST_LOG=1` shows the transport's log on stderr.
+fn init_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("CTDB_TRANSPORT_TEST_LOG").is_some() {
+            use ctdb_daemon::logging::{init, DebugLevel, LogTarget};
+            let _ = init(&LogTarget::Stderr, DebugLevel::Debug);
+        }
+    });
+}
+
 impl TestNode {
     pub fn start(cfg: TransportConfig, cores: usize) -> TestNode {
+        init_log();
         let seats = mesh(cores, 64);
         let (out_tx, out_rx) = channel::unbounded();
         let mut cmd = Vec::new();
