@@ -322,7 +322,7 @@ fn compare_scenario(env: &Env, tally: &mut Tally, steps: &[Case]) {
     }
 }
 
-fn read_only_cases(db_id: &str, ctdbd_pid: u32) -> Vec<Case> {
+fn read_only_cases(db_id: &str, ctdbd_pid: u32, busy_port: u16) -> Vec<Case> {
     use Mask::*;
     let mut v = vec![
         // Start-up, options and usage errors.
@@ -473,6 +473,9 @@ fn read_only_cases(db_id: &str, ctdbd_pid: u32) -> Vec<Case> {
         case(0, "dumpdbbackup", None),
         case(0, "checktcpport", None),
         case(0, "tickle", None),
+        case(0, "tickle 127.0.0.1:1 127.0.0.1:2", None),
+        case(0, "tickle ::1:5 127.0.0.1:3", None),
+        case(0, &format!("checktcpport {busy_port}"), None),
         case(0, "tickle bogus 1.2.3.4:5", None),
         case(0, "setlmasterrole", None),
         case(0, "setlmasterrole maybe", None),
@@ -629,6 +632,35 @@ fn scenarios() -> Vec<Vec<Case>> {
     ]
 }
 
+/// With node 2's daemon frozen (SIGSTOP): controls forwarded to it time out
+/// (`-t`), and a CLI connected to it gives up at `-T`; then SIGCONT.
+fn compare_frozen(env: &mut Env, tally: &mut Tally) {
+    let pid = env.cluster.pid(2).expect("node 2 pid");
+    let cases = [
+        case(0, "-t 1 -n 2 ping", Mask::None),
+        case(1, "-t 1 -n 2 getvar RecoverTimeout", Mask::None),
+        case(2, "-T 2 pnn", Mask::None),
+    ];
+    // The daemon this test started, by its pid.
+    let signal = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    for c in &cases {
+        let ours = run_case(env, OURS, c);
+        let theirs = run_case(env, DEBIAN_CTDB, c);
+        tally.check(c, &ours, &theirs);
+    }
+    signal("-CONT");
+    env.cluster
+        .wait_all_ok(Path::new(DEBIAN_CTDB), Duration::from_secs(90))
+        .expect("cluster OK after SIGCONT");
+}
+
 /// Waits until node `i`'s daemon has exited (the harness reaps it).
 fn wait_exited(env: &mut Env, i: usize, limit: Duration) -> bool {
     let start = Instant::now();
@@ -712,13 +744,18 @@ fn ours_matches_debian_ctdb_against_debian_ctdbd() {
     let pid = env.cluster.pid(0).expect("ctdbd pid");
 
     let mut tally = Tally::default();
-    compare_each(&env, &mut tally, &read_only_cases(&db_id, pid));
+    // A port in use, for checktcpport's failure.
+    let busy = std::net::TcpListener::bind("0.0.0.0:0").expect("bind a port");
+    let busy_port = busy.local_addr().expect("local addr").port();
+    compare_each(&env, &mut tally, &read_only_cases(&db_id, pid, busy_port));
+    drop(busy);
     let read_only = tally.compared;
     for s in scenarios() {
         compare_scenario(&env, &mut tally, &s);
     }
     compare_templated(&env, &mut tally, &record_scenario());
     let mut env = env;
+    compare_frozen(&mut env, &mut tally);
     compare_shutdown(&mut env, &mut tally);
     eprintln!(
         "compared {} cases ({} read-only, {} in scenarios) in {:?}; {} mismatches; cluster in {}",
