@@ -256,6 +256,10 @@ fn debian_ctdbd_and_our_transport_connect() {
         log.contains("connected to"),
         "no connect line in Debian's log:\n{log}"
     );
+    assert!(
+        !log.contains("Keepalive version"),
+        "Debian did not like our keepalives:\n{log}"
+    );
     debian.stop();
     let _ = std::io::stderr().flush();
 }

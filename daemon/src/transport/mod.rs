@@ -25,6 +25,14 @@
 //!   carrying the version `(4 << 16) | 17` and the uptime; the
 //!   `AllowMixedVersions` rule is checked on each one received
 //!   ([`keepalive`]).
+//! * Two safeguards of our own: packets still in flight from a connection
+//!   torn down meanwhile are dropped (they must not count as a sign of
+//!   life of a node just declared dead), and an outgoing connection that
+//!   is up while the node never connects back for `KeepaliveLimit`
+//!   intervals is restarted (a connect can complete in the backlog of a
+//!   listener that is going away). A node heard from while disconnected
+//!   becomes connected at the next keepalive round only once our outgoing
+//!   connection to it is up, so `Connected` always means we can send.
 //! * A packet for a node without an outgoing connection is dropped, as
 //!   upstream drops it (`ctdb_tcp_queue_pkt`): callers see
 //!   [`Sent::Dropped`].
@@ -37,7 +45,7 @@
 //! * Every core listens on the node address with `SO_REUSEPORT`, so the
 //!   kernel spreads incoming connections over the cores. A core reads the
 //!   connections it accepted and passes each packet to the core that
-//!   handles it ([`route`]: by key to the owning data shard, replies by
+//!   handles it ([`route()`]: by key to the owning data shard, replies by
 //!   request id, everything else to the control core) through the
 //!   transport's own bounded cross-core channels ([`mesh`]).
 //! * The control core (core 0) owns the *primary* outgoing connection to
@@ -71,6 +79,10 @@
 //!   [`Transport::restart_node`] to force a reconnect.
 //! * Call [`Transport::set_generation`] when the vnn map changes (the
 //!   generation keepalives carry), and [`Transport::stop`] on shutdown.
+//!
+//! Broadcast destinations (`CTDB_BROADCAST_*`) are the caller's to expand
+//! into pnns (it has the node flags); [`Transport::send`] takes one pnn.
+//! Log lines name this node's address, as upstream's do.
 //!
 //! Differences from upstream: receive counting for keepalive accounting
 //! happens on the control core, which sees every keepalive, control and
