@@ -111,6 +111,9 @@ pub struct CoreStore {
     /// Lazily computed reserve chain (None inside: this partition owns no
     /// chain).
     reserve: Option<Option<Reserve>>,
+    /// Records parked on the reserve chain by deletes since it was last
+    /// trimmed (a heuristic: libtdb may purge the chain meanwhile).
+    parked: u32,
 }
 
 struct Reserve {
@@ -147,6 +150,7 @@ impl CoreStore {
             ncores,
             scratch: Vec::new(),
             reserve: None,
+            parked: 0,
         };
         st.refresh_map()?;
         Ok(st)
@@ -1219,7 +1223,88 @@ impl CoreStore {
         rec.magic = TDB_DEAD_MAGIC;
         self.write_rec(off, &rec)?;
         self.increment_seqnum();
+        if self.sh.max_dead == 0
+            && self.ncores > 1
+            && self.tx.is_none()
+            && self.allrec.count == 0
+            && self.park_dead(bucket, off, rec)?
+        {
+            return Ok(());
+        }
         self.trim_dead(bucket, self.sh.max_dead)
+    }
+
+    /// Partition delete without the shared free list: move the dead record
+    /// `off` (on `bucket`, chain locked) to this partition's reserve chain,
+    /// re-keyed as a reserve record, where the partition's next
+    /// allocations find it. Cores then do not meet on the free-list lock per
+    /// delete; the reserve is given back to the free list in batches once
+    /// it holds more than [`RESERVE_MAX`] records. Returns false (nothing
+    /// done) when the record is too small, a traversal holds it, or the
+    /// reserve chain is busy.
+    fn park_dead(&mut self, bucket: u32, off: u32, mut rec: Rec) -> Result<bool> {
+        let Some((rb, rhash)) = self.reserve_chain() else {
+            return Ok(false);
+        };
+        let klen = match &self.reserve {
+            Some(Some(r)) => r.key.len() as u32,
+            _ => return Ok(false),
+        };
+        if (rec.rec_len as u64) < klen as u64 + 4 || !self.record_unlocked(off)? {
+            return Ok(false);
+        }
+        let roff = chain_lock_offset(rb);
+        if rb != bucket && !self.lock_list(roff, LockType::Write, false)? {
+            return Ok(false);
+        }
+        let r = (|| -> Result<bool> {
+            // Unlink from `bucket`: find the pointer that points at `off`.
+            let mut last = hash_top(bucket);
+            let mut cur = self.read_u32(last)?;
+            let mut walk = ChainWalk::new(cur);
+            while cur != off {
+                if cur == 0 {
+                    return Err(self.corrupt(off as u64, "deleted record left its chain"));
+                }
+                last = cur;
+                cur = self.read_chain_rec(cur)?.next;
+                walk.check(self, cur)?;
+            }
+            self.write_u32(last, rec.next)?;
+            rec.next = self.read_u32(hash_top(rb))?;
+            rec.key_len = klen;
+            rec.data_len = 0;
+            rec.full_hash = rhash;
+            rec.magic = TDB_DEAD_MAGIC;
+            self.write_rec(off, &rec)?;
+            // Borrow the key out of `self` for the write (no allocation).
+            let res = self.reserve.take();
+            let w = match &res {
+                Some(Some(r)) => self.write(off as u64 + REC_SIZE as u64, &r.key),
+                _ => Ok(()),
+            };
+            self.reserve = res;
+            w?;
+            self.write_u32(hash_top(rb), off)?;
+            self.parked += 1;
+            if self.parked > RESERVE_MAX {
+                // Give half back to the free list under one lock.
+                self.lock_freelist()?;
+                let t = self.trim_dead(rb, RESERVE_MAX / 2);
+                let u = self.unlock_freelist();
+                t?;
+                u?;
+                self.parked = RESERVE_MAX / 2;
+            }
+            Ok(true)
+        })();
+        if rb != bucket {
+            let u = self.unlock_list(roff);
+            let v = r?;
+            u?;
+            return Ok(v);
+        }
+        r
     }
 
     /// Leave at most `max_dead` dead records on the chain; free the rest
@@ -1457,7 +1542,16 @@ impl CoreStore {
     }
 
     /// Best-fit dead record on `bucket` with room for `length` (+ tailer).
-    fn find_dead(&mut self, bucket: u32, length: u32) -> Result<Option<(u32, Rec, u32)>> {
+    ///
+    /// With `good_enough`, stop at the first record that fits without
+    /// wasting more than its own need again (the partition reserve, whose
+    /// records come in the workload's sizes: no need to read them all).
+    fn find_dead(
+        &mut self,
+        bucket: u32,
+        length: u32,
+        good_enough: bool,
+    ) -> Result<Option<(u32, Rec, u32)>> {
         let need = length as u64 + 4;
         let mut last_ptr = hash_top(bucket);
         let mut rec_ptr = self.read_u32(last_ptr)?;
@@ -1470,6 +1564,9 @@ impl CoreStore {
                 && !matches!(best, Some(b) if b.1.rec_len <= rec.rec_len)
             {
                 best = Some((rec_ptr, rec, last_ptr));
+                if good_enough && rec.rec_len as u64 <= 2 * need {
+                    break;
+                }
             }
             last_ptr = rec_ptr;
             rec_ptr = rec.next;
@@ -1512,7 +1609,7 @@ impl CoreStore {
             return Ok(None);
         }
         let r = (|| -> Result<Option<(u32, Rec)>> {
-            if let Some((ptr, rec, last)) = self.find_dead(rb, length)? {
+            if let Some((ptr, rec, last)) = self.find_dead(rb, length, true)? {
                 self.write_u32(last, rec.next)?;
                 return Ok(Some((ptr, rec)));
             }
@@ -1523,6 +1620,7 @@ impl CoreStore {
                 }
                 if self.count_dead(rb)? > RESERVE_MAX {
                     self.trim_dead(rb, 0)?;
+                    self.parked = 0;
                 }
                 let got = self.allocate_from_freelist(length)?;
                 let key = match &self.reserve {
@@ -1579,7 +1677,7 @@ impl CoreStore {
     /// Get room for `length` bytes of key+data (chain `bucket` locked).
     fn allocate(&mut self, bucket: u32, length: u32) -> Result<(u32, Rec)> {
         if self.sh.max_dead > 0 {
-            if let Some((ptr, rec, last)) = self.find_dead(bucket, length)? {
+            if let Some((ptr, rec, last)) = self.find_dead(bucket, length, false)? {
                 // Reuse a dead record of our own chain: no free-list lock.
                 self.write_u32(last, rec.next)?;
                 return Ok((ptr, rec));
