@@ -50,6 +50,9 @@
 //! under a key that hashes there (valid dead records for libtdb and
 //! `tdbtool check`), refilled in batches, so cores rarely meet on the
 //! free-list lock. Only then the free list (with file growth) is used.
+//! Likewise a partition's delete (with `max_dead` 0) parks the dead record
+//! on its reserve instead of freeing it, and the reserve is given back to
+//! the free list in batches.
 //! Operations that need the whole file (transactions, wipe, check, lockall)
 //! need a handle with `ncores == 1` ([`Database::handle`]), which is how
 //! persistent databases are served. A thread must not hold a lock through

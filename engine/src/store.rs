@@ -56,6 +56,8 @@ pub(crate) struct ChainWalk {
     slow: u32,
     chase: bool,
     hops: u64,
+    /// Hop limit, computed at the first hop (0: not yet).
+    limit: u64,
 }
 
 impl ChainWalk {
@@ -64,18 +66,25 @@ impl ChainWalk {
             slow: start,
             chase: false,
             hops: 0,
+            limit: 0,
         }
     }
 
     /// Count one hop without the tortoise check (lists being modified).
+    #[inline]
     pub(crate) fn hop(&mut self, st: &CoreStore, at: u32) -> Result<()> {
         self.hops += 1;
-        if self.hops > st.map_size() / REC_SIZE as u64 + 2 {
-            return Err(st.corrupt(at as u64, "list longer than the file allows (loop)"));
+        if self.hops > self.limit {
+            // The mapping may have grown since the limit was taken.
+            self.limit = st.map_size() / REC_SIZE as u64 + 2;
+            if self.hops > self.limit {
+                return Err(st.corrupt(at as u64, "list longer than the file allows (loop)"));
+            }
         }
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn check(&mut self, st: &mut CoreStore, next: u32) -> Result<()> {
         self.hop(st, next)?;
         if self.chase {
