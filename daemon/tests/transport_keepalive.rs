@@ -185,7 +185,43 @@ fn keepalives_version_rule_silence_and_refusal() {
     let again = Instant::now();
     let inc2 = accept_within(&listener, Duration::from_secs(3)).expect("real node reconnects");
     eprintln!("reconnected after {:?}", again.elapsed());
-    drop(inc2);
+    // inc2 stays open: its EOF would tear the node down again.
+
+    // Malformed input from a known node ends its connection at once (and
+    // the node is torn down): a bad magic, then a length not a multiple
+    // of 8. A well-formed keepalive on such a connection keeps it open.
+    let mut good = connect_from(FAKE, real_addr).expect("tcp connect");
+    good.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    good.write_all(&keepalive(1, 0, Some((V, 3)))).unwrap();
+    let r = good.read(&mut b);
+    assert!(
+        r.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "a well-formed connection was closed: {r:?}"
+    );
+    drop(good);
+    let mut bad_magic = keepalive(1, 0, Some((V, 1)));
+    bad_magic[4..8].copy_from_slice(&0xdead_beef_u32.to_ne_bytes());
+    let mut unaligned = keepalive(1, 0, Some((V, 1)));
+    unaligned.extend_from_slice(&[0; 4]);
+    let n = unaligned.len() as u32;
+    unaligned[..4].copy_from_slice(&n.to_ne_bytes());
+    for (what, pkt) in [("bad magic", bad_magic), ("unaligned", unaligned)] {
+        let mut s = connect_from(FAKE, real_addr).expect("tcp connect");
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        s.write_all(&pkt).unwrap();
+        let r = s.read(&mut b);
+        assert!(
+            matches!(r, Ok(0))
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{what}: connection not closed: {r:?}"
+        );
+    }
 
     // A connection from an address not in the nodes list is refused.
     let mut s = connect_from(STRANGER, real_addr).expect("tcp connect");
@@ -198,6 +234,7 @@ fn keepalives_version_rule_silence_and_refusal() {
     );
 
     let stats = real.stop();
+    drop(inc2);
     assert_eq!(stats[0].refused, 1);
     assert!(stats[0].keepalives_received >= 5, "{:?}", stats[0]);
 }

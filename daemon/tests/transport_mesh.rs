@@ -241,6 +241,17 @@ fn node_going_away_is_detected_and_reconnects() {
     assert!(n1.wait_connected(&[0, 2], Duration::from_secs(15)));
     assert!(n2.wait_connected(&[0, 1], Duration::from_secs(15)));
 
+    // Sending to a pnn outside the nodes file is an error naming it.
+    n0.send(0, 9, message(0, 9, 1, b"x"));
+    let r = n0.wait_for(Duration::from_secs(5), &mut Vec::new(), |o| match o {
+        Out::Sent { pnn: 9, result, .. } => Some(result.clone()),
+        _ => None,
+    });
+    match r {
+        Some(Err(e)) => assert!(e.contains("pnn 9"), "{e}"),
+        other => panic!("send to pnn 9: {other:?}"),
+    }
+
     // Node 2 goes away.
     let gone = Instant::now();
     n2.stop();

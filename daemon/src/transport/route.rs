@@ -187,6 +187,16 @@ mod tests {
                 route(&enc(Payload::ReqDmaster(dm), 1), &m),
                 Destination::Shard(want)
             );
+            let rd = ctdb_protocol::ReplyDmaster {
+                db_id: 5,
+                key: key.as_bytes(),
+                data: b"record",
+                ..Default::default()
+            };
+            assert_eq!(
+                route(&enc(Payload::ReplyDmaster(rd), 1), &m),
+                Destination::Shard(want)
+            );
             let call99 = ReqCall {
                 db_id: 99,
                 key: key.as_bytes(),
