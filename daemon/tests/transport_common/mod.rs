@@ -17,7 +17,17 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 pub const HASH_SIZE: u32 = 10007;
 
 pub enum Cmd {
-    Send { pnn: u32, bytes: Vec<u8> },
+    Send {
+        pnn: u32,
+        bytes: Vec<u8>,
+    },
+    /// Sends `count` copies of `bytes` back to back, then reports how
+    /// many were queued on this core's own connection.
+    Flood {
+        pnn: u32,
+        bytes: Vec<u8>,
+        count: usize,
+    },
     Stop,
 }
 
@@ -33,6 +43,11 @@ pub enum Out {
         core: usize,
         pnn: u32,
         result: Result<Sent, String>,
+    },
+    Flooded {
+        core: usize,
+        queued: usize,
+        took: Duration,
     },
     Stopped {
         core: usize,
@@ -138,6 +153,20 @@ impl TestNode {
                                 let result = t.send(pnn, bytes).await.map_err(|e| e.to_string());
                                 let _ = out.send(Out::Sent { core, pnn, result });
                             }
+                            Ok(Cmd::Flood { pnn, bytes, count }) => {
+                                let start = Instant::now();
+                                let mut queued = 0;
+                                for _ in 0..count {
+                                    if let Ok(Sent::Queued) = t.send(pnn, bytes.clone()).await {
+                                        queued += 1;
+                                    }
+                                }
+                                let _ = out.send(Out::Flooded {
+                                    core,
+                                    queued,
+                                    took: start.elapsed(),
+                                });
+                            }
                             Ok(Cmd::Stop) | Err(channel::TryRecvError::Disconnected) => break,
                             Err(channel::TryRecvError::Empty) => {
                                 glommio::timer::sleep(Duration::from_millis(3)).await;
@@ -164,6 +193,12 @@ impl TestNode {
             out: out_rx,
             handles,
         }
+    }
+
+    pub fn flood(&self, core: usize, pnn: u32, bytes: Vec<u8>, count: usize) {
+        self.cmd[core]
+            .send(Cmd::Flood { pnn, bytes, count })
+            .expect("node running");
     }
 
     pub fn send(&self, core: usize, pnn: u32, bytes: Vec<u8>) {
