@@ -20,14 +20,12 @@
 //!   bad magic), short and oversize packets close that client; the daemon
 //!   carries on.
 //!
-//! Controls answered so far: PING (status = number of clients), GET_PNN
-//! (status = pnn), GET_PID (status = daemon pid), REGISTER_SRVID and
-//! DEREGISTER_SRVID (kept per client; messages are not delivered yet, but
-//! `ctdb` registers one before any command). Others get status -1, as
-//! upstream answers unknown controls.
+//! * What a packet does is decided in [`crate::controls`]; a packet that
+//!   cannot be answered yet (an attach during recovery, a call on a frozen
+//!   database) is handed in again every 100 ms until DeferredAttachTimeout.
+//!   Each client is registered in [`Daemon::clients`] with its srvids, so
+//!   messages reach whoever registered them.
 
-use std::cell::Cell;
-use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
@@ -35,44 +33,17 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use ctdb_io::{FrameConfig, PacketReader, SendQueue, SendQueueConfig};
-use ctdb_protocol::constants::{CTDB_CURRENT_NODE, INVALID_GENERATION};
-use ctdb_protocol::{
-    DecodeLimits, Header, Opcode, Packet, Payload, RawHeader, ReplyControl, ReqControl,
-    CTDB_PROTOCOL,
-};
+use ctdb_io::{PacketReader, SendQueue, SendQueueConfig};
 
+use crate::controls::{self, Outcome};
 use crate::error::DaemonError;
 use crate::runtime::{Bell, Ringer, StopSignal};
+use crate::state::Daemon;
 use crate::sys;
 
 /// Most clients waiting in the accept queue before the accept thread
 /// stops accepting (back-pressure into the kernel's listen backlog).
 const ACCEPT_QUEUE: usize = 128;
-
-/// Daemon state the client code reads.
-pub struct DaemonState {
-    pub pnn: u32,
-    pub pid: i32,
-    /// vnn_map generation, echoed in reply headers.
-    pub generation: u32,
-    pub num_clients: Cell<u32>,
-    pub frame: FrameConfig,
-    pub limits: DecodeLimits,
-}
-
-impl DaemonState {
-    pub fn new(pnn: u32) -> DaemonState {
-        DaemonState {
-            pnn,
-            pid: sys::getpid(),
-            generation: INVALID_GENERATION,
-            num_clients: Cell::new(0),
-            frame: FrameConfig::default(),
-            limits: DecodeLimits::default(),
-        }
-    }
-}
 
 /// A connection accepted by the accept thread.
 pub struct Accepted {
@@ -144,7 +115,7 @@ pub fn spawn_accept_thread(
 /// The control core's side of accepting: waits for wake-ups, takes the
 /// queued connections and starts a task for each, until `stop`.
 pub async fn serve(
-    state: Rc<DaemonState>,
+    daemon: Rc<Daemon>,
     queue: crossbeam::channel::Receiver<Accepted>,
     mut bell: Bell,
     stop: StopSignal,
@@ -160,12 +131,12 @@ pub async fn serve(
             Some(true) => {}
         }
         while let Ok(acc) = queue.try_recv() {
-            let state = state.clone();
+            let daemon = daemon.clone();
             match sys::into_glommio(acc.stream) {
                 Ok(stream) => {
                     // Detached: a client task ends with its connection, or
                     // is dropped with the executor at shutdown.
-                    glommio::spawn_local(client_task(state, stream, acc.peer_pid)).detach();
+                    glommio::spawn_local(client_task(daemon, stream, acc.peer_pid)).detach();
                 }
                 Err(e) => tracing::error!("cannot attach client connection: {e}"),
             }
@@ -173,158 +144,91 @@ pub async fn serve(
     }
 }
 
-/// Decrements the client count however the client task ends.
-struct ClientGuard(Rc<DaemonState>);
+/// Unregisters the client however its task ends.
+struct ClientGuard(Rc<Daemon>, u32);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        let n = self.0.num_clients.get();
-        self.0.num_clients.set(n.saturating_sub(1));
+        self.0.remove_client(self.1);
     }
 }
 
-async fn client_task(state: Rc<DaemonState>, stream: glommio::net::UnixStream, peer_pid: i32) {
-    state.num_clients.set(state.num_clients.get() + 1);
-    let _guard = ClientGuard(state.clone());
+/// How long a deferred packet (attach during recovery, call on a frozen
+/// database) waits between attempts.
+const DEFER_RETRY: Duration = Duration::from_millis(100);
+
+async fn client_task(daemon: Rc<Daemon>, stream: glommio::net::UnixStream, peer_pid: i32) {
     tracing::debug!("client connected, pid {peer_pid}");
     let (rd, wr) = ctdb_io::split(stream);
-    let queue = SendQueue::spawn(
+    let queue = Rc::new(SendQueue::spawn(
         wr,
         SendQueueConfig {
-            frame: state.frame,
+            frame: daemon.frame,
             pad: true,
-            capacity: 256,
+            capacity: 1024,
         },
-    );
-    let mut reader = PacketReader::with_config(rd, state.frame);
-    let mut client = Client {
-        srvids: HashSet::new(),
-    };
-    let mut reply = Vec::new();
-    loop {
+    ));
+    let id = daemon.add_client(peer_pid, queue.clone());
+    let guard = ClientGuard(daemon.clone(), id);
+    let mut reader = PacketReader::with_config(rd, daemon.frame);
+    let mut out = Vec::new();
+    'conn: loop {
         let pkt = match reader.next_packet().await {
-            Ok(Some(p)) => p,
+            Ok(Some(p)) => p.to_vec(),
             Ok(None) => break,
             Err(e) => {
                 tracing::error!("client pid {peer_pid}: {e}; closing connection");
                 break;
             }
         };
-        reply.clear();
-        match handle_packet(&state, &mut client, pkt, &mut reply) {
-            Ok(()) => {}
-            Err(why) => {
-                tracing::error!("client pid {peer_pid}: {why}; closing connection");
-                break;
+        let deadline = std::time::Instant::now()
+            + Duration::from_secs(u64::from(daemon.tunable("DeferredAttachTimeout", 120)));
+        loop {
+            out.clear();
+            match controls::handle_client_packet(&daemon, id, &pkt, &mut out) {
+                Ok(Outcome::Done) => break,
+                Ok(Outcome::Deferred) => {
+                    if std::time::Instant::now() > deadline {
+                        tracing::error!("client pid {peer_pid}: deferred request timed out");
+                        break;
+                    }
+                    glommio::timer::sleep(DEFER_RETRY).await;
+                }
+                Err(why) => {
+                    tracing::error!("client pid {peer_pid}: {why}; closing connection");
+                    break 'conn;
+                }
             }
         }
-        if !reply.is_empty() {
-            if let Err(e) = queue.send(std::mem::take(&mut reply)).await {
+        for p in split_packets(&out) {
+            if let Err(e) = queue.send(p.to_vec()).await {
                 tracing::error!("client pid {peer_pid}: {e}");
-                break;
+                break 'conn;
             }
         }
     }
+    drop(guard);
     // Let queued replies go out before the socket closes.
-    let _ = queue.close().await;
+    if let Ok(q) = Rc::try_unwrap(queue) {
+        let _ = q.close().await;
+    }
     tracing::debug!("client pid {peer_pid} disconnected");
 }
 
-/// Per-connection state.
-struct Client {
-    /// Message ids this client registered (REGISTER_SRVID).
-    srvids: HashSet<u64>,
-}
-
-/// Handles one packet from a client. Fills `reply` when there is one.
-/// `Err` means the packet is malformed and the connection must go.
-fn handle_packet(
-    state: &DaemonState,
-    client: &mut Client,
-    pkt: &[u8],
-    reply: &mut Vec<u8>,
-) -> Result<(), String> {
-    let raw = RawHeader::parse(pkt).map_err(|e| e.to_string())?;
-    // As upstream: a wrong version or an unknown operation drops the
-    // packet, not the connection (framing is intact).
-    if raw.version != CTDB_PROTOCOL {
-        tracing::error!("Bad CTDB version 0x{:x} rejected in daemon", raw.version);
-        return Ok(());
+/// The packets in a buffer of whole encoded packets.
+fn split_packets(buf: &[u8]) -> Vec<&[u8]> {
+    let mut v = Vec::new();
+    let mut off = 0;
+    while off + 4 <= buf.len() {
+        let len = u32::from_le_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+        if len < 4 || off + len > buf.len() {
+            tracing::error!("internal: bad packet length {len} in reply buffer");
+            break;
+        }
+        v.push(&buf[off..off + len]);
+        off += len;
     }
-    if raw.operation().is_err() {
-        tracing::error!("daemon: unrecognized operation {}", raw.operation);
-        return Ok(());
-    }
-    let packet = Packet::decode(pkt, &state.limits).map_err(|e| e.to_string())?;
-    match &packet.payload {
-        Payload::ReqControl(c) => {
-            if c.noreply() {
-                return Ok(());
-            }
-            let dest = packet.header.destnode;
-            let status = if dest != CTDB_CURRENT_NODE && dest != state.pnn {
-                // Node links do not exist yet.
-                -1
-            } else {
-                local_control(state, client, c)
-            };
-            let header = Header::new(state.generation, 0, state.pnn, packet.header.reqid);
-            Packet::new(header, Payload::ReplyControl(ReplyControl::status(status)))
-                .encode(reply)
-                .map_err(|e| e.to_string())?;
-            Ok(())
-        }
-        Payload::ReqCall(_) | Payload::ReqMessage(_) | Payload::ReqTunnel(_) => {
-            tracing::warn!(
-                "client operation {} not implemented yet",
-                packet.operation().name()
-            );
-            Ok(())
-        }
-        other => {
-            tracing::error!(
-                "daemon: operation {} is not accepted from clients",
-                other.operation().name()
-            );
-            Ok(())
-        }
-    }
-}
-
-/// Controls the daemon can answer on its own; the status of the reply.
-fn local_control(state: &DaemonState, client: &mut Client, c: &ReqControl<'_>) -> i32 {
-    const PING: u32 = Opcode::Ping as u32;
-    const GET_PNN: u32 = Opcode::GetPnn as u32;
-    const GET_PID: u32 = Opcode::GetPid as u32;
-    const REGISTER_SRVID: u32 = Opcode::RegisterSrvid as u32;
-    const DEREGISTER_SRVID: u32 = Opcode::DeregisterSrvid as u32;
-    match c.opcode {
-        PING => {
-            if !c.data.is_empty() {
-                tracing::error!("PING with {} bytes of data, expected none", c.data.len());
-                return -1;
-            }
-            state.num_clients.get() as i32
-        }
-        GET_PNN => state.pnn as i32,
-        GET_PID => state.pid,
-        REGISTER_SRVID => {
-            client.srvids.insert(c.srvid);
-            0
-        }
-        DEREGISTER_SRVID => {
-            if client.srvids.remove(&c.srvid) {
-                0
-            } else {
-                tracing::error!("Failed to deregister srvid 0x{:x}: not registered", c.srvid);
-                -1
-            }
-        }
-        op => {
-            tracing::error!("Unknown CTDB control opcode {op}");
-            -1
-        }
-    }
+    v
 }
 
 /// Removes the socket file at shutdown.

@@ -33,17 +33,25 @@
 //! * [`process`]: daemonising, PID file, signals;
 //! * [`runtime`]: cores, pinning, scheduling, cross-core messages;
 //! * [`client`]: the Unix client socket;
+//! * [`state`]: the control core's daemon state (identity, node, databases,
+//!   tunables, clients, statistics);
+//! * [`controls`]: what a client packet does;
+//! * [`monitor`]: run states, events, recovery, LEADER broadcast,
+//!   monitoring, shutdown;
 //! * `sys`: the only module with `unsafe`, thin wrappers over libc.
 
 pub mod client;
 pub mod cluster;
+pub mod controls;
 pub mod db;
 pub mod error;
 pub mod event;
 pub mod logging;
+pub mod monitor;
 pub mod options;
 pub mod process;
 pub mod runtime;
+pub mod state;
 pub mod sys;
 pub mod transport;
 

@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -94,17 +94,6 @@ impl DebugLevel {
         }
     }
 
-    fn tracing_max(self) -> tracing::level_filters::LevelFilter {
-        use tracing::level_filters::LevelFilter;
-        match self {
-            DebugLevel::Error => LevelFilter::ERROR,
-            DebugLevel::Warning => LevelFilter::WARN,
-            DebugLevel::Notice => LevelFilter::INFO,
-            DebugLevel::Info => LevelFilter::DEBUG,
-            DebugLevel::Debug => LevelFilter::TRACE,
-        }
-    }
-
     /// syslog severity.
     fn syslog_severity(self) -> u8 {
         match self {
@@ -136,6 +125,22 @@ enum Sink {
 /// Set by [`reopen`] (SIGHUP); the next line written reopens the log file,
 /// so logrotate can move it away as with upstream.
 static REOPEN: AtomicBool = AtomicBool::new(false);
+
+/// The level set at run time (SET_DEBUG), or -1 for the start-up level.
+static RUNTIME_LEVEL: AtomicI32 = AtomicI32::new(-1);
+
+/// SET_DEBUG: changes the log level at run time. Numbers as upstream
+/// (0 ERROR .. 10 DEBUG); anything above 10 logs everything.
+pub fn set_level_number(n: u32) {
+    let level = match n {
+        0 => DebugLevel::Error,
+        1 | 2 => DebugLevel::Warning,
+        3 | 4 => DebugLevel::Notice,
+        5..=9 => DebugLevel::Info,
+        _ => DebugLevel::Debug,
+    };
+    RUNTIME_LEVEL.store(level as i32, Ordering::Relaxed);
+}
 
 /// Asks the logger to reopen its file before the next line.
 pub fn reopen() {
@@ -258,11 +263,24 @@ impl Visit for Line {
 
 impl Subscriber for CtdbLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        DebugLevel::of(metadata.level()) <= self.level
+        let level = match RUNTIME_LEVEL.load(Ordering::Relaxed) {
+            n if n >= 0 => n,
+            _ => self.level as i32,
+        };
+        DebugLevel::of(metadata.level()) as i32 <= level
+    }
+
+    // The level can change at run time (SET_DEBUG): no cached interest and
+    // no global maximum, `enabled` decides every time.
+    fn register_callsite(
+        &self,
+        _metadata: &'static Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
     }
 
     fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(self.level.tracing_max())
+        None
     }
 
     // Spans carry no output in upstream's format; they are accepted and

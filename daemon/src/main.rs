@@ -3,15 +3,23 @@
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use ctdb_daemon::client::{self, DaemonState};
+use ctdb_config::{Nodes, Tunables};
+use ctdb_daemon::client;
+use ctdb_daemon::cluster::membership::Membership;
+use ctdb_daemon::cluster::node::Node;
+use ctdb_daemon::cluster::{CTDB_CAP_LMASTER, CTDB_CAP_RECMASTER, NODE_FLAGS_PERMANENTLY_DISABLED};
+use ctdb_daemon::db::{Databases, DbConfig};
 use ctdb_daemon::error::DaemonError;
+use ctdb_daemon::event::eventd::{eventd_path, EventBackend, EventdProcess};
 use ctdb_daemon::logging;
+use ctdb_daemon::monitor;
 use ctdb_daemon::options::{Options, Settings};
 use ctdb_daemon::process::{self, PidFile, ReadyPipe};
 use ctdb_daemon::runtime::{self, Runtime, RuntimeConfig};
+use ctdb_daemon::state::{Daemon, Identity};
 use ctdb_daemon::sys;
 
 /// Samba release whose behaviour we follow.
@@ -74,6 +82,14 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
     let _pidfile = PidFile::create(&settings.pidfile).map_err(|e| (11, e))?;
     let listener = client::bind_socket(&settings.socket).map_err(|e| (10, e))?;
 
+    let parts = build_node(settings).map_err(|e| (1, e))?;
+    // As upstream: the event daemon is started before the init event, with
+    // the daemon's pid to watch.
+    let eventd = start_eventd(settings).map_err(|e| (1, e))?;
+    let backend = eventd
+        .as_ref()
+        .map(|e| EventBackend::Daemon(e.socket().to_path_buf()));
+
     let cores = match settings.cores {
         Some(n) => n,
         None => sys::affinity(0).map(|c| c.len().max(1)).unwrap_or(1),
@@ -88,16 +104,47 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
         runtime::bell_pair().map_err(|e| (1, DaemonError::sys("socketpair", e)))?;
     let accepted = client::spawn_accept_thread(listener, accept_ring).map_err(|e| (1, e))?;
 
+    let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let fatal2 = fatal.clone();
+    let notification_script = settings.paths.notification_script();
+    let debug_level = settings.log_level as u32;
     let rt = Runtime::start(cfg, move |core| async move {
-        let state = Rc::new(DaemonState::new(0));
+        let NodeParts {
+            id,
+            node,
+            dbs,
+            tunables,
+            reclock,
+        } = parts;
+        let daemon = Rc::new(Daemon::new(
+            id,
+            node,
+            dbs,
+            tunables,
+            debug_level,
+            reclock,
+            backend,
+            notification_script,
+        ));
         let stop = core.stop_signal();
         match core.ping_all(1).await {
             Ok(p) => tracing::debug!("{} data shard(s) answered: {p:?}", p.len()),
             Err(e) => tracing::error!("data cores not answering: {e}"),
         }
         match runtime::attach_bell(accept_end) {
-            Ok(bell) => client::serve(state, accepted, bell, stop).await,
-            Err(e) => tracing::error!("cannot attach the accept queue: {e}"),
+            Ok(bell) => {
+                glommio::spawn_local(client::serve(daemon.clone(), accepted, bell, stop.clone()))
+                    .detach();
+            }
+            Err(e) => {
+                tracing::error!("cannot attach the accept queue: {e}");
+                return;
+            }
+        }
+        if let Err(monitor::Fatal(why)) = monitor::run(daemon, stop).await {
+            if let Ok(mut f) = fatal2.lock() {
+                *f = Some(why);
+            }
         }
     })
     .map_err(|e| (1, e))?;
@@ -121,7 +168,13 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
     ready.ready();
     let r = rt.join().map_err(|e| (1, e));
     client::remove_socket(&settings.socket);
+    if let Some(e) = eventd {
+        e.stop();
+    }
     r?;
+    if let Some(why) = fatal.lock().ok().and_then(|mut f| f.take()) {
+        return Err((1, DaemonError::sys("start-up", std::io::Error::other(why))));
+    }
     if stdin_closed.load(Ordering::SeqCst) {
         return Err((
             process::EXIT_STDIN_CLOSED,
@@ -129,4 +182,98 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
         ));
     }
     Ok(())
+}
+
+/// What the control core's state is built from (made before the runtime
+/// starts, so errors stop start-up with a clear message).
+struct NodeParts {
+    id: Identity,
+    node: Node,
+    dbs: Databases,
+    tunables: Tunables,
+    reclock: Option<String>,
+}
+
+fn build_node(settings: &Settings) -> Result<NodeParts, DaemonError> {
+    let config = &settings.config;
+    let paths = &settings.paths;
+    let nodes_path = paths.nodes_file();
+    let nodes = Nodes::load(&nodes_path).map_err(|e| DaemonError::BadOption {
+        option: "nodes file",
+        why: e.to_string(),
+    })?;
+    let id = Identity::resolve(nodes, config.node_address())?;
+    tracing::info!(
+        "PNN is {} ({})",
+        id.pnn,
+        id.addr(id.pnn).map(|a| a.to_string()).unwrap_or_default()
+    );
+    let tun_path = paths.tunables_file();
+    let tunables = match Tunables::load_lenient(&tun_path) {
+        Ok((t, errors)) => {
+            for e in errors {
+                tracing::error!("{e}");
+            }
+            t
+        }
+        Err(e) => {
+            return Err(DaemonError::BadOption {
+                option: "tunables file",
+                why: e.to_string(),
+            })
+        }
+    };
+    let mut caps = ctdb_daemon::cluster::CTDB_CAP_DEFAULT;
+    if !config.lmaster_capability() {
+        caps &= !CTDB_CAP_LMASTER;
+    }
+    if !config.leader_capability() {
+        caps &= !CTDB_CAP_RECMASTER;
+    }
+    let t = |name: &str, dflt: u32| tunables.get(name).unwrap_or(dflt);
+    let ctun = ctdb_daemon::cluster::Tunables {
+        recover_interval: t("RecoverInterval", 1),
+        recover_timeout: t("RecoverTimeout", 30),
+        election_timeout: t("ElectionTimeout", 3),
+        rerecovery_timeout: t("RerecoveryTimeout", 10),
+        recovery_ban_period: t("RecoveryBanPeriod", 300),
+        enable_bans: t("EnableBans", 1) != 0,
+        recovery_grace_period: t("RecoveryGracePeriod", 120),
+        keepalive_interval: t("KeepaliveInterval", 5),
+        keepalive_limit: t("KeepaliveLimit", 5),
+        leader_timeout: config.leader_timeout(),
+        fast_start: false,
+    };
+    let addrs = id
+        .nodes
+        .entries
+        .iter()
+        .map(|e| (!e.deleted).then(|| e.addr.to_string()))
+        .collect();
+    let membership = Membership::new(id.pnn, addrs, caps, 0, &ctun);
+    let mut node = Node::new(membership, false, ctun);
+    if config.start_as_disabled() {
+        tracing::error!("This node is configured to start in DISABLED state");
+        node.membership
+            .update_own_flags(NODE_FLAGS_PERMANENTLY_DISABLED, 0);
+    }
+    if config.start_as_stopped() {
+        tracing::error!("This node is configured to start in STOPPED state");
+        let _ = node.stop();
+    }
+    let dbs = Databases::open(DbConfig::from_config(id.pnn, config, &tunables))?;
+    Ok(NodeParts {
+        reclock: config.cluster_lock().map(str::to_string),
+        id,
+        node,
+        dbs,
+        tunables,
+    })
+}
+
+fn start_eventd(settings: &Settings) -> Result<Option<EventdProcess>, DaemonError> {
+    let exe = eventd_path(&settings.paths);
+    let socket = ctdb_daemon::event::client::socket_path(&settings.paths);
+    let p = EventdProcess::start(&exe, std::process::id(), &socket, &[])?;
+    Ok(Some(p))
 }

@@ -25,6 +25,17 @@ pub fn getpid() -> i32 {
     std::process::id() as i32
 }
 
+/// Whether a process with this pid exists (`kill(pid, 0)`; EPERM means it
+/// exists but is not ours). Non-positive pids never "exist".
+pub fn process_exists(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Sets the calling thread's kernel name (`comm`, at most 15 bytes shown
 /// by ps and top).
 pub fn set_thread_name(name: &str) -> io::Result<()> {

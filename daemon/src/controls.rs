@@ -1,0 +1,602 @@
+//! Client packets on the control core: node controls answered here, database
+//! controls, calls and record pushes handed to the database layer
+//! ([`Databases::serve_client_packet`]), messages delivered to the clients
+//! that registered their srvid, and the few messages the daemon itself
+//! answers (TAKEOVER_RUN: ours is a one-node cluster without public
+//! addresses, so a takeover run is the `ipreallocated` event).
+//!
+//! Why here and not in `client.rs`: the socket code only frames packets;
+//! what a control does depends on the node state in [`Daemon`].
+
+use ctdb_protocol::constants::{
+    CTDB_CAP_LMASTER, CTDB_CAP_RECMASTER, CTDB_CURRENT_NODE, CTDB_RECOVERY_ACTIVE,
+    NODE_FLAGS_INACTIVE, NODE_FLAGS_PERMANENTLY_DISABLED,
+};
+use ctdb_protocol::types::{
+    srvid, IfaceList, PublicIpList, SrvidMessage, StatisticsList, TunableList, Uptime, VarList,
+};
+use ctdb_protocol::{
+    ControlData, ControlReplyData, Header, Opcode, Packet, Payload, RawHeader, ReplyControl,
+    ReqControl, Wire, CTDB_PROTOCOL,
+};
+
+use crate::cluster::node::{Effect, Handled};
+use crate::cluster::{Control, ControlResult, Reply};
+use crate::db::{ControlCtx, OutMessage};
+use crate::state::{now_timeval, Daemon};
+
+/// What became of a client packet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled; whatever this client gets is in the output buffer.
+    Done,
+    /// Not answerable now (an attach during recovery, a call on a frozen
+    /// database): hand the same packet in again later.
+    Deferred,
+}
+
+/// Handles one client packet. `Err`: the packet is malformed and the
+/// connection must go.
+pub fn handle_client_packet(
+    d: &Daemon,
+    client: u32,
+    pkt: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, String> {
+    let raw = RawHeader::parse(pkt).map_err(|e| e.to_string())?;
+    // As upstream: a wrong version or an unknown operation drops the
+    // packet, not the connection (framing is intact).
+    if raw.version != CTDB_PROTOCOL {
+        tracing::error!("Bad CTDB version 0x{:x} rejected in daemon", raw.version);
+        return Ok(Outcome::Done);
+    }
+    if raw.operation().is_err() {
+        tracing::error!("daemon: unrecognized operation {}", raw.operation);
+        return Ok(Outcome::Done);
+    }
+    let packet = Packet::decode(pkt, &d.limits).map_err(|e| e.to_string())?;
+    {
+        let mut st = d.stats.borrow_mut();
+        st.count(|s| s.client_packets_recv += 1);
+        match &packet.payload {
+            Payload::ReqControl(_) => st.count(|s| s.client.req_control += 1),
+            Payload::ReqCall(_) => st.count(|s| {
+                s.client.req_call += 1;
+                s.total_calls += 1
+            }),
+            Payload::ReqMessage(_) => st.count(|s| s.client.req_message += 1),
+            Payload::ReqTunnel(_) => st.count(|s| s.client.req_tunnel += 1),
+            _ => {}
+        }
+    }
+    let before = out.len();
+    let r = serve(d, client, &packet, out);
+    let sent = count_packets(&out[before..]);
+    if sent > 0 {
+        d.stats
+            .borrow_mut()
+            .count(|s| s.client_packets_sent += sent);
+    }
+    r
+}
+
+fn count_packets(buf: &[u8]) -> u32 {
+    let mut n = 0;
+    let mut off = 0;
+    while off + 4 <= buf.len() {
+        let len = u32::from_le_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+        if len == 0 {
+            break;
+        }
+        off += len;
+        n += 1;
+    }
+    n
+}
+
+fn serve(
+    d: &Daemon,
+    client: u32,
+    packet: &Packet<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, String> {
+    // Node controls first: they need the client (srvids) and node state.
+    if let Payload::ReqControl(c) = &packet.payload {
+        let dest = packet.header.destnode;
+        let for_me = dest == CTDB_CURRENT_NODE || dest == d.pnn();
+        if !for_me && !crate::state::is_broadcast(dest) {
+            if d.id.nodes.get(dest).is_none() {
+                tracing::error!("control {} for unknown node {dest}", c.opcode);
+            } else {
+                tracing::error!(
+                    "control {} for node {dest} refused: no link to other nodes yet",
+                    c.opcode
+                );
+            }
+            if !c.noreply() {
+                reply(d, packet, -1, &[], b"node is disconnected", out)?;
+            }
+            return Ok(Outcome::Done);
+        }
+        if let Some((status, data)) = node_control(d, client, c) {
+            if !c.noreply() {
+                reply(d, packet, status, &data, b"", out)?;
+            }
+            return Ok(Outcome::Done);
+        }
+    }
+    let base = {
+        let node = d.node.borrow();
+        ControlCtx {
+            recovery_active: node.recmode() == CTDB_RECOVERY_ACTIVE,
+            before_startup: d.runstate.get() < 4,
+            node_inactive: node.membership.own_flags() & NODE_FLAGS_INACTIVE != 0,
+            ..Default::default()
+        }
+    };
+    let generation = d.generation();
+    let served = {
+        let own = |id: u64| d.client_has_srvid(client, id);
+        d.dbs
+            .borrow_mut()
+            .serve_client_packet(packet, &base, generation, &own, out)
+    };
+    if let Some(s) = served {
+        for m in &s.elsewhere {
+            d.deliver(m);
+        }
+        for c in &s.controls {
+            tracing::debug!(
+                "node control {} for node {} not sent: no links to other nodes",
+                c.opcode.name(),
+                c.destnode
+            );
+        }
+        return Ok(if s.deferred {
+            Outcome::Deferred
+        } else {
+            Outcome::Done
+        });
+    }
+    match &packet.payload {
+        Payload::ReqControl(c) => {
+            tracing::error!("Unknown CTDB control opcode {}", c.opcode);
+            if !c.noreply() {
+                reply(d, packet, -1, &[], b"", out)?;
+            }
+        }
+        Payload::ReqMessage(m) => {
+            let data = match &m.data {
+                ctdb_protocol::Data::Raw(b) => b.to_vec(),
+                ctdb_protocol::Data::Typed(t) => {
+                    let mut v = Vec::new();
+                    t.push(&mut v);
+                    v
+                }
+            };
+            let dest = packet.header.destnode;
+            let pnn = if dest == CTDB_CURRENT_NODE {
+                d.pnn()
+            } else {
+                dest
+            };
+            d.deliver(&OutMessage {
+                pnn,
+                srvid: m.srvid,
+                data,
+            });
+        }
+        other => {
+            tracing::error!(
+                "daemon: operation {} is not accepted from clients",
+                other.operation().name()
+            );
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+fn reply(
+    d: &Daemon,
+    packet: &Packet<'_>,
+    status: i32,
+    data: &[u8],
+    errmsg: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let hdr = Header::new(
+        d.generation(),
+        packet.header.srcnode,
+        d.pnn(),
+        packet.header.reqid,
+    );
+    let r = ReplyControl {
+        status,
+        data: ctdb_protocol::Data::Raw(data),
+        errmsg,
+    };
+    Packet::new(hdr, Payload::ReplyControl(r))
+        .encode(out)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn typed(r: ControlReplyData<'_>) -> Vec<u8> {
+    let mut v = Vec::new();
+    r.push(&mut v);
+    v
+}
+
+fn cstring(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+const FAIL: Option<(i32, Vec<u8>)> = Some((-1, Vec::new()));
+
+fn ok() -> Option<(i32, Vec<u8>)> {
+    Some((0, Vec::new()))
+}
+
+/// The controls this module answers: `None` for database controls (and
+/// unknown ones), which go on to the database layer.
+fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec<u8>)> {
+    let Some(op) = Opcode::from_u32(c.opcode) else {
+        return FAIL;
+    };
+    let input = match c.decode_data() {
+        Ok(v) => v,
+        Err(e) => {
+            if crate::db::is_db_control(op) {
+                return None;
+            }
+            tracing::error!("control {} with bad data: {e}", op.name());
+            return FAIL;
+        }
+    };
+    use ControlData as C;
+    match input {
+        C::Ping => Some((d.num_clients() as i32, Vec::new())),
+        C::GetPnn => Some((d.pnn() as i32, Vec::new())),
+        C::GetPid => Some((d.pid, Vec::new())),
+        C::ProcessExists(pid) => Some((
+            if crate::sys::process_exists(pid) {
+                0
+            } else {
+                -1
+            },
+            Vec::new(),
+        )),
+        C::CheckPidSrvid(ps) => Some((
+            if crate::sys::process_exists(ps.pid) && d.pid_has_srvid(ps.pid, ps.srvid) {
+                0
+            } else {
+                -1
+            },
+            Vec::new(),
+        )),
+        C::RegisterSrvid => {
+            if let Some(e) = d.clients.borrow_mut().get_mut(&client) {
+                e.srvids.insert(c.srvid);
+            }
+            ok()
+        }
+        C::DeregisterSrvid => {
+            let removed = d
+                .clients
+                .borrow_mut()
+                .get_mut(&client)
+                .is_some_and(|e| e.srvids.remove(&c.srvid));
+            if removed {
+                ok()
+            } else {
+                tracing::error!("Failed to deregister srvid 0x{:x}: not registered", c.srvid);
+                FAIL
+            }
+        }
+        C::Statistics => {
+            let mut s = d.stats.borrow().total;
+            s.num_clients = d.num_clients();
+            s.frozen = u32::from(d.frozen.get());
+            s.recovering = u32::from(d.node.borrow().recmode() == CTDB_RECOVERY_ACTIVE);
+            s.statistics_current_time = now_timeval();
+            s.memory_used = 0;
+            Some((0, typed(ControlReplyData::Statistics(Box::new(s)))))
+        }
+        C::StatisticsReset => {
+            d.stats.borrow_mut().reset();
+            d.dbs.borrow_mut().reset_statistics();
+            ok()
+        }
+        C::GetStatHistory => {
+            let stats = d.stats.borrow().history.iter().copied().collect();
+            Some((
+                0,
+                typed(ControlReplyData::GetStatHistory(StatisticsList { stats })),
+            ))
+        }
+        C::Uptime => Some((
+            0,
+            typed(ControlReplyData::Uptime(Uptime {
+                current_time: now_timeval(),
+                ctdbd_start_time: d.start_time,
+                last_recovery_started: d.last_recovery_started.get(),
+                last_recovery_finished: d.last_recovery_finished.get(),
+            })),
+        )),
+        C::GetRunstate => Some((0, typed(ControlReplyData::GetRunstate(d.runstate.get())))),
+        C::GetNodemap => {
+            let node = d.node.borrow();
+            let map = d.id.node_map(|pnn| node.membership.flags(pnn).unwrap_or(0));
+            Some((0, typed(ControlReplyData::GetNodemap(map))))
+        }
+        C::GetNodesFile => {
+            let map = d.id.node_map(|_| 0);
+            Some((0, typed(ControlReplyData::GetNodesFile(map))))
+        }
+        C::Getvnnmap => Some((
+            0,
+            typed(ControlReplyData::Getvnnmap(
+                d.node.borrow().vnnmap().clone(),
+            )),
+        )),
+        C::GetRecmode => Some((d.node.borrow().recmode() as i32, Vec::new())),
+        C::SetRecmode(m) => {
+            if m == CTDB_RECOVERY_ACTIVE {
+                // `ctdb recover`: the recovery daemon notices and recovers.
+                cluster_control(d, Control::SetRecmode(m));
+                d.recovery_wanted.set(true);
+                ok()
+            } else {
+                Some(cluster_control(d, Control::SetRecmode(m)))
+            }
+        }
+        C::Setvnnmap(m) => Some(cluster_control(d, Control::SetVnnmap(m))),
+        C::GetCapabilities => Some((
+            0,
+            typed(ControlReplyData::GetCapabilities(
+                d.node.borrow().membership.capabilities(),
+            )),
+        )),
+        C::SetLmasterrole(on) => {
+            set_capability(d, CTDB_CAP_LMASTER, on != 0);
+            ok()
+        }
+        C::SetRecmasterrole(on) => {
+            set_capability(d, CTDB_CAP_RECMASTER, on != 0);
+            ok()
+        }
+        C::GetDebug => Some((0, typed(ControlReplyData::GetDebug(d.debug_level.get())))),
+        C::SetDebug(level) => {
+            d.debug_level.set(level);
+            crate::logging::set_level_number(level);
+            ok()
+        }
+        C::GetTunable(name) => {
+            let name = String::from_utf8_lossy(name.bytes().unwrap_or_default());
+            let name = name.trim_end_matches('\0');
+            match d.tunables.borrow().get(name) {
+                Some(v) => Some((0, typed(ControlReplyData::GetTunable(v)))),
+                None => FAIL,
+            }
+        }
+        C::SetTunable(t) => {
+            let name = String::from_utf8_lossy(t.name.bytes().unwrap_or_default());
+            let name = name.trim_end_matches('\0').to_string();
+            match d.tunables.borrow_mut().set(&name, t.value) {
+                Ok(ctdb_config::tunables::SetOutcome::Set) => ok(),
+                Ok(ctdb_config::tunables::SetOutcome::Obsolete) => Some((1, Vec::new())),
+                Err(_) => FAIL,
+            }
+        }
+        C::ListTunables => {
+            let names = ctdb_config::Tunables::names_string();
+            let list = VarList {
+                names: names.split(':').collect(),
+            };
+            Some((0, typed(ControlReplyData::ListTunables(list))))
+        }
+        C::GetAllTunables => {
+            let wire = d.tunables.borrow().to_wire();
+            Some((
+                0,
+                typed(ControlReplyData::GetAllTunables(Box::new(
+                    TunableList::from_array(wire),
+                ))),
+            ))
+        }
+        C::GetReclockFile => match &d.reclock {
+            Some(r) => Some((0, cstring(r))),
+            None => ok(),
+        },
+        C::ModifyFlags(ch) => {
+            if ch.pnn == d.pnn() {
+                // Upstream lets a node change only others' flags this way;
+                // our own come from disable/enable/ban/stop.
+                return ok();
+            }
+            Some(cluster_control(d, Control::ModifyFlags(ch)))
+        }
+        C::Other { opcode, .. } if opcode == Opcode::DisableNode as u32 => {
+            d.node
+                .borrow_mut()
+                .membership
+                .update_own_flags(NODE_FLAGS_PERMANENTLY_DISABLED, 0);
+            tracing::info!("This node has been administratively disabled");
+            ok()
+        }
+        C::Other { opcode, .. } if opcode == Opcode::EnableNode as u32 => {
+            d.node
+                .borrow_mut()
+                .membership
+                .update_own_flags(0, NODE_FLAGS_PERMANENTLY_DISABLED);
+            tracing::info!("This node has been administratively enabled");
+            ok()
+        }
+        C::StopNode => {
+            let effects = d.node.borrow_mut().stop();
+            tracing::error!("Stopping node");
+            apply_effects(d, &effects);
+            ok()
+        }
+        C::ContinueNode => {
+            d.node.borrow_mut().continue_node();
+            tracing::error!("Continue node");
+            d.recovery_wanted.set(true);
+            ok()
+        }
+        C::SetBanState(b) => {
+            if b.pnn != d.pnn() {
+                tracing::error!(
+                    "SET_BAN_STATE for node {} refused on node {}",
+                    b.pnn,
+                    d.pnn()
+                );
+                return FAIL;
+            }
+            if b.time == 0 {
+                tracing::error!("Unbanning this node");
+            } else {
+                tracing::error!("Banning this node for {} seconds", b.time);
+            }
+            let r = cluster_control(d, Control::SetBanState(b));
+            if b.time == 0 {
+                d.recovery_wanted.set(true);
+            }
+            Some(r)
+        }
+        C::GetBanState => Some((
+            0,
+            typed(ControlReplyData::GetBanState(
+                d.node.borrow().ban.get(d.pnn()),
+            )),
+        )),
+        C::Shutdown => {
+            tracing::error!("Received SHUTDOWN command.");
+            d.shutdown.set(true);
+            ok()
+        }
+        C::RecdPing | C::RecdReclockLatency(_) | C::Startup => ok(),
+        C::TcpClient(_) | C::TcpAdd(_) | C::TcpRemove(_) | C::TcpAddDelayedUpdate(_) => ok(),
+        C::RegisterNotify(_) | C::DeregisterNotify(_) => ok(),
+        C::GetPublicIps => Some((
+            0,
+            typed(ControlReplyData::GetPublicIps(PublicIpList::default())),
+        )),
+        C::GetIfaces => Some((0, typed(ControlReplyData::GetIfaces(IfaceList::default())))),
+        C::StartRecovery | C::EndRecovery | C::Freeze => {
+            let ctl = match input {
+                C::StartRecovery => Control::StartRecovery,
+                C::EndRecovery => Control::EndRecovery,
+                _ => Control::Freeze,
+            };
+            Some(cluster_control(d, ctl))
+        }
+        C::Ipreallocated => {
+            crate::monitor::spawn_event(d, crate::event::runner::CtdbEvent::IpReallocated);
+            ok()
+        }
+        _ => {
+            if crate::db::is_db_control(op) {
+                None
+            } else {
+                tracing::error!("Unsupported CTDB control {}", op.name());
+                FAIL
+            }
+        }
+    }
+}
+
+fn set_capability(d: &Daemon, cap: u32, on: bool) {
+    let mut node = d.node.borrow_mut();
+    let caps = node.membership.capabilities();
+    let caps = if on { caps | cap } else { caps & !cap };
+    node.membership.set_capabilities(caps);
+}
+
+/// Runs a control through the sans-I/O node machine and applies its
+/// effects; the reply status and data.
+pub fn cluster_control(d: &Daemon, ctl: Control) -> (i32, Vec<u8>) {
+    let now = d.start_instant.elapsed().as_millis() as u64;
+    let o = d.node.borrow_mut().handle_control(now, &ctl, true);
+    apply_effects(d, &o.effects);
+    match o.handled {
+        Handled::Reply(ControlResult::Ok(r)) => match r {
+            Reply::Recmode(m) => (m as i32, Vec::new()),
+            _ => (0, Vec::new()),
+        },
+        Handled::Reply(ControlResult::Err) => (-1, Vec::new()),
+        // No cluster lock on this node: nothing is ever deferred.
+        Handled::Deferred(_) => (0, Vec::new()),
+        Handled::NotMine => (-1, Vec::new()),
+    }
+}
+
+/// Applies the node machine's effects to the databases and events.
+pub fn apply_effects(d: &Daemon, effects: &[Effect]) {
+    for e in effects {
+        match e {
+            Effect::FreezeAll | Effect::BecomeInactive => freeze_all(d, true),
+            Effect::ThawAll => freeze_all(d, false),
+            Effect::RunEvent(ev) => {
+                let ev = match ev {
+                    crate::cluster::node::ClusterEvent::StartRecovery => {
+                        crate::event::runner::CtdbEvent::StartRecovery
+                    }
+                    crate::cluster::node::ClusterEvent::Recovered => {
+                        crate::event::runner::CtdbEvent::Recovered
+                    }
+                };
+                crate::monitor::spawn_event(d, ev);
+            }
+        }
+    }
+}
+
+/// DB_FREEZE / DB_THAW on every database.
+pub fn freeze_all(d: &Daemon, freeze: bool) {
+    d.frozen.set(freeze);
+    let mut dbs = d.dbs.borrow_mut();
+    let ids: Vec<u32> = dbs
+        .iter()
+        .filter(|db| db.frozen() != freeze)
+        .map(|db| db.id())
+        .collect();
+    let ctx = ControlCtx {
+        srcnode: d.pnn(),
+        recovery_active: true,
+        ..Default::default()
+    };
+    let op = if freeze {
+        Opcode::DbFreeze
+    } else {
+        Opcode::DbThaw
+    };
+    for id in ids {
+        if let Some(o) = dbs.handle_control(&ctx, op as u32, &id.to_bytes()) {
+            if o.status != 0 {
+                tracing::error!("{} of database 0x{id:08x} failed", op.name());
+            }
+        }
+    }
+}
+
+/// The messages the daemon answers itself (upstream: its recovery
+/// daemon's handlers).
+pub fn daemon_message(d: &Daemon, m: &OutMessage) {
+    if m.srvid == srvid::TAKEOVER_RUN {
+        let Ok(req) = SrvidMessage::from_bytes(&m.data) else {
+            tracing::error!(
+                "TAKEOVER_RUN message with bad data ({} bytes)",
+                m.data.len()
+            );
+            return;
+        };
+        if d.leader.get() != d.pnn() {
+            return;
+        }
+        tracing::info!("Received IP reallocation request from node {}", req.pnn);
+        crate::monitor::takeover_run(d, req);
+    }
+}

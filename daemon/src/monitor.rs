@@ -1,0 +1,400 @@
+//! The daemon's life on the control core: start-up run states and their
+//! events, the recovery daemon's once-a-second loop (leader, LEADER
+//! broadcast, recovery, bans), monitoring, statistics history and the
+//! shutdown sequence.
+//!
+//! Upstream's order (4.17 `ctdb_start_daemon`, `ctdb_monitor.c`):
+//! INIT: `init` event (failure is fatal), `init` notification; SETUP:
+//! `setup` event (fatal), `setup` notification, recovery daemon started;
+//! FIRST_RECOVERY until a recovery completes; STARTUP: once no recovery
+//! happened for RerecoveryTimeout + 3 s, the `startup` event (retried every
+//! 5 s), then RUNNING, `startup` notification and monitoring: the first
+//! `monitor` event 2 s later, then at intervals doubling from 5 s (after a
+//! health change) up to MonitorInterval. A failing monitor makes the node
+//! UNHEALTHY (`unhealthy` notification), a passing one clears it
+//! (`healthy`); timeouts count only after MonitorTimeoutCount in a row.
+//!
+//! Only this core runs events (in glommio's blocking pool, so the core
+//! keeps serving clients while a script runs).
+//!
+//! Recovery on a one-node cluster: this node is the only candidate, so it
+//! becomes leader ElectionTimeout seconds after the recovery daemon starts
+//! (as an uncontested election) and recovers alone: recovery mode ACTIVE,
+//! `startrecovery`, databases frozen, a new generation in the vnn map,
+//! NORMAL (databases thawed), `recovered`, then a takeover run
+//! (`ipreallocated`). Recovery mode and vnn map go through the sans-I/O
+//! [`crate::cluster::node::Node`], so the multi-node daemon will keep the
+//! same state machine and swap this local recovery for
+//! [`crate::cluster::recoverd::Recoverd`] driven over the transport.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ctdb_protocol::constants::{
+    CTDB_CAP_RECMASTER, CTDB_RECOVERY_ACTIVE, CTDB_RECOVERY_NORMAL, CTDB_UNKNOWN_PNN,
+    INVALID_GENERATION, NODE_FLAGS_INACTIVE, NODE_FLAGS_UNHEALTHY,
+};
+use ctdb_protocol::types::{srvid, SrvidMessage, VnnMap};
+
+use crate::cluster::Control;
+use crate::controls::{apply_effects, cluster_control, freeze_all};
+use crate::db::OutMessage;
+use crate::event::eventd::{EventBackend, RunRefused};
+use crate::event::notify::{run_notification, Notification};
+use crate::event::runner::CtdbEvent;
+use crate::runtime::StopSignal;
+use crate::state::{now_timeval, Daemon};
+
+/// Run states (GET_RUNSTATE).
+pub const RUNSTATE_INIT: u32 = 1;
+pub const RUNSTATE_SETUP: u32 = 2;
+pub const RUNSTATE_FIRST_RECOVERY: u32 = 3;
+pub const RUNSTATE_STARTUP: u32 = 4;
+pub const RUNSTATE_RUNNING: u32 = 5;
+pub const RUNSTATE_SHUTDOWN: u32 = 6;
+
+fn runstate_name(r: u32) -> &'static str {
+    ctdb_protocol::constants::Runstate::from_u32(r).map_or("UNKNOWN", |r| r.name())
+}
+
+fn set_runstate(d: &Daemon, r: u32) {
+    tracing::info!("Set runstate to {} ({r})", runstate_name(r));
+    d.runstate.set(r);
+}
+
+/// Runs an event in the blocking pool: the RUN reply code, or -1 when it
+/// could not be run at all. Without an event backend every event passes.
+pub async fn run_event(backend: Option<EventBackend>, ev: CtdbEvent, timeout: u32) -> i32 {
+    let Some(b) = backend else {
+        return 0;
+    };
+    let r = glommio::executor()
+        .spawn_blocking(move || b.run(ev, None, timeout))
+        .await;
+    match r {
+        Ok(code) => code,
+        Err(RunRefused::BadArguments) => -1,
+        Err(RunRefused::Transport(e)) => {
+            tracing::error!("Unable to run {} event: {e}", ev.name());
+            -1
+        }
+    }
+}
+
+/// Runs an event in the background, logging a failure.
+pub fn spawn_event(d: &Daemon, ev: CtdbEvent) {
+    let backend = d.events.clone();
+    let timeout = d.tunable("EventScriptTimeout", 30);
+    glommio::spawn_local(async move {
+        let code = run_event(backend, ev, timeout).await;
+        if code != 0 {
+            tracing::error!("{} event failed ({code})", ev.name());
+        }
+    })
+    .detach();
+}
+
+fn notify(d: &Daemon, n: Notification) {
+    let _ = run_notification(&d.notification_script, n);
+}
+
+/// A takeover run asked for by a client (TAKEOVER_RUN message): no public
+/// addresses here, so it is the `ipreallocated` event; the requester gets
+/// its int reply at once.
+pub fn takeover_run(d: &Daemon, req: SrvidMessage) {
+    spawn_event(d, CtdbEvent::IpReallocated);
+    if req.srvid != 0 {
+        d.deliver(&OutMessage {
+            pnn: req.pnn,
+            srvid: req.srvid,
+            data: 0i32.to_le_bytes().to_vec(),
+        });
+    }
+}
+
+/// Fatal start-up failure: the exit code and why.
+#[derive(Debug)]
+pub struct Fatal(pub String);
+
+/// The daemon's life until stop or SHUTDOWN. Returns an error for a fatal
+/// start-up failure (init or setup event failed).
+pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
+    let timeout = || d.tunable("EventScriptTimeout", 30);
+    set_runstate(&d, RUNSTATE_INIT);
+    let code = run_event(d.events.clone(), CtdbEvent::Init, timeout()).await;
+    if code != 0 {
+        return Err(Fatal(format!("Failed to run init event ({code})")));
+    }
+    notify(&d, Notification::Init);
+    set_runstate(&d, RUNSTATE_SETUP);
+    let code = run_event(d.events.clone(), CtdbEvent::Setup, timeout()).await;
+    if code != 0 {
+        return Err(Fatal(format!("Failed to run setup event ({code})")));
+    }
+    notify(&d, Notification::Setup);
+    set_runstate(&d, RUNSTATE_FIRST_RECOVERY);
+
+    let recoverd_start = Instant::now();
+    let mut next_stats = Instant::now();
+    let mut next_startup: Option<Instant> = None;
+    let mut next_monitor: Option<Instant> = None;
+    let next_interval = Rc::new(Cell::new(2u32));
+    let monitor_busy = Rc::new(Cell::new(false));
+    let timeouts = Rc::new(Cell::new(0u32));
+    let startup_busy = Rc::new(Cell::new(false));
+
+    loop {
+        if d.shutdown.get() || stop.is_stopped() {
+            break;
+        }
+        let now = Instant::now();
+
+        // Statistics history.
+        if now >= next_stats {
+            d.stats.borrow_mut().rotate();
+            next_stats =
+                now + Duration::from_secs(u64::from(d.tunable("StatHistoryInterval", 1).max(1)));
+        }
+
+        // Ban expiry and the node machine's timers.
+        let all_frozen = d.frozen.get();
+        let ms = d.start_instant.elapsed().as_millis() as u64;
+        let (_acts, effects) = d.node.borrow_mut().tick(ms, all_frozen);
+        if !effects.is_empty() {
+            apply_effects(&d, &effects);
+        }
+        if !d.node.borrow().ban.is_banned()
+            && d.node.borrow().membership.own_flags() & ctdb_protocol::constants::NODE_FLAGS_BANNED
+                != 0
+        {
+            // A ban just ended: unfreeze through a recovery.
+            d.recovery_wanted.set(true);
+        }
+
+        // Election: the only node wins once the election timeout passed.
+        let can_lead = {
+            let node = d.node.borrow();
+            node.membership.capabilities() & CTDB_CAP_RECMASTER != 0
+                && node.membership.own_flags() & NODE_FLAGS_INACTIVE == 0
+        };
+        let election_over = recoverd_start.elapsed()
+            >= Duration::from_secs(u64::from(d.tunable("ElectionTimeout", 3)));
+        if election_over {
+            if can_lead && d.leader.get() != d.pnn() {
+                tracing::info!("Election period ended, leader={}", d.pnn());
+                d.leader.set(d.pnn());
+            } else if !can_lead && d.leader.get() == d.pnn() {
+                tracing::info!("This node can no longer be leader");
+                d.leader.set(CTDB_UNKNOWN_PNN);
+            }
+        }
+
+        // The leader's broadcast, every second.
+        if d.leader.get() == d.pnn() {
+            d.deliver(&OutMessage {
+                pnn: d.pnn(),
+                srvid: srvid::LEADER,
+                data: d.pnn().to_le_bytes().to_vec(),
+            });
+            let need = {
+                let node = d.node.borrow();
+                node.recmode() == CTDB_RECOVERY_ACTIVE
+                    || node.vnnmap().generation == INVALID_GENERATION
+            } || d.recovery_wanted.get();
+            if need && can_lead {
+                d.recovery_wanted.set(false);
+                recover(&d).await;
+            }
+        }
+
+        // Start-up once the first recovery has settled.
+        if d.runstate.get() == RUNSTATE_STARTUP && !startup_busy.get() {
+            let settled = d.recovered_at.get().is_some_and(|t| {
+                t.elapsed()
+                    >= Duration::from_secs(u64::from(d.tunable("RerecoveryTimeout", 10)) + 3)
+            });
+            let due = next_startup.is_none_or(|t| now >= t);
+            if settled && due && d.node.borrow().recmode() == CTDB_RECOVERY_NORMAL {
+                tracing::info!("Running the \"startup\" event.");
+                startup_busy.set(true);
+                let code = run_event(d.events.clone(), CtdbEvent::Startup, timeout()).await;
+                startup_busy.set(false);
+                if code != 0 {
+                    tracing::error!("startup event failed");
+                    next_startup = Some(Instant::now() + Duration::from_secs(5));
+                } else {
+                    tracing::info!("startup event OK - enabling monitoring");
+                    set_runstate(&d, RUNSTATE_RUNNING);
+                    next_interval.set(2);
+                    notify(&d, Notification::Startup);
+                    next_monitor = Some(Instant::now() + Duration::from_secs(2));
+                }
+            }
+        }
+
+        // Monitoring.
+        if let Some(t) = next_monitor {
+            if Instant::now() >= t && !monitor_busy.get() {
+                let skip = {
+                    let node = d.node.borrow();
+                    node.recmode() != CTDB_RECOVERY_NORMAL
+                        || node.membership.own_flags() & NODE_FLAGS_INACTIVE != 0
+                        || d.runstate.get() != RUNSTATE_RUNNING
+                        || d.frozen.get()
+                };
+                if skip {
+                    next_monitor =
+                        Some(Instant::now() + Duration::from_secs(u64::from(next_interval.get())));
+                } else {
+                    next_monitor = None;
+                    monitor_busy.set(true);
+                    let d2 = d.clone();
+                    let busy = monitor_busy.clone();
+                    let ni = next_interval.clone();
+                    let to = timeouts.clone();
+                    glommio::spawn_local(async move {
+                        let code = run_event(
+                            d2.events.clone(),
+                            CtdbEvent::Monitor,
+                            d2.tunable("EventScriptTimeout", 30),
+                        )
+                        .await;
+                        health_result(&d2, code, &ni, &to);
+                        busy.set(false);
+                    })
+                    .detach();
+                }
+            }
+        }
+        if next_monitor.is_none() && !monitor_busy.get() && d.runstate.get() == RUNSTATE_RUNNING {
+            // The monitor just finished: schedule the next one.
+            let cur = next_interval.get();
+            next_monitor = Some(Instant::now() + Duration::from_secs(u64::from(cur)));
+            let max = d.tunable("MonitorInterval", 15).max(1);
+            next_interval.set((cur * 2).min(max));
+        }
+
+        // Sleep until the next second or a stop.
+        let tick = glommio::timer::sleep(Duration::from_millis(200));
+        futures_lite::future::or(tick, async {
+            stop.stopped().await;
+        })
+        .await;
+    }
+    shutdown(&d).await;
+    Ok(())
+}
+
+fn health_result(d: &Daemon, status: i32, next_interval: &Cell<u32>, timeouts: &Cell<u32>) {
+    if status == libc::ECANCELED {
+        tracing::error!("Monitoring event was cancelled");
+        return;
+    }
+    if status == libc::ETIMEDOUT {
+        timeouts.set(timeouts.get() + 1);
+        let max = d.tunable("MonitorTimeoutCount", 20);
+        if timeouts.get() >= max {
+            tracing::error!("Maximum monitor timeout count {max} reached. Making node unhealthy");
+        } else {
+            return;
+        }
+    } else {
+        timeouts.set(0);
+    }
+    let unhealthy = d.node.borrow().membership.own_flags() & NODE_FLAGS_UNHEALTHY != 0;
+    if status != 0 && !unhealthy {
+        tracing::info!("monitor event failed - disabling node");
+        d.node.borrow_mut().membership.set_own_health(false);
+        next_interval.set(5);
+        notify(d, Notification::Unhealthy);
+        tracing::error!("Node became UNHEALTHY. Ask recovery master to reallocate IPs");
+    } else if status == 0 && unhealthy {
+        tracing::info!("monitor event OK - node re-enabled");
+        d.node.borrow_mut().membership.set_own_health(true);
+        next_interval.set(5);
+        notify(d, Notification::Healthy);
+        tracing::error!("Node became HEALTHY. Ask recovery master to reallocate IPs");
+    }
+}
+
+/// The recovery of a one-node cluster.
+async fn recover(d: &Rc<Daemon>) {
+    tracing::info!("Starting do_recovery");
+    d.last_recovery_started.set(now_timeval());
+    let timeout = d.tunable("EventScriptTimeout", 30);
+    cluster_control(d, Control::SetRecmode(CTDB_RECOVERY_ACTIVE));
+    let code = run_event(d.events.clone(), CtdbEvent::StartRecovery, timeout).await;
+    if code != 0 {
+        tracing::error!("startrecovery event failed ({code})");
+    }
+    freeze_all(d, true);
+    let generation = new_generation(d.generation());
+    let vnnmap = VnnMap {
+        generation,
+        map: vec![d.pnn()],
+    };
+    d.dbs.borrow_mut().set_vnn_map(vnnmap.map.clone());
+    let (st, _) = cluster_control(d, Control::SetVnnmap(vnnmap));
+    if st != 0 {
+        tracing::error!("Unable to set vnnmap");
+    }
+    let (st, _) = cluster_control(d, Control::SetRecmode(CTDB_RECOVERY_NORMAL));
+    if st != 0 {
+        tracing::error!("Unable to set recovery mode to normal");
+    }
+    freeze_all(d, false);
+    let code = run_event(d.events.clone(), CtdbEvent::Recovered, timeout).await;
+    if code != 0 {
+        tracing::error!("recovered event failed ({code})");
+    }
+    d.last_recovery_finished.set(now_timeval());
+    d.recovered_at.set(Some(Instant::now()));
+    d.stats.borrow_mut().count(|s| s.num_recoveries += 1);
+    tracing::info!("Recovery complete (generation {generation})");
+    if d.runstate.get() == RUNSTATE_FIRST_RECOVERY {
+        set_runstate(d, RUNSTATE_STARTUP);
+    }
+    // Clients learn that a recovery happened.
+    d.deliver(&OutMessage {
+        pnn: d.pnn(),
+        srvid: srvid::RECONFIGURE,
+        data: Vec::new(),
+    });
+    spawn_event(d, CtdbEvent::IpReallocated);
+}
+
+/// A random generation different from INVALID and the current one.
+fn new_generation(old: u32) -> u32 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ (u64::from(std::process::id()) << 32);
+    let mut rng = crate::cluster::Rng::new(seed);
+    loop {
+        let g = rng.next_u64() as u32;
+        if g != INVALID_GENERATION && g != old && g != 0 {
+            return g;
+        }
+    }
+}
+
+/// Upstream's shutdown sequence.
+async fn shutdown(d: &Daemon) {
+    if d.runstate.get() == RUNSTATE_SHUTDOWN {
+        return;
+    }
+    tracing::error!("Shutdown sequence commencing.");
+    set_runstate(d, RUNSTATE_SHUTDOWN);
+    let code = run_event(
+        d.events.clone(),
+        CtdbEvent::Shutdown,
+        d.tunable("EventScriptTimeout", 30),
+    )
+    .await;
+    if code != 0 {
+        tracing::error!("shutdown event failed ({code})");
+    }
+    tracing::error!("Shutdown sequence complete, exiting.");
+}

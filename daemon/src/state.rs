@@ -1,0 +1,345 @@
+//! The daemon's state on the control core: who this node is, its cluster
+//! state (the sans-I/O [`crate::cluster::node::Node`]), the databases, the
+//! tunables, the run state, the connected clients and the statistics.
+//!
+//! Why one struct behind an `Rc`: everything here lives on the control
+//! core and is touched by the client tasks and by the lifecycle tasks
+//! ([`crate::monitor`]) of that one executor, never by another thread.
+//! Fields that change are in `Cell`/`RefCell`; borrows are never held
+//! across an `.await`.
+//!
+//! Multi-node readiness: the node table comes from the nodes file and the
+//! PNN from matching local addresses, as upstream; controls for another
+//! node and messages for other nodes are where the transport will plug in
+//! (they are refused / dropped here with a log line).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener};
+use std::rc::Rc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ctdb_config::{Nodes, Tunables};
+use ctdb_io::{FrameConfig, SendQueue, WriteHalf};
+use ctdb_protocol::constants::{CTDB_PORT, NODE_FLAGS_DELETED};
+use ctdb_protocol::types::{NodeAndFlags, NodeMap, SockAddr, Statistics, Timeval};
+use ctdb_protocol::DecodeLimits;
+
+use crate::cluster::node::Node;
+use crate::db::{encode_message, Databases, OutMessage};
+use crate::error::DaemonError;
+use crate::event::eventd::EventBackend;
+use crate::sys;
+
+/// Statistics history entries kept (upstream's MAX_STAT_HISTORY).
+pub const MAX_STAT_HISTORY: usize = 100;
+
+/// The write side of a client connection.
+pub type ClientQueue = SendQueue<WriteHalf<glommio::net::UnixStream>>;
+
+/// A connected client as the rest of the daemon sees it.
+pub struct ClientEntry {
+    pub pid: i32,
+    pub queue: Rc<ClientQueue>,
+    pub srvids: HashSet<u64>,
+}
+
+/// This node's identity, from the nodes file.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub pnn: u32,
+    pub nodes: Nodes,
+}
+
+impl Identity {
+    /// The PNN as upstream picks it: the configured node address (or
+    /// `--listen`) if given, else the first address of the nodes file that
+    /// can be bound here (so is a local address).
+    pub fn resolve(nodes: Nodes, wanted: Option<IpAddr>) -> Result<Identity, DaemonError> {
+        let bad = |why: String| DaemonError::BadOption {
+            option: "nodes file",
+            why,
+        };
+        if let Some(addr) = wanted {
+            let pnn = nodes.pnn_of(addr).ok_or_else(|| {
+                bad(format!(
+                    "node address {addr} is not in {}",
+                    nodes.path.display()
+                ))
+            })?;
+            return Ok(Identity { pnn, nodes });
+        }
+        for e in nodes.entries.iter().filter(|e| !e.deleted) {
+            if TcpListener::bind(SocketAddr::new(e.addr, 0)).is_ok() {
+                return Ok(Identity { pnn: e.pnn, nodes });
+            }
+        }
+        Err(bad(format!(
+            "no address in {} is an address of this host",
+            nodes.path.display()
+        )))
+    }
+
+    pub fn addr(&self, pnn: u32) -> Option<IpAddr> {
+        self.nodes.get(pnn).map(|e| e.addr)
+    }
+
+    /// Node map entries for the nodes file (GET_NODES_FILE, and the
+    /// addresses of GET_NODEMAP).
+    pub fn node_map(&self, flags_of: impl Fn(u32) -> u32) -> NodeMap {
+        NodeMap {
+            nodes: self
+                .nodes
+                .entries
+                .iter()
+                .map(|e| NodeAndFlags {
+                    pnn: e.pnn,
+                    flags: if e.deleted {
+                        NODE_FLAGS_DELETED
+                    } else {
+                        flags_of(e.pnn)
+                    },
+                    addr: sockaddr(e.addr),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn sockaddr(ip: IpAddr) -> SockAddr {
+    match ip {
+        IpAddr::V4(a) => SockAddr::V4(SocketAddrV4::new(a, CTDB_PORT)),
+        IpAddr::V6(a) => SockAddr::V6(SocketAddrV6::new(a, CTDB_PORT, 0, 0)),
+    }
+}
+
+/// The current time as upstream's `struct timeval`.
+pub fn now_timeval() -> Timeval {
+    Timeval::from_duration(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+/// Statistics as upstream keeps them: totals since start (or reset), the
+/// current interval, and the history of intervals.
+pub struct Stats {
+    pub total: Statistics,
+    pub current: Statistics,
+    pub history: VecDeque<Statistics>,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        let now = now_timeval();
+        let mut total = Statistics::default();
+        total.statistics_start_time = now;
+        let mut current = Statistics::default();
+        current.statistics_start_time = now;
+        Stats {
+            total,
+            current,
+            history: std::iter::repeat_n(Statistics::default(), MAX_STAT_HISTORY).collect(),
+        }
+    }
+
+    /// Applies `f` to both the totals and the current interval.
+    pub fn count(&mut self, f: impl Fn(&mut Statistics)) {
+        f(&mut self.total);
+        f(&mut self.current);
+    }
+
+    /// The StatHistoryInterval timer: the current interval goes into the
+    /// history.
+    pub fn rotate(&mut self) {
+        let mut s = std::mem::take(&mut self.current);
+        s.statistics_current_time = now_timeval();
+        self.history.push_front(s);
+        self.history.truncate(MAX_STAT_HISTORY);
+        self.current.statistics_start_time = now_timeval();
+    }
+
+    pub fn reset(&mut self) {
+        self.total = Statistics::default();
+        self.total.statistics_start_time = now_timeval();
+    }
+}
+
+/// Everything the control core knows.
+pub struct Daemon {
+    pub id: Identity,
+    pub pid: i32,
+    pub start_time: Timeval,
+    pub start_instant: Instant,
+    pub node: RefCell<Node>,
+    pub dbs: RefCell<Databases>,
+    pub tunables: RefCell<Tunables>,
+    pub runstate: Cell<u32>,
+    pub debug_level: Cell<u32>,
+    pub stats: RefCell<Stats>,
+    pub clients: RefCell<BTreeMap<u32, ClientEntry>>,
+    next_client: Cell<u32>,
+    pub reclock: Option<String>,
+    /// The leader this node knows, `CTDB_UNKNOWN_PNN` before an election.
+    pub leader: Cell<u32>,
+    pub last_recovery_started: Cell<Timeval>,
+    pub last_recovery_finished: Cell<Timeval>,
+    /// When the last recovery finished (monotonic), for startup's wait.
+    pub recovered_at: Cell<Option<Instant>>,
+    pub events: Option<EventBackend>,
+    pub notification_script: std::path::PathBuf,
+    /// SHUTDOWN asked for (control or signal).
+    pub shutdown: Cell<bool>,
+    /// A recovery was requested (SET_RECMODE ACTIVE from a client, end of
+    /// a ban, continue).
+    pub recovery_wanted: Cell<bool>,
+    /// The databases are frozen (upstream's node-wide freeze mode).
+    pub frozen: Cell<bool>,
+    pub frame: FrameConfig,
+    pub limits: DecodeLimits,
+}
+
+impl Daemon {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: Identity,
+        node: Node,
+        dbs: Databases,
+        tunables: Tunables,
+        debug_level: u32,
+        reclock: Option<String>,
+        events: Option<EventBackend>,
+        notification_script: std::path::PathBuf,
+    ) -> Daemon {
+        Daemon {
+            id,
+            pid: sys::getpid(),
+            start_time: now_timeval(),
+            start_instant: Instant::now(),
+            node: RefCell::new(node),
+            dbs: RefCell::new(dbs),
+            tunables: RefCell::new(tunables),
+            runstate: Cell::new(1),
+            debug_level: Cell::new(debug_level),
+            stats: RefCell::new(Stats::new()),
+            clients: RefCell::new(BTreeMap::new()),
+            next_client: Cell::new(1),
+            reclock,
+            leader: Cell::new(ctdb_protocol::constants::CTDB_UNKNOWN_PNN),
+            last_recovery_started: Cell::new(Timeval::default()),
+            last_recovery_finished: Cell::new(Timeval::default()),
+            recovered_at: Cell::new(None),
+            events,
+            notification_script,
+            shutdown: Cell::new(false),
+            recovery_wanted: Cell::new(false),
+            frozen: Cell::new(false),
+            frame: FrameConfig::default(),
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    pub fn pnn(&self) -> u32 {
+        self.id.pnn
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.node.borrow().vnnmap().generation
+    }
+
+    pub fn tunable(&self, name: &str, dflt: u32) -> u32 {
+        self.tunables.borrow().get(name).unwrap_or(dflt)
+    }
+
+    pub fn num_clients(&self) -> u32 {
+        self.clients.borrow().len() as u32
+    }
+
+    /// Registers a new client connection; its id.
+    pub fn add_client(&self, pid: i32, queue: Rc<ClientQueue>) -> u32 {
+        let id = self.next_client.get();
+        self.next_client.set(id.wrapping_add(1).max(1));
+        self.clients.borrow_mut().insert(
+            id,
+            ClientEntry {
+                pid,
+                queue,
+                srvids: HashSet::new(),
+            },
+        );
+        id
+    }
+
+    pub fn remove_client(&self, id: u32) {
+        self.clients.borrow_mut().remove(&id);
+    }
+
+    pub fn client_has_srvid(&self, id: u32, srvid: u64) -> bool {
+        self.clients
+            .borrow()
+            .get(&id)
+            .is_some_and(|c| c.srvids.contains(&srvid))
+    }
+
+    /// Delivers a message to every local client that registered its srvid
+    /// (upstream's `ctdb_daemon_send_message` to this node), and to the
+    /// daemon's own handlers. Messages for other nodes have nowhere to go
+    /// until the transport exists.
+    pub fn deliver(&self, m: &OutMessage) {
+        if m.pnn != self.pnn() && !is_broadcast(m.pnn) {
+            tracing::warn!(
+                "message for srvid 0x{:x} to node {} dropped: no link to other nodes",
+                m.srvid,
+                m.pnn
+            );
+            return;
+        }
+        crate::controls::daemon_message(self, m);
+        let mut pkt = Vec::new();
+        encode_message(self.pnn(), self.generation(), m, &mut pkt);
+        let mut sent = 0u32;
+        for (id, c) in self.clients.borrow().iter() {
+            if c.srvids.contains(&m.srvid) {
+                if let Err(e) = c.queue.try_send(pkt.clone()) {
+                    tracing::warn!(
+                        "message for srvid 0x{:x} to client {id} (pid {}) dropped: {e}",
+                        m.srvid,
+                        c.pid
+                    );
+                } else {
+                    sent += 1;
+                }
+            }
+        }
+        if sent > 0 {
+            self.stats
+                .borrow_mut()
+                .count(|s| s.client_packets_sent += sent);
+        }
+    }
+
+    /// Whether a client of process `pid` registered `srvid`
+    /// (CHECK_PID_SRVID).
+    pub fn pid_has_srvid(&self, pid: i32, srvid: u64) -> bool {
+        self.clients
+            .borrow()
+            .values()
+            .any(|c| c.pid == pid && c.srvids.contains(&srvid))
+    }
+
+    /// Seconds since start.
+    pub fn uptime_secs(&self) -> u64 {
+        self.start_instant.elapsed().as_secs()
+    }
+}
+
+pub fn is_broadcast(pnn: u32) -> bool {
+    use ctdb_protocol::constants::{
+        CTDB_BROADCAST_ACTIVE, CTDB_BROADCAST_ALL, CTDB_BROADCAST_CONNECTED, CTDB_MULTICAST,
+    };
+    matches!(
+        pnn,
+        CTDB_BROADCAST_ALL | CTDB_BROADCAST_ACTIVE | CTDB_BROADCAST_CONNECTED | CTDB_MULTICAST
+    )
+}
