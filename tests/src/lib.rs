@@ -19,6 +19,7 @@ pub mod addr;
 pub mod cluster;
 pub mod error;
 pub mod procs;
+pub mod samba;
 pub mod sys;
 
 pub use addr::AddrLease;

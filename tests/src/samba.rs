@@ -1,0 +1,885 @@
+//! Clustered Samba on top of a local CTDB [`Cluster`]: one `smbd` per node,
+//! bound to that node's loopback address, talking to that node's ctdbd, all
+//! serving one share directory that stands in for the cluster file system.
+//!
+//! This is why CTDB exists — several Samba servers acting as one — so these
+//! helpers let tests prove a ctdbd end to end with real clients (smbclient,
+//! smbtorture, Samba's python bindings): share modes, oplocks, byte-range
+//! locks and sessions must be visible across nodes, which only works if
+//! ctdbd moves the records of `locking.tdb`, `brlock.tdb`,
+//! `smbXsrv_*_global.tdb` between nodes and runs persistent transactions
+//! (`passdb.tdb`, written by `smbpasswd -a`).
+//!
+//! Layout (next to the cluster directory, `<dir>`):
+//!
+//! ```text
+//! <dir>/share/                 the shared directory ([share] on every node)
+//! <dir>/smb.<i>/smb.conf       node i's configuration
+//! <dir>/smb.<i>/{lock,state,cache,private,pid,ncalrpc}/
+//! <dir>/smb.<i>/log.smbd       smbd's log file, log.stdout its stdout/stderr
+//! <dir>/holder.py              the open-holding client (see [`Holder`])
+//! ```
+//!
+//! Byte-range and share-mode state is deliberately kept out of the local
+//! kernel (`posix locking = no`, `kernel share modes = no`, `kernel oplocks =
+//! no`): all nodes share one host file system here, so kernel locks would
+//! make cross-node tests pass without ctdb; this way only ctdb can.
+//!
+//! Every process started (smbd, its forked children, samba-dcerpcd, clients)
+//! carries `CTDB_SAMBA_TEST=<dir>` in its environment; stopping scans /proc
+//! for it and ends every such process by pid.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{CliOutput, Cluster};
+use crate::error::{io_err, HarnessError, Result};
+use crate::procs;
+use crate::sys;
+
+/// Debian's smbd.
+pub const SMBD: &str = "/usr/sbin/smbd";
+/// Debian's smbclient.
+pub const SMBCLIENT: &str = "/usr/bin/smbclient";
+/// Debian's smbstatus.
+pub const SMBSTATUS: &str = "/usr/bin/smbstatus";
+/// Debian's smbpasswd.
+pub const SMBPASSWD: &str = "/usr/bin/smbpasswd";
+/// Debian's net.
+pub const NET: &str = "/usr/bin/net";
+/// smbtorture (package samba-testsuite).
+pub const SMBTORTURE: &str = "/usr/bin/smbtorture";
+/// The system python, which has Samba's bindings (python3-samba).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// The SMB user the tests log in as (root exists everywhere; smbd runs as
+/// root and a tdbsam entry is added for it).
+pub const USER: &str = "root";
+/// Its SMB password.
+pub const PASSWORD: &str = "ctdb-Test-1";
+/// Name of the share on every node.
+pub const SHARE: &str = "share";
+/// All nodes share one machine SID, as a real cluster would (the tdbsam
+/// entries live in one clustered passdb.tdb).
+const LOCAL_SID: &str = "S-1-5-21-1100-2200-3300";
+
+/// Environment variable marking every process of one Samba cluster.
+const TAG_VAR: &str = "CTDB_SAMBA_TEST";
+
+/// True if every program these helpers need is installed.
+pub fn tools_available() -> bool {
+    [SMBD, SMBCLIENT, SMBSTATUS, SMBPASSWD, NET, PYTHON]
+        .iter()
+        .all(|p| Path::new(p).exists())
+}
+
+/// True if smbtorture is installed.
+pub fn smbtorture_available() -> bool {
+    Path::new(SMBTORTURE).exists()
+}
+
+#[derive(Debug)]
+struct SmbNode {
+    addr: Ipv4Addr,
+    dir: PathBuf,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+/// One smbd per node of a CTDB cluster. Dropping it stops every process it
+/// started, by pid.
+#[derive(Debug)]
+pub struct SambaCluster {
+    dir: PathBuf,
+    share: PathBuf,
+    nodes: Vec<SmbNode>,
+    ctdbd: PathBuf,
+}
+
+/// Run `cmd` with stdout/stderr captured, killing it after `limit`. A
+/// timeout is reported in `stderr` (and the status is that of the kill).
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<CliOutput> {
+    let program = PathBuf::from(cmd.get_program());
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| HarnessError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let t_out = thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_end(&mut v);
+        }
+        v
+    });
+    let t_err = thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_end(&mut v);
+        }
+        v
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) => {}
+            Err(source) => return Err(HarnessError::Spawn { program, source }),
+        }
+        if start.elapsed() >= limit {
+            timed_out = true;
+            let _ = child.kill();
+            break child
+                .wait()
+                .map_err(|source| HarnessError::Spawn { program, source })?;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+    let mut stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    if timed_out {
+        stderr.push_str(&format!(
+            "\n[ctdb-tests: {} killed after {} ms]\n",
+            cmd.get_program().to_string_lossy(),
+            limit.as_millis()
+        ));
+    }
+    Ok(CliOutput {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    fs::write(path, text).map_err(io_err("write", path))
+}
+
+impl SambaCluster {
+    /// Write one smbd configuration per node of `cluster` (which need not
+    /// be running yet). Starts nothing.
+    pub fn create(cluster: &Cluster) -> Result<SambaCluster> {
+        let dir = cluster.dir().to_path_buf();
+        let share = dir.join("share");
+        fs::create_dir_all(&share).map_err(io_err("create directory", &share))?;
+        let holder = dir.join("holder.py");
+        write(&holder, HOLDER_PY)?;
+        let mut nodes = Vec::new();
+        for i in 0..cluster.len() {
+            let ndir = dir.join(format!("smb.{i}"));
+            for sub in ["lock", "state", "cache", "private", "pid", "ncalrpc"] {
+                let p = ndir.join(sub);
+                fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+            }
+            let addr = cluster.addr(i)?;
+            let conf = ndir.join("smb.conf");
+            let d = |s: &str| ndir.join(s).display().to_string();
+            let text = format!(
+                "[global]\n\
+                 \tclustering = yes\n\
+                 \tctdbd socket = {sock}\n\
+                 \tnetbios name = CTDBTEST\n\
+                 \tworkgroup = CTDBTESTS\n\
+                 \tserver role = standalone server\n\
+                 \tsecurity = user\n\
+                 \tpassdb backend = tdbsam\n\
+                 \tmap to guest = never\n\
+                 \tinterfaces = {addr}/8\n\
+                 \tbind interfaces only = yes\n\
+                 \tsmb ports = 445\n\
+                 \tdisable netbios = yes\n\
+                 \tlock directory = {lock}\n\
+                 \tstate directory = {state}\n\
+                 \tcache directory = {cache}\n\
+                 \tprivate dir = {private}\n\
+                 \tpid directory = {pid}\n\
+                 \tncalrpc dir = {ncalrpc}\n\
+                 \tlog file = {log}\n\
+                 \tmax log size = 0\n\
+                 \tlog level = 1\n\
+                 \tkernel oplocks = no\n\
+                 \tkernel share modes = no\n\
+                 \tposix locking = no\n\
+                 \tload printers = no\n\
+                 \tprinting = bsd\n\
+                 \tprintcap name = /dev/null\n\
+                 \tdisable spoolss = yes\n\
+                 \tregistry shares = no\n\
+                 \tusershare path =\n\
+                 \tdns proxy = no\n\
+                 [{SHARE}]\n\
+                 \tpath = {share}\n\
+                 \tread only = no\n\
+                 \tguest ok = no\n",
+                sock = cluster.socket(i)?.display(),
+                lock = d("lock"),
+                state = d("state"),
+                cache = d("cache"),
+                private = d("private"),
+                pid = d("pid"),
+                ncalrpc = d("ncalrpc"),
+                log = d("log.smbd"),
+                share = share.display(),
+            );
+            write(&conf, &text)?;
+            nodes.push(SmbNode {
+                addr,
+                dir: ndir,
+                conf,
+                child: None,
+            });
+        }
+        Ok(SambaCluster {
+            dir,
+            share,
+            nodes,
+            ctdbd: cluster.spec().ctdbd.clone(),
+        })
+    }
+
+    /// The ctdbd binary of the underlying cluster (for test reports).
+    pub fn ctdbd(&self) -> &Path {
+        &self.ctdbd
+    }
+
+    /// Number of smbd nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Never true; for clippy.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The shared directory behind `[share]`.
+    pub fn share_dir(&self) -> &Path {
+        &self.share
+    }
+
+    fn node(&self, i: usize) -> Result<&SmbNode> {
+        self.nodes.get(i).ok_or(HarnessError::NoSuchNode {
+            node: i,
+            nodes: self.nodes.len(),
+        })
+    }
+
+    /// smb.conf of node `i`.
+    pub fn conf(&self, i: usize) -> Result<PathBuf> {
+        Ok(self.node(i)?.conf.clone())
+    }
+
+    /// Address smbd of node `i` listens on.
+    pub fn addr(&self, i: usize) -> Result<Ipv4Addr> {
+        Ok(self.node(i)?.addr)
+    }
+
+    /// `//addr/share` of node `i`.
+    pub fn unc(&self, i: usize) -> Result<String> {
+        Ok(format!("//{}/{SHARE}", self.addr(i)?))
+    }
+
+    /// The pid of node `i`'s main smbd, if running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes.get(i)?.child.as_ref().map(Child::id)
+    }
+
+    fn tag(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    /// A command for a Samba tool, marked as belonging to this cluster.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env(TAG_VAR, self.tag()).current_dir(&self.dir);
+        cmd
+    }
+
+    /// One-time setup with node `i`'s configuration (its ctdbd must be
+    /// running): set the shared machine SID on every node and add the test
+    /// user to the clustered passdb (a persistent-database transaction).
+    pub fn setup(&self, i: usize) -> Result<()> {
+        for k in 0..self.nodes.len() {
+            let out = self.tool(k, NET, &["setlocalsid", LOCAL_SID], Duration::from_secs(30))?;
+            if out.code() != 0 {
+                return Err(HarnessError::BadSpec(format!(
+                    "net setlocalsid on node {k} failed ({}): {}{}",
+                    out.code(),
+                    out.stdout,
+                    out.stderr
+                )));
+            }
+        }
+        let out = self.smbpasswd_add(i, USER, PASSWORD)?;
+        if out.code() != 0 {
+            return Err(HarnessError::BadSpec(format!(
+                "smbpasswd -a {USER} on node {i} failed ({}): {}{}",
+                out.code(),
+                out.stdout,
+                out.stderr
+            )));
+        }
+        Ok(())
+    }
+
+    /// `smbpasswd -a -s user` with node `i`'s configuration.
+    pub fn smbpasswd_add(&self, i: usize, user: &str, pass: &str) -> Result<CliOutput> {
+        let conf = self.conf(i)?;
+        let program = PathBuf::from(SMBPASSWD);
+        let mut child = self
+            .command(SMBPASSWD)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-a", "-s", user])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| HarnessError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = write!(stdin, "{pass}\n{pass}\n");
+        }
+        let pid = child.id();
+        let waiter = thread::spawn(move || child.wait_with_output());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !waiter.is_finished() {
+            if Instant::now() >= deadline {
+                sys::send_signal(pid, sys::SIGKILL);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let out = waiter
+            .join()
+            .map_err(|_| HarnessError::BadSpec("smbpasswd waiter panicked".into()))?
+            .map_err(|source| HarnessError::Spawn { program, source })?;
+        Ok(CliOutput {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Run a Samba tool that takes `-s <conf>` with node `i`'s config.
+    pub fn tool(
+        &self,
+        i: usize,
+        program: &str,
+        args: &[&str],
+        limit: Duration,
+    ) -> Result<CliOutput> {
+        let conf = self.conf(i)?;
+        let mut cmd = self.command(program);
+        cmd.arg("-s").arg(&conf).args(args);
+        run_bounded(&mut cmd, limit)
+    }
+
+    /// `smbclient //addr_i/share -U user%pass -c <commands>` (30 s bound).
+    pub fn smbclient(&self, i: usize, commands: &str) -> Result<CliOutput> {
+        let unc = self.unc(i)?;
+        let creds = format!("{USER}%{PASSWORD}");
+        self.tool(
+            i,
+            SMBCLIENT,
+            &[&unc, "-U", &creds, "-m", "SMB3", "-c", commands],
+            Duration::from_secs(30),
+        )
+    }
+
+    /// `smbstatus <args>` on node `i` (30 s bound).
+    pub fn smbstatus(&self, i: usize, args: &[&str]) -> Result<CliOutput> {
+        self.tool(i, SMBSTATUS, args, Duration::from_secs(30))
+    }
+
+    /// Run smbtorture `tests`, its connections spread round-robin over
+    /// `nodes` (first connection to `nodes[0]`, second to `nodes[1]`...),
+    /// with extra `--option`s, killed after `limit`.
+    pub fn smbtorture(
+        &self,
+        nodes: &[usize],
+        tests: &[&str],
+        options: &[&str],
+        limit: Duration,
+    ) -> Result<CliOutput> {
+        let first = *nodes
+            .first()
+            .ok_or_else(|| HarnessError::BadSpec("smbtorture needs a node".into()))?;
+        let unclist = self.dir.join(format!(
+            "unclist-{}",
+            nodes
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join("-")
+        ));
+        let mut text = String::new();
+        for &n in nodes {
+            text.push_str(&self.unc(n)?);
+            text.push('\n');
+        }
+        write(&unclist, &text)?;
+        let creds = format!("{USER}%{PASSWORD}");
+        let unc = self.unc(first)?;
+        let mut cmd = self.command(SMBTORTURE);
+        cmd.arg(&unc)
+            .arg("-U")
+            .arg(&creds)
+            .arg(format!("--unclist={}", unclist.display()))
+            .arg("--option=torture:progress=no");
+        for o in options {
+            cmd.arg(format!("--option={o}"));
+        }
+        cmd.args(tests);
+        run_bounded(&mut cmd, limit)
+    }
+
+    /// Start every node's smbd.
+    pub fn start_all(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            self.start_node(i)?;
+        }
+        Ok(())
+    }
+
+    /// Start node `i`'s smbd in the foreground, as our child.
+    pub fn start_node(&mut self, i: usize) -> Result<()> {
+        let tag = self.tag();
+        let node = self
+            .nodes
+            .get_mut(i)
+            .ok_or(HarnessError::NoSuchNode { node: i, nodes: 0 })?;
+        if let Some(child) = node.child.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                return Ok(());
+            }
+        }
+        let log_path = node.dir.join("log.stdout");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err("open log", &log_path))?;
+        let log2 = log
+            .try_clone()
+            .map_err(io_err("duplicate log", &log_path))?;
+        // Without --no-process-group smbd starts its own session: at exit
+        // the main smbd sends SIGTERM to its whole process group, which
+        // must not be the test's.
+        let child = Command::new(SMBD)
+            .args(["--foreground", "-s"])
+            .arg(&node.conf)
+            .env(TAG_VAR, &tag)
+            .current_dir(&node.dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|source| HarnessError::Spawn {
+                program: PathBuf::from(SMBD),
+                source,
+            })?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// The last `lines` lines of node `i`'s smbd log (and its stdout).
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let Ok(node) = self.node(i) else {
+            return String::new();
+        };
+        let mut all = String::new();
+        for name in ["log.stdout", "log.smbd"] {
+            let text = fs::read_to_string(node.dir.join(name)).unwrap_or_default();
+            let v: Vec<&str> = text.lines().collect();
+            all.push_str(&format!("--- {name}\n"));
+            all.push_str(&v[v.len().saturating_sub(lines)..].join("\n"));
+            all.push('\n');
+        }
+        all
+    }
+
+    /// Wait (at most `limit`) until node `i`'s smbd accepts a login and
+    /// lists the share. Fails early if smbd exits.
+    pub fn wait_ready(&mut self, i: usize, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        let addr = SocketAddr::from((self.addr(i)?, 445));
+        let mut last;
+        loop {
+            let exited = match self.nodes[i].child.as_mut() {
+                Some(c) => c.try_wait().ok().flatten(),
+                None => None,
+            };
+            if let Some(status) = exited {
+                self.nodes[i].child = None;
+                return Err(HarnessError::NotHealthy {
+                    waited_ms: start.elapsed().as_millis(),
+                    last: format!(
+                        "smbd of node {i} exited ({status}):\n{}",
+                        self.log_tail(i, 30)
+                    ),
+                });
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                let out = self.smbclient(i, "ls")?;
+                if out.code() == 0 {
+                    return Ok(());
+                }
+                last = format!("smbclient ls: {}{}", out.stdout, out.stderr);
+            } else {
+                last = format!("{addr} not accepting connections");
+            }
+            if start.elapsed() >= limit {
+                return Err(HarnessError::NotHealthy {
+                    waited_ms: start.elapsed().as_millis(),
+                    last: format!("smbd of node {i}: {last}\n{}", self.log_tail(i, 30)),
+                });
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Wait until every node's smbd is ready.
+    pub fn wait_all_ready(&mut self, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        for i in 0..self.nodes.len() {
+            let left = limit.saturating_sub(start.elapsed());
+            self.wait_ready(i, left)?;
+        }
+        Ok(())
+    }
+
+    /// Every live process of this Samba cluster (smbd and its children,
+    /// clients started through these helpers).
+    pub fn processes(&self) -> Vec<u32> {
+        processes_tagged(&self.tag())
+    }
+
+    /// Processes of node `i`'s smbd: the main one and everything it forked.
+    pub fn node_processes(&self, i: usize) -> Vec<u32> {
+        let Some(main) = self.pid(i) else {
+            return Vec::new();
+        };
+        let mut found = vec![main];
+        // smbd children keep the tag and have the main smbd as ancestor.
+        for pid in processes_tagged(&self.tag()) {
+            if pid != main && has_ancestor(pid, main) {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
+    /// Kill node `i`'s smbd and all its children with SIGKILL (a crash),
+    /// reaping the main process.
+    pub fn kill_node(&mut self, i: usize) -> Result<()> {
+        let pids = self.node_processes(i);
+        for &p in &pids {
+            sys::send_signal(p, sys::SIGKILL);
+        }
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.wait();
+        }
+        match procs::wait_gone(&pids, Duration::from_secs(5)).first() {
+            Some(&pid) => Err(HarnessError::Unkillable { pid }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stop node `i`'s smbd (SIGTERM, then SIGKILL) and its children.
+    pub fn stop_node(&mut self, i: usize) -> Result<()> {
+        let pids = self.node_processes(i);
+        let left = procs::terminate(&pids, Duration::from_secs(5));
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.wait();
+        }
+        match left.first() {
+            Some(&pid) => Err(HarnessError::Unkillable { pid }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stop every smbd and every other process carrying this cluster's tag.
+    pub fn stop_all(&mut self) -> Result<()> {
+        let mains: Vec<u32> = (0..self.nodes.len()).filter_map(|i| self.pid(i)).collect();
+        let mut left = procs::terminate(&mains, Duration::from_secs(5));
+        for node in &mut self.nodes {
+            if let Some(mut c) = node.child.take() {
+                let _ = c.wait();
+            }
+        }
+        left.extend(procs::terminate(&self.processes(), Duration::from_secs(5)));
+        match left.first() {
+            Some(&pid) => Err(HarnessError::Unkillable { pid }),
+            None => Ok(()),
+        }
+    }
+
+    /// Start a [`Holder`] client connected to node `i`.
+    pub fn holder(&self, i: usize) -> Result<Holder> {
+        Holder::start(self, i)
+    }
+}
+
+impl Drop for SambaCluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_all() {
+            eprintln!("ctdb-tests: stopping smbd of {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Live processes whose environment has `TAG_VAR=tag`.
+fn processes_tagged(tag: &str) -> Vec<u32> {
+    let want = format!("{TAG_VAR}={tag}");
+    let me = std::process::id();
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|&c| c == 0).any(|v| v == want.as_bytes()) && procs::is_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+/// Parent pid of `pid` from /proc/<pid>/stat.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn has_ancestor(mut pid: u32, ancestor: u32) -> bool {
+    for _ in 0..64 {
+        match parent(pid) {
+            Some(p) if p == ancestor => return true,
+            Some(p) if p > 1 => pid = p,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Access mask bits used by tests.
+pub mod access {
+    /// FILE_READ_DATA.
+    pub const READ_DATA: u32 = 0x1;
+    /// FILE_WRITE_DATA.
+    pub const WRITE_DATA: u32 = 0x2;
+    /// DELETE.
+    pub const DELETE: u32 = 0x0001_0000;
+    /// GENERIC_ALL.
+    pub const GENERIC_ALL: u32 = 0x1000_0000;
+}
+
+/// Share access bits.
+pub mod share {
+    /// No sharing: deny everyone else.
+    pub const NONE: u32 = 0;
+    /// FILE_SHARE_READ.
+    pub const READ: u32 = 1;
+    /// FILE_SHARE_WRITE.
+    pub const WRITE: u32 = 2;
+    /// FILE_SHARE_DELETE.
+    pub const DELETE: u32 = 4;
+}
+
+/// NTSTATUS value of a sharing violation.
+pub const NT_STATUS_SHARING_VIOLATION: u32 = 0xC000_0043;
+
+/// A long-lived SMB client (Samba's python bindings) that keeps opens for
+/// as long as a test needs, driven line by line over a pipe:
+/// `open NAME ACCESS SHARE DISPOSITION` answers `ok FNUM` or `err 0xSTATUS`,
+/// `close FNUM` answers `ok 0` or `err ...`.
+#[derive(Debug)]
+pub struct Holder {
+    child: Child,
+    stdin: ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    _reader: thread::JoinHandle<()>,
+}
+
+/// Result of a [`Holder`] request: Ok(value) or Err(ntstatus).
+pub type SmbResult = std::result::Result<u32, u32>;
+
+impl Holder {
+    fn start(samba: &SambaCluster, i: usize) -> Result<Holder> {
+        let conf = samba.conf(i)?;
+        let script = samba.dir.join("holder.py");
+        let mut child = samba
+            .command(PYTHON)
+            .arg(&script)
+            .arg(samba.addr(i)?.to_string())
+            .arg(SHARE)
+            .arg(&conf)
+            .arg(USER)
+            .arg(PASSWORD)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|source| HarnessError::Spawn {
+                program: PathBuf::from(PYTHON),
+                source,
+            })?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| HarnessError::BadSpec("holder client has no stdin pipe".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| HarnessError::BadSpec("holder client has no stdout pipe".into()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut h = Holder {
+            child,
+            stdin,
+            lines: rx,
+            _reader: reader,
+        };
+        let hello = h.recv(Duration::from_secs(30))?;
+        if hello != "ready" {
+            return Err(HarnessError::BadSpec(format!(
+                "holder client on node {i} did not connect: {hello}"
+            )));
+        }
+        Ok(h)
+    }
+
+    /// Pid of the client process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn recv(&mut self, limit: Duration) -> Result<String> {
+        self.lines.recv_timeout(limit).map_err(|_| {
+            HarnessError::BadSpec(format!(
+                "holder client (pid {}) gave no answer within {} ms",
+                self.child.id(),
+                limit.as_millis()
+            ))
+        })
+    }
+
+    fn request(&mut self, line: &str) -> Result<SmbResult> {
+        writeln!(self.stdin, "{line}")
+            .and_then(|_| self.stdin.flush())
+            .map_err(io_err("write to holder client", "stdin"))?;
+        let answer = self.recv(Duration::from_secs(45))?;
+        let mut w = answer.split_whitespace();
+        let kind = w.next().unwrap_or("");
+        let val = w.next().unwrap_or("");
+        let num = if let Some(hex) = val.strip_prefix("0x") {
+            u32::from_str_radix(hex, 16).ok()
+        } else {
+            val.parse().ok()
+        };
+        match (kind, num) {
+            ("ok", Some(n)) => Ok(Ok(n)),
+            ("err", Some(n)) => Ok(Err(n)),
+            _ => Err(HarnessError::BadSpec(format!(
+                "holder client answered {answer:?} to {line:?}"
+            ))),
+        }
+    }
+
+    /// Open (create if missing) `name` with `access` and `share` bits.
+    pub fn open(&mut self, name: &str, access: u32, share: u32) -> Result<SmbResult> {
+        // FILE_OPEN_IF = 3
+        self.request(&format!("open {name} {access} {share} 3"))
+    }
+
+    /// Close a handle.
+    pub fn close(&mut self, fnum: u32) -> Result<SmbResult> {
+        self.request(&format!("close {fnum}"))
+    }
+
+    /// Kill the client (its TCP connection dies with it) and reap it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The open-holding client (byte-range locks are not exposed by the python
+/// bindings of 4.17; smbtorture covers those).
+const HOLDER_PY: &str = r#"import sys
+from samba.samba3 import libsmb_samba_internal as libsmb
+from samba.samba3 import param as s3param
+from samba import credentials, NTSTATUSError
+
+host, share, conf, user, password = sys.argv[1:6]
+lp = s3param.get_context()
+lp.load(conf)
+creds = credentials.Credentials()
+creds.guess(lp)
+creds.set_username(user)
+creds.set_password(password)
+try:
+    conn = libsmb.Conn(host, share, lp, creds)
+except NTSTATUSError as e:
+    print("connect-failed 0x%08x" % (e.args[0] & 0xffffffff), flush=True)
+    sys.exit(1)
+print("ready", flush=True)
+for line in sys.stdin:
+    w = line.split()
+    if not w:
+        continue
+    try:
+        if w[0] == "open":
+            fnum = conn.create(w[1], DesiredAccess=int(w[2]), ShareAccess=int(w[3]),
+                               CreateDisposition=int(w[4]))
+            print("ok %d" % fnum, flush=True)
+        elif w[0] == "close":
+            conn.close(int(w[1]))
+            print("ok 0", flush=True)
+        else:
+            print("err 0", flush=True)
+    except NTSTATUSError as e:
+        print("err 0x%08x" % (e.args[0] & 0xffffffff), flush=True)
+"#;
