@@ -98,6 +98,8 @@ pub fn jenkins_hash(key: &[u8]) -> u32 {
     if key.is_empty() {
         return c;
     }
+    // Every block but the last (which may be full) is mixed; the last
+    // 1..=12 bytes go to the final mix.
     let mut rest = key;
     while rest.len() > 12 {
         a = a.wrapping_add(le32(rest, 0));
@@ -106,12 +108,21 @@ pub fn jenkins_hash(key: &[u8]) -> u32 {
         mix(&mut a, &mut b, &mut c);
         rest = &rest[12..];
     }
-    // 1..=12 bytes remain: zero-pad them into one block.
-    let mut tail = [0u8; 12];
-    tail[..rest.len()].copy_from_slice(rest);
-    a = a.wrapping_add(le32(&tail, 0));
-    b = b.wrapping_add(le32(&tail, 4));
-    c = c.wrapping_add(le32(&tail, 8));
+    let n = rest.len();
+    let tail: u128 = if key.len() >= 12 {
+        // The last 12 bytes of the key end with the final block: load them
+        // at once and shift the bytes of the previous block out.
+        let mut last = [0u8; 16];
+        last[..12].copy_from_slice(&key[key.len() - 12..]);
+        u128::from_le_bytes(last) >> (8 * (12 - n))
+    } else {
+        let mut t = [0u8; 16];
+        t[..n].copy_from_slice(rest);
+        u128::from_le_bytes(t)
+    };
+    a = a.wrapping_add(tail as u32);
+    b = b.wrapping_add((tail >> 32) as u32);
+    c = c.wrapping_add((tail >> 64) as u32);
     final_mix(&mut a, &mut b, &mut c);
     c
 }
