@@ -883,3 +883,108 @@ for line in sys.stdin:
     except NTSTATUSError as e:
         print("err 0x%08x" % (e.args[0] & 0xffffffff), flush=True)
 "#;
+
+/// One smbtorture benchmark result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchResult {
+    /// The smbtorture test (`smb2.bench.oplock1`, ...).
+    pub test: String,
+    /// Nodes the connections were spread over.
+    pub nodes: Vec<usize>,
+    /// Opens per second (for oplock1: opens, each breaking an oplock).
+    pub opens_per_sec: f64,
+    /// Closes per second (`None` for oplock1, which reports one rate).
+    pub closes_per_sec: Option<f64>,
+}
+
+/// The number after `key` in `text` (up to the next non-number character).
+fn number_after(text: &str, key: &str) -> Option<f64> {
+    let at = text.rfind(key)? + key.len();
+    let num: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    num.parse().ok()
+}
+
+/// Parse the summary smbtorture prints at the end of `smb2.bench.*`:
+/// `open[num/s=N,...] close[num/s=M,...]` or `R ops/second`.
+pub fn parse_bench(test: &str, nodes: &[usize], output: &str) -> Option<BenchResult> {
+    if let (Some(o), Some(c)) = (
+        number_after(output, "open[num/s="),
+        number_after(output, "close[num/s="),
+    ) {
+        return Some(BenchResult {
+            test: test.to_string(),
+            nodes: nodes.to_vec(),
+            opens_per_sec: o,
+            closes_per_sec: Some(c),
+        });
+    }
+    // "12345.67 ops/second": the number before the last occurrence.
+    let end = output.rfind(" ops/second")?;
+    let start = output[..end]
+        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or(0, |i| i + 1);
+    let rate = output[start..end].parse().ok()?;
+    Some(BenchResult {
+        test: test.to_string(),
+        nodes: nodes.to_vec(),
+        opens_per_sec: rate,
+        closes_per_sec: None,
+    })
+}
+
+impl SambaCluster {
+    /// Run smbtorture's `test` (`smb2.bench.path-contention-shared` or
+    /// `smb2.bench.oplock1`) for `secs` seconds with `nprocs` connections
+    /// spread round-robin over `nodes`, and return its rates.
+    pub fn bench(
+        &self,
+        test: &str,
+        nodes: &[usize],
+        nprocs: u32,
+        secs: u32,
+    ) -> Result<BenchResult> {
+        let opts = [
+            format!("torture:timelimit={secs}"),
+            format!("torture:nprocs={nprocs}"),
+        ];
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        let limit = Duration::from_secs(u64::from(secs) + 60);
+        let out = self.smbtorture(nodes, &[test], &opts, limit)?;
+        let text = format!("{}{}", out.stdout, out.stderr);
+        if out.code() != 0 || text.contains("failure: ") {
+            return Err(HarnessError::BadSpec(format!(
+                "smbtorture {test} on nodes {nodes:?} failed (exit {}):\n{text}",
+                out.code()
+            )));
+        }
+        parse_bench(test, nodes, &text).ok_or_else(|| {
+            HarnessError::BadSpec(format!(
+                "smbtorture {test} printed no rate I understand:\n{text}"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_summaries_parse() {
+        let out = "Running for 3 seconds\n\
+            1.00 second: open[num/s=9,avslat=0.1] close[num/s=9,avslat=0.1]     \r\
+            3.01 second: open[num/s=1234,avslat=0.000800,minlat=0.000100,maxlat=0.01] \
+            close[num/s=1233,avslat=0.000700,minlat=0.000100,maxlat=0.02]\n3.02 seconds\n";
+        let r = parse_bench("smb2.bench.path-contention-shared", &[0, 1], out).unwrap();
+        assert_eq!(r.opens_per_sec, 1234.0);
+        assert_eq!(r.closes_per_sec, Some(1233.0));
+        let out = "Running for 3 seconds\n10.00 ops/second\r4321.50 ops/second\nsuccess: oplock1\n";
+        let r = parse_bench("smb2.bench.oplock1", &[0], out).unwrap();
+        assert_eq!(r.opens_per_sec, 4321.5);
+        assert_eq!(r.closes_per_sec, None);
+        assert!(parse_bench("x", &[0], "nothing here").is_none());
+    }
+}
