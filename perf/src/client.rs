@@ -269,6 +269,38 @@ impl Client {
         Ok(())
     }
 
+    /// DEREGISTER_SRVID: stop delivering `srvid` to this connection.
+    pub fn deregister_srvid(&mut self, srvid: u64) -> Result<()> {
+        let r = self.control_req(
+            CTDB_CURRENT_NODE,
+            ReqControl::new(ControlData::DeregisterSrvid).with_srvid(srvid),
+        )?;
+        if r.status != 0 {
+            return Err(PerfError::Control {
+                opcode: "DEREGISTER_SRVID",
+                status: r.status,
+                message: String::from_utf8_lossy(&r.errmsg).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Puts messages back at the front of the queue, in order, for a later
+    /// [`Client::recv_message`] (a helper that waited for its own messages
+    /// hands back the ones meant for its caller).
+    pub fn requeue_messages(&mut self, msgs: Vec<(u64, Vec<u8>)>) {
+        for m in msgs.into_iter().rev() {
+            self.messages.push_front(m);
+        }
+    }
+
+    /// GET_RECMODE of the local daemon (0 = normal, 1 = recovery).
+    pub fn recmode(&mut self) -> Result<i32> {
+        Ok(self
+            .control_ok(CTDB_CURRENT_NODE, ControlData::GetRecmode)?
+            .status)
+    }
+
     /// Sends a message to whoever registered `srvid` on node `pnn`.
     pub fn send_message(&mut self, pnn: u32, srvid: u64, data: &[u8]) -> Result<()> {
         let reqid = self.next_reqid();

@@ -17,11 +17,7 @@
 
 #![deny(unsafe_code)]
 
-mod client;
-mod cluster;
-mod error;
-#[allow(unsafe_code)]
-mod sys;
+use ctdb_perf::{client, cluster, error, sys};
 mod workloads;
 
 use std::fmt::Write as _;

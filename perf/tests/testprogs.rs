@@ -1,0 +1,303 @@
+//! The test programs (Rust versions of upstream's ctdb/tests/src clients)
+//! against a real 3-node cluster of Debian's /usr/sbin/ctdbd, run with the
+//! arguments upstream's INTEGRATION scripts use, checking the lines those
+//! scripts grep for. One cluster serves every program (starting one costs
+//! seconds); each program runs on all nodes at once, each copy bounded by
+//! a watchdog that kills it by pid.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ctdb_perf::cluster::Cluster;
+
+const NODES: usize = 3;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ctdb-testprogs-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+fn net() -> String {
+    let pid = std::process::id();
+    format!("127.{}.{}", 200 + pid % 50, (pid / 50) % 250 + 1)
+}
+
+fn bin(name: &str) -> PathBuf {
+    // Cargo builds every bin of the package for its integration tests.
+    let exe = Path::new(env!("CARGO_BIN_EXE_ctdb-perf"));
+    exe.with_file_name(name)
+}
+
+fn spawn(name: &str, socket: &Path, args: &[&str]) -> Child {
+    Command::new(bin(name))
+        .args(args)
+        .env("CTDB_SOCKET", socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"))
+}
+
+/// Waits for `child` at most `limit`; kills it by pid when it overruns.
+fn finish(name: &str, mut child: Child, limit: Duration) -> Output {
+    let t0 = Instant::now();
+    loop {
+        match child.try_wait().expect("try_wait") {
+            Some(_) => return child.wait_with_output().expect("collect output"),
+            None if t0.elapsed() > limit => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("collect output");
+                panic!(
+                    "{name} overran {limit:?}:\n{}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Runs `name args` on every node at once; returns each node's stdout,
+/// asserting every copy exited 0.
+fn on_all(c: &Cluster, name: &str, args: &[&str], limit: Duration) -> Vec<String> {
+    let children: Vec<Child> = (0..NODES)
+        .map(|i| spawn(name, &c.socket(i), args))
+        .collect();
+    children
+        .into_iter()
+        .enumerate()
+        .map(|(i, ch)| {
+            let out = finish(name, ch, limit);
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{name} on node {i} failed ({}):\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!("{name} on node {i}:\n{stdout}");
+            stdout
+        })
+        .collect()
+}
+
+fn on_node(c: &Cluster, i: usize, name: &str, args: &[&str]) -> Output {
+    finish(
+        name,
+        spawn(name, &c.socket(i), args),
+        Duration::from_secs(60),
+    )
+}
+
+/// The number in "…PREFIX<number>SUFFIX…" of `line`.
+fn number_between(line: &str, prefix: &str, suffix: &str) -> f64 {
+    let rest = &line[line.find(prefix).expect(prefix) + prefix.len()..];
+    let end = rest.find(suffix).expect(suffix);
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("number in {line:?}"))
+}
+
+/// The INTEGRATION scripts' sanity check: every line is "Waiting for
+/// cluster" or matches `ok`, and "Waiting for cluster" appears once (node 0).
+fn sanity(outputs: &[String], ok: impl Fn(&str) -> bool) {
+    let mut waiting = 0;
+    for line in outputs.iter().flat_map(|o| o.lines()) {
+        if line == "Waiting for cluster" {
+            waiting += 1;
+        } else {
+            assert!(ok(line), "unexpected line {line:?} in {outputs:?}");
+        }
+    }
+    assert_eq!(waiting, 1, "{outputs:?}");
+}
+
+fn ctdb(c: &Cluster, i: usize, args: &[&str]) -> String {
+    let out = Command::new("/usr/bin/ctdb")
+        .args(args)
+        .env("CTDB_SOCKET", c.socket(i))
+        .output()
+        .expect("run ctdb");
+    assert!(
+        out.status.success(),
+        "ctdb {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check_fetch_ring(c: &Cluster) {
+    let n = NODES.to_string();
+    let outs = on_all(
+        c,
+        "fetch_ring",
+        &["-n", &n, "-D", "fetch_ring.tdb", "-k", "testkey", "-t", "4"],
+        Duration::from_secs(60),
+    );
+    sanity(&outs, |l| {
+        l.starts_with("Fetch[") && l.ends_with(" msgs/sec") && l.contains("]: ")
+    });
+    for o in &outs {
+        let last = o.lines().last().expect("a line");
+        let mps = number_between(last, "]: ", " msgs/sec");
+        assert!(mps >= 10.0, "fetch_ring too slow: {last}");
+    }
+}
+
+fn check_message_ring(c: &Cluster) {
+    let n = NODES.to_string();
+    let outs = on_all(
+        c,
+        "message_ring",
+        &["-n", &n, "-t", "4"],
+        Duration::from_secs(60),
+    );
+    sanity(&outs, |l| {
+        l.starts_with("Ring[") && l.contains(" msgs/sec (+ve=") && l.ends_with(')')
+    });
+    for o in &outs {
+        let last = o.lines().last().expect("a line");
+        assert!(number_between(last, "]: ", " msgs/sec") >= 10.0, "{last}");
+        assert!(number_between(last, "+ve=", " ") >= 10.0, "{last}");
+        assert!(number_between(last, "-ve=", ")") >= 10.0, "{last}");
+    }
+}
+
+fn check_transaction_loop(c: &Cluster) {
+    let db = "persistent_trans.tdb";
+    ctdb(c, 0, &["attach", db, "persistent"]);
+    ctdb(c, 0, &["wipedb", db]);
+    let n = NODES.to_string();
+    let outs = on_all(
+        c,
+        "transaction_loop",
+        &[
+            "-n",
+            &n,
+            "-t",
+            "5",
+            "-D",
+            db,
+            "-T",
+            "persistent",
+            "-k",
+            "testkey",
+        ],
+        Duration::from_secs(90),
+    );
+    sanity(&outs, |l| l.starts_with("Transaction["));
+    // Each node's final line has one counter per node; the counters of all
+    // nodes are positive (every node committed) in at least one line.
+    let mut max = [0u64; NODES];
+    for o in &outs {
+        let last = o.lines().last().expect("a line");
+        let counts: Vec<u64> = last
+            .split("]: ")
+            .nth(1)
+            .expect("counters")
+            .split_whitespace()
+            .map(|s| s.parse().expect("counter"))
+            .collect();
+        assert_eq!(counts.len(), NODES, "{last}");
+        for (m, v) in max.iter_mut().zip(counts) {
+            *m = (*m).max(v);
+        }
+    }
+    assert!(
+        max.iter().all(|m| *m > 0),
+        "a node never committed: {outs:?}"
+    );
+}
+
+fn check_update_record_persistent(c: &Cluster) {
+    let db = "persistent_test.tdb";
+    ctdb(c, 0, &["attach", db, "persistent"]);
+    ctdb(c, 0, &["wipedb", db]);
+    let args1 = [
+        "-D",
+        db,
+        "-k",
+        "Update_Record_Persistent",
+        "-v",
+        "FirstValue",
+    ];
+    let out = on_node(c, 0, "update_record_persistent", &args1);
+    assert!(out.status.success(), "{out:?}");
+    let cat = ctdb(c, 0, &["cattdb", db]);
+    assert_eq!(cat.matches("FirstValue").count(), 1, "{cat}");
+    let args2 = [
+        "-D",
+        db,
+        "-k",
+        "Update_Record_Persistent",
+        "-v",
+        "SecondValue",
+    ];
+    let out = on_node(c, 0, "update_record_persistent", &args2);
+    assert!(out.status.success(), "{out:?}");
+    let cat = ctdb(c, 0, &["cattdb", db]);
+    assert_eq!(cat.matches("FirstValue").count(), 0, "{cat}");
+    assert_eq!(cat.matches("SecondValue").count(), 1, "{cat}");
+    // Missing -v is refused with upstream's message.
+    let out = on_node(c, 0, "update_record_persistent", &["-D", db, "-k", "x"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("please specify key value (-v)"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn test_programs_against_debian_ctdbd() {
+    let dir = temp_dir("debian");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-cluster");
+    let mut cluster = Cluster::start(
+        &script,
+        Path::new("/usr/sbin/ctdbd"),
+        NODES,
+        &dir.join("cluster"),
+        &net(),
+        90,
+        &[],
+    )
+    .expect("start a Debian ctdbd cluster");
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check_message_ring(&cluster);
+        check_fetch_ring(&cluster);
+        check_update_record_persistent(&cluster);
+        check_transaction_loop(&cluster);
+    }));
+    cluster.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = r {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_by_name() {
+    let out = Command::new(bin("fetch_ring"))
+        .args(["-k", "x"])
+        .env("CTDB_SOCKET", "/nonexistent/ctdbd.socket")
+        .output()
+        .expect("run fetch_ring");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Please specify database"));
+    let out = Command::new(bin("message_ring"))
+        .args(["-n", "zero"])
+        .output()
+        .expect("run message_ring");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("num-nodes"));
+    let out = Command::new(bin("message_ring"))
+        .args(["-s", "/nonexistent/ctdbd.socket", "-t", "1"])
+        .output()
+        .expect("run message_ring");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ctdbd.socket"));
+}
