@@ -99,6 +99,8 @@ pub struct SambaCluster {
     share: PathBuf,
     nodes: Vec<SmbNode>,
     ctdbd: PathBuf,
+    // After `nodes`: stop_all runs (in Drop) before the taps close.
+    taps: Vec<tap::CtdbTap>,
 }
 
 /// Run `cmd` with stdout/stderr captured, killing it after `limit`. A
@@ -171,6 +173,26 @@ impl SambaCluster {
     /// Write one smbd configuration per node of `cluster` (which need not
     /// be running yet). Starts nothing.
     pub fn create(cluster: &Cluster) -> Result<SambaCluster> {
+        SambaCluster::create_inner(cluster, false)
+    }
+
+    /// Like [`SambaCluster::create`], but every Samba tool reaches its
+    /// node's ctdbd through a [`tap::CtdbTap`] that counts what it sends.
+    pub fn create_tapped(cluster: &Cluster) -> Result<SambaCluster> {
+        SambaCluster::create_inner(cluster, true)
+    }
+
+    /// What the Samba tools of node `i` sent to ctdbd so far (empty unless
+    /// created with [`SambaCluster::create_tapped`]).
+    pub fn tap_counts(&self, i: usize) -> tap::TapCounts {
+        self.taps
+            .get(i)
+            .map(tap::CtdbTap::counts)
+            .unwrap_or_default()
+    }
+
+    fn create_inner(cluster: &Cluster, tapped: bool) -> Result<SambaCluster> {
+        let mut taps = Vec::new();
         let dir = cluster.dir().to_path_buf();
         let share = dir.join("share");
         fs::create_dir_all(&share).map_err(io_err("create directory", &share))?;
@@ -184,6 +206,12 @@ impl SambaCluster {
                 fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
             }
             let addr = cluster.addr(i)?;
+            let mut sock = cluster.socket(i)?;
+            if tapped {
+                let t = tap::CtdbTap::start(&ndir.join("ctdb.sock"), &sock)?;
+                sock = t.path().to_path_buf();
+                taps.push(t);
+            }
             let conf = ndir.join("smb.conf");
             let d = |s: &str| ndir.join(s).display().to_string();
             let text = format!(
@@ -223,7 +251,7 @@ impl SambaCluster {
                  \tpath = {share}\n\
                  \tread only = no\n\
                  \tguest ok = no\n",
-                sock = cluster.socket(i)?.display(),
+                sock = sock.display(),
                 lock = d("lock"),
                 state = d("state"),
                 cache = d("cache"),
@@ -246,6 +274,7 @@ impl SambaCluster {
             share,
             nodes,
             ctdbd: cluster.spec().ctdbd.clone(),
+            taps,
         })
     }
 
@@ -986,5 +1015,304 @@ mod tests {
         assert_eq!(r.opens_per_sec, 4321.5);
         assert_eq!(r.closes_per_sec, None);
         assert!(parse_bench("x", &[0], "nothing here").is_none());
+    }
+}
+
+/// A recording relay between Samba tools and a ctdbd Unix socket: smbd is
+/// pointed at the tap's socket, every packet is forwarded unchanged, and the
+/// packets clients send are counted by operation, control opcode, call
+/// flags and message srvid class. This shows exactly which parts of the
+/// client protocol clustered Samba needs from a ctdbd.
+pub mod tap {
+    use std::collections::BTreeMap;
+    use std::io::{self, Read, Write};
+    use std::net::Shutdown;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::thread;
+    use std::time::Duration;
+
+    use crate::error::{io_err, Result};
+
+    /// Counts of what clients sent through a tap.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct TapCounts {
+        /// Client connections accepted.
+        pub connections: u64,
+        /// Packets by header operation (0 REQ_CALL, 5 REQ_MESSAGE, 7
+        /// REQ_CONTROL, 10 REQ_TUNNEL, ...).
+        pub operations: BTreeMap<u32, u64>,
+        /// REQ_CONTROL packets by control opcode.
+        pub controls: BTreeMap<u32, u64>,
+        /// REQ_CALL packets by (flags, callid).
+        pub calls: BTreeMap<(u32, u32), u64>,
+        /// REQ_MESSAGE packets by srvid class (top byte; 0 = a process id).
+        pub messages: BTreeMap<u8, u64>,
+        /// REGISTER_SRVID requests by srvid class (top byte).
+        pub registered: BTreeMap<u8, u64>,
+    }
+
+    impl TapCounts {
+        fn add(&mut self, other: &TapCounts) {
+            self.connections += other.connections;
+            for (k, v) in &other.operations {
+                *self.operations.entry(*k).or_default() += v;
+            }
+            for (k, v) in &other.controls {
+                *self.controls.entry(*k).or_default() += v;
+            }
+            for (k, v) in &other.calls {
+                *self.calls.entry(*k).or_default() += v;
+            }
+            for (k, v) in &other.messages {
+                *self.messages.entry(*k).or_default() += v;
+            }
+            for (k, v) in &other.registered {
+                *self.registered.entry(*k).or_default() += v;
+            }
+        }
+
+        /// Sum of several taps' counts.
+        pub fn sum<'a>(all: impl IntoIterator<Item = &'a TapCounts>) -> TapCounts {
+            let mut t = TapCounts::default();
+            for c in all {
+                t.add(c);
+            }
+            t
+        }
+
+        /// A readable table.
+        pub fn report(&self) -> String {
+            let mut s = format!("client connections: {}\n", self.connections);
+            s.push_str("operations:\n");
+            for (op, n) in &self.operations {
+                s.push_str(&format!("  {:<14} {n}\n", operation_name(*op)));
+            }
+            s.push_str("controls:\n");
+            for (op, n) in &self.controls {
+                s.push_str(&format!("  {:<26} ({op:>3}) {n}\n", control_name(*op)));
+            }
+            s.push_str("calls (flags, callid):\n");
+            for ((flags, callid), n) in &self.calls {
+                let name = match callid {
+                    0xFF00_0001 => "NULL_FUNC",
+                    0xFF00_0002 => "FETCH_FUNC",
+                    0xFF00_0003 => "FETCH_WITH_HEADER_FUNC",
+                    _ => "(other)",
+                };
+                s.push_str(&format!("  flags 0x{flags:x} {name}: {n}\n"));
+            }
+            s.push_str("messages by srvid class (top byte):\n");
+            for (class, n) in &self.messages {
+                s.push_str(&format!("  0x{class:02x}: {n}\n"));
+            }
+            s.push_str("REGISTER_SRVID by srvid class (top byte):\n");
+            for (class, n) in &self.registered {
+                s.push_str(&format!("  0x{class:02x}: {n}\n"));
+            }
+            s
+        }
+    }
+
+    /// Name of a packet operation.
+    pub fn operation_name(op: u32) -> &'static str {
+        match op {
+            0 => "REQ_CALL",
+            1 => "REPLY_CALL",
+            5 => "REQ_MESSAGE",
+            7 => "REQ_CONTROL",
+            8 => "REPLY_CONTROL",
+            10 => "REQ_TUNNEL",
+            _ => "other",
+        }
+    }
+
+    /// Name of the control opcodes a client may plausibly send.
+    pub fn control_name(op: u32) -> &'static str {
+        const NAMES: &[(u32, &str)] = &[
+            (0, "PROCESS_EXISTS"),
+            (1, "STATISTICS"),
+            (3, "PING"),
+            (4, "GETDBPATH"),
+            (5, "GETVNNMAP"),
+            (9, "GET_DBMAP"),
+            (15, "GET_RECMODE"),
+            (18, "DB_ATTACH"),
+            (20, "TRAVERSE_START"),
+            (23, "REGISTER_SRVID"),
+            (24, "DEREGISTER_SRVID"),
+            (25, "GET_DBNAME"),
+            (26, "ENABLE_SEQNUM"),
+            (30, "GET_PID"),
+            (31, "GET_RECMASTER"),
+            (35, "GET_PNN"),
+            (44, "TCP_CLIENT"),
+            (49, "GET_TUNABLE"),
+            (61, "DB_ATTACH_PERSISTENT"),
+            (80, "GET_CAPABILITIES"),
+            (88, "RELEASE_IP"),
+            (90, "GET_PUBLIC_IPS"),
+            (91, "GET_NODEMAP"),
+            (119, "TRANS3_COMMIT"),
+            (120, "GET_DB_SEQNUM"),
+            (122, "DB_GET_HEALTH"),
+            (128, "SCHEDULE_FOR_DELETION"),
+            (130, "CHECK_SRVIDS"),
+            (131, "TRAVERSE_START_EXT"),
+            (138, "GET_RUNSTATE"),
+            (149, "DB_OPEN_FLAGS"),
+            (151, "CHECK_PID_SRVID"),
+        ];
+        NAMES
+            .iter()
+            .find(|(n, _)| *n == op)
+            .map_or("(other)", |(_, name)| name)
+    }
+
+    /// A running tap. Dropping it stops accepting; relays end when either
+    /// side closes.
+    #[derive(Debug)]
+    pub struct CtdbTap {
+        path: PathBuf,
+        stop: Arc<AtomicBool>,
+        counts: Arc<Mutex<TapCounts>>,
+        accept: Option<thread::JoinHandle<()>>,
+    }
+
+    impl CtdbTap {
+        /// Listen on `path`, relaying every connection to `target`.
+        pub fn start(path: &Path, target: &Path) -> Result<CtdbTap> {
+            let _ = std::fs::remove_file(path);
+            let listener = UnixListener::bind(path).map_err(io_err("listen on", path))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(io_err("set non-blocking", path))?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let counts = Arc::new(Mutex::new(TapCounts::default()));
+            let (stop2, counts2, target) = (stop.clone(), counts.clone(), target.to_path_buf());
+            let accept = thread::spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            let _ = client.set_nonblocking(false);
+                            if let Ok(server) = UnixStream::connect(&target) {
+                                if let Ok(mut c) = counts2.lock() {
+                                    c.connections += 1;
+                                }
+                                relay(client, server, counts2.clone());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            });
+            Ok(CtdbTap {
+                path: path.to_path_buf(),
+                stop,
+                counts,
+                accept: Some(accept),
+            })
+        }
+
+        /// The socket clients should use.
+        pub fn path(&self) -> &Path {
+            &self.path
+        }
+
+        /// What was counted so far.
+        pub fn counts(&self) -> TapCounts {
+            self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+        }
+    }
+
+    impl Drop for CtdbTap {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.accept.take() {
+                let _ = t.join();
+            }
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+    }
+
+    fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+        Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+    }
+
+    /// Count one client packet (`p` starts with the 32-byte header).
+    fn count(c: &mut TapCounts, p: &[u8]) {
+        let Some(op) = u32_at(p, 16) else { return };
+        *c.operations.entry(op).or_default() += 1;
+        match op {
+            0 => {
+                if let (Some(flags), Some(callid)) = (u32_at(p, 32), u32_at(p, 40)) {
+                    *c.calls.entry((flags, callid)).or_default() += 1;
+                }
+            }
+            5 => {
+                if let Some(srvid) = u64_at(p, 32) {
+                    *c.messages.entry((srvid >> 56) as u8).or_default() += 1;
+                }
+            }
+            7 => {
+                if let Some(opcode) = u32_at(p, 32) {
+                    *c.controls.entry(opcode).or_default() += 1;
+                    if opcode == 23 {
+                        if let Some(srvid) = u64_at(p, 40) {
+                            *c.registered.entry((srvid >> 56) as u8).or_default() += 1;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn relay(client: UnixStream, server: UnixStream, counts: Arc<Mutex<TapCounts>>) {
+        let (Ok(mut c_read), Ok(mut s_write)) = (client.try_clone(), server.try_clone()) else {
+            return;
+        };
+        let (mut s_read, mut c_write) = (server, client);
+        // Client to daemon: packet by packet, counted.
+        thread::spawn(move || {
+            let mut len = [0u8; 4];
+            loop {
+                if c_read.read_exact(&mut len).is_err() {
+                    break;
+                }
+                let n = u32::from_le_bytes(len) as usize;
+                if !(4..=64 * 1024 * 1024).contains(&n) {
+                    break;
+                }
+                let mut p = vec![0u8; n];
+                p[..4].copy_from_slice(&len);
+                if c_read.read_exact(&mut p[4..]).is_err() {
+                    break;
+                }
+                if let Ok(mut c) = counts.lock() {
+                    count(&mut c, &p);
+                }
+                if s_write.write_all(&p).is_err() {
+                    break;
+                }
+            }
+            let _ = s_write.shutdown(Shutdown::Both);
+            let _ = c_read.shutdown(Shutdown::Both);
+        });
+        // Daemon to client: a plain copy.
+        thread::spawn(move || {
+            let _ = io::copy(&mut s_read, &mut c_write);
+            let _ = c_write.shutdown(Shutdown::Both);
+            let _ = s_read.shutdown(Shutdown::Both);
+        });
     }
 }

@@ -303,3 +303,69 @@ fn samba_survivor_serves_after_a_node_dies_holding_opens() {
     let ls = env.client(0, "ls");
     assert!(ls.contains("held.txt"), "{ls}");
 }
+
+/// Route every Samba tool through a counting tap and record which parts of
+/// the ctdb client protocol clustered Samba uses for a typical workload
+/// (setup with smbpasswd, logins, file I/O, conflicting opens, smbstatus).
+/// The relay hides the clients' pids from ctdbd (SO_PEERCRED gives the
+/// test's pid), which breaks smbd's liveness checks of remote opens — a
+/// finding in itself: a ctdbd must answer CHECK_PID_SRVID from the real
+/// peer pid of each client connection.
+#[test]
+fn samba_ctdb_protocol_usage() {
+    if !samba::tools_available() {
+        eprintln!("samba_usage: SKIPPED, Samba tools not installed");
+        return;
+    }
+    let ctdbd = ctdbd_from_env();
+    eprintln!("samba_usage: running against ctdbd {}", ctdbd.display());
+    let mut cluster = Cluster::create_on_free_addresses(2, &ctdbd).expect("create cluster");
+    cluster.start_all().expect("start ctdbd");
+    cluster
+        .wait_all_ok(&cli_from_env(), Duration::from_secs(60))
+        .expect("ctdb cluster OK");
+    let mut smb = SambaCluster::create_tapped(&cluster).expect("write smb.conf");
+    smb.setup(0).expect("setup");
+    smb.start_all().expect("start smbd");
+    smb.wait_all_ready(Duration::from_secs(60)).expect("ready");
+    let mut h0 = smb.holder(0).expect("client 0");
+    let mut h1 = smb.holder(1).expect("client 1");
+    let f = h0
+        .open("u.txt", access::READ_DATA | access::WRITE_DATA, share::NONE)
+        .unwrap()
+        .unwrap();
+    // Through the tap ctdbd sees the relay's pid for every client, so its
+    // answer to CHECK_PID_SRVID about node 0's smbd is "gone" and node 1
+    // treats the open as stale: the outcome is not checked here (the
+    // untapped tests check it), only that the request is answered.
+    let _ = h1.open("u.txt", access::READ_DATA, share::READ).unwrap();
+    h0.close(f).unwrap().unwrap();
+    let out = smb.smbstatus(1, &[]).unwrap();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    drop(h0);
+    drop(h1);
+    let counts: Vec<_> = (0..2).map(|i| smb.tap_counts(i)).collect();
+    let all = samba::tap::TapCounts::sum(&counts);
+    println!(
+        "[ctdbd {}] what Samba sent to ctdbd (both nodes):\n{}",
+        ctdbd.display(),
+        all.report()
+    );
+    // The core of what a ctdbd must serve for Samba.
+    for (op, what) in [
+        (18, "DB_ATTACH"),
+        (61, "DB_ATTACH_PERSISTENT"),
+        (23, "REGISTER_SRVID"),
+    ] {
+        assert!(
+            all.controls.contains_key(&op),
+            "no {what} seen:\n{}",
+            all.report()
+        );
+    }
+    assert!(
+        all.operations.contains_key(&0),
+        "no REQ_CALL:\n{}",
+        all.report()
+    );
+}
