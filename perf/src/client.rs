@@ -23,7 +23,7 @@ use ctdb_engine::ltdb::LtdbHeader;
 use ctdb_engine::{CoreStore, Database, OpenOptions, StoreFlag, Walk};
 use ctdb_protocol::constants::{
     CTDB_CURRENT_NODE, CTDB_IMMEDIATE_MIGRATION, CTDB_NULL_FUNC, CTDB_REC_RO_HAVE_DELEGATIONS,
-    CTDB_UNKNOWN_PNN,
+    CTDB_REC_RO_HAVE_READONLY, CTDB_UNKNOWN_PNN, CTDB_WANT_READONLY,
 };
 use ctdb_protocol::types::{CtdbString, GLock, GLockList, RecBufferBuilder, ServerId};
 use ctdb_protocol::{
@@ -428,6 +428,26 @@ impl Client {
     /// the number of migrations it took. Release with [`Db::unlock`]
     /// (after an optional [`Db::store_locked`]).
     pub fn fetch_lock(&mut self, db: &mut Db, key: &[u8]) -> Result<(Record, u32)> {
+        self.fetch_lock_mode(db, key, false)
+    }
+
+    /// Fetch-lock for reading (`ctdb_fetch_lock` with readonly set): a
+    /// local read-only copy (`RO_HAVE_READONLY`) or delegations
+    /// (`RO_HAVE_DELEGATIONS`) are good enough; otherwise the migration
+    /// request also carries `CTDB_WANT_READONLY`, so a database with
+    /// read-only records enabled hands out a read-only copy instead of the
+    /// record.
+    pub fn fetch_lock_readonly(&mut self, db: &mut Db, key: &[u8]) -> Result<(Record, u32)> {
+        self.fetch_lock_mode(db, key, true)
+    }
+
+    fn fetch_lock_mode(
+        &mut self,
+        db: &mut Db,
+        key: &[u8],
+        readonly: bool,
+    ) -> Result<(Record, u32)> {
+        let ro_flags = CTDB_REC_RO_HAVE_READONLY | CTDB_REC_RO_HAVE_DELEGATIONS;
         let mut migrations = 0;
         loop {
             db.lock(key)?;
@@ -440,7 +460,12 @@ impl Client {
             };
             if let Some(v) = value {
                 if let Some((h, data)) = LtdbHeader::split(&v) {
-                    if h.dmaster == self.pnn && h.flags.0 & CTDB_REC_RO_HAVE_DELEGATIONS == 0 {
+                    let usable = if readonly {
+                        h.dmaster == self.pnn || h.flags.0 & ro_flags != 0
+                    } else {
+                        h.dmaster == self.pnn && h.flags.0 & CTDB_REC_RO_HAVE_DELEGATIONS == 0
+                    };
+                    if usable {
                         return Ok((
                             Record {
                                 header: h,
@@ -452,7 +477,12 @@ impl Client {
                 }
             }
             db.unlock(key)?;
-            self.call(db, key, CTDB_IMMEDIATE_MIGRATION)?;
+            let flags = if readonly {
+                CTDB_IMMEDIATE_MIGRATION | CTDB_WANT_READONLY
+            } else {
+                CTDB_IMMEDIATE_MIGRATION
+            };
+            self.call(db, key, flags)?;
             migrations += 1;
             if migrations > 1000 {
                 return Err(PerfError::Timeout {

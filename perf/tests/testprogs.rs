@@ -252,6 +252,102 @@ fn check_update_record_persistent(c: &Cluster) {
     );
 }
 
+fn ctdb_status(c: &Cluster, i: usize, args: &[&str]) -> bool {
+    Command::new("/usr/bin/ctdb")
+        .args(args)
+        .env("CTDB_SOCKET", c.socket(i))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run ctdb")
+        .success()
+}
+
+/// simple/basics.005.process_exists.sh: a dummy_client with a srvid is a
+/// live client process the daemon knows, with that srvid and no other.
+fn check_dummy_client(c: &Cluster) {
+    let srvid = "0xAE00000012345678";
+    let child = spawn("dummy_client", &c.socket(1), &["-n", "10", "-S", srvid]);
+    let pid = child.id().to_string();
+    let t0 = Instant::now();
+    while !ctdb_status(c, 1, &["process-exists", &pid]) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "pid {pid} never registered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let with_srvid = ctdb_status(c, 1, &["process-exists", &pid, srvid]);
+    let with_pid_as_srvid = ctdb_status(c, 1, &["process-exists", &pid, &pid]);
+    // A message for its srvid ends it, with status 0.
+    let id = u64::from_str_radix(&srvid[2..], 16).expect("srvid");
+    let mut client = ctdb_perf::client::Client::connect(&c.socket(0)).expect("connect");
+    client.send_message(1, id, b"bye").expect("send");
+    let out = finish("dummy_client", child, Duration::from_secs(20));
+    assert!(with_srvid, "process-exists {pid} {srvid} failed");
+    assert!(!with_pid_as_srvid, "process-exists {pid} {pid} succeeded");
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn cattdb_count(c: &Cluster, i: usize, db: &str, pat: &str) -> usize {
+    ctdb(c, i, &["cattdb", db]).matches(pat).count()
+}
+
+fn no_readonly(c: &Cluster, db: &str) {
+    for i in 0..NODES {
+        let cat = ctdb(c, i, &["cattdb", db]);
+        assert!(
+            !cat.contains("RO_HAVE_READONLY") && !cat.contains("RO_HAVE_DELEGATIONS"),
+            "node {i} has read-only state:\n{cat}"
+        );
+    }
+}
+
+fn run_ok(c: &Cluster, i: usize, name: &str, args: &[&str]) {
+    let out = on_node(c, i, name, args);
+    assert!(out.status.success(), "{name} {args:?} on node {i}: {out:?}");
+}
+
+/// database/readonly.001.basic.sh: update_record migrates and rewrites;
+/// fetch_readonly upgrades to a full fetch while read-only records are
+/// off, and takes a read-only copy (delegation on the dmaster) once on.
+fn check_readonly(c: &Cluster) {
+    let db = "test.tdb";
+    let args = ["-D", db, "-k", "testkey"];
+    ctdb(c, 0, &["attach", db]);
+    for i in 0..NODES {
+        run_ok(c, i, "update_record", &args);
+    }
+    for i in 0..NODES {
+        run_ok(c, i, "fetch_readonly", &args);
+    }
+    no_readonly(c, db);
+    for i in 0..NODES {
+        ctdb(c, i, &["setdbreadonly", db]);
+    }
+    run_ok(c, 1, "update_record", &args);
+    run_ok(c, 0, "fetch_readonly", &args);
+    assert_eq!(cattdb_count(c, 1, db, "RO_HAVE_DELEGATIONS"), 1);
+    assert_eq!(cattdb_count(c, 1, db, "RO_HAVE_READONLY"), 0);
+    assert_eq!(cattdb_count(c, 0, db, "RO_HAVE_READONLY"), 1);
+    assert_eq!(cattdb_count(c, 0, db, "RO_HAVE_DELEGATIONS"), 0);
+    // A fetch-lock revokes the delegations.
+    run_ok(c, 1, "update_record", &args);
+    no_readonly(c, db);
+    // The value is the rsn update_record wrote.
+    let cat = ctdb(c, 1, &["cattdb", db]);
+    let rsn = number_between(&cat, "rsn: ", "\n") as u64;
+    let data = &cat[cat.find("data(").expect("data")..];
+    let value = data.split('"').nth(1).expect("quoted data");
+    // update_record wrote the rsn it stored (old rsn + 10); the daemon may
+    // bump the rsn once more when it applies the update.
+    let written: u64 = value.parse().unwrap_or_else(|_| panic!("{cat}"));
+    assert!(
+        written >= 10 && written <= rsn && rsn - written <= 1,
+        "{cat}"
+    );
+}
+
 #[test]
 fn test_programs_against_debian_ctdbd() {
     let dir = temp_dir("debian");
@@ -271,6 +367,8 @@ fn test_programs_against_debian_ctdbd() {
         check_fetch_ring(&cluster);
         check_update_record_persistent(&cluster);
         check_transaction_loop(&cluster);
+        check_dummy_client(&cluster);
+        check_readonly(&cluster);
     }));
     cluster.stop();
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,0 +1,32 @@
+//! fetch_readonly: one read-only fetch-lock of a record of a volatile
+//! database (a read-only copy if the database has read-only records
+//! enabled, else a full migration), as upstream's program of that name
+//! (INTEGRATION database/readonly.001.basic.sh).
+
+use clap::Parser;
+use ctdb_perf::error::{PerfError, Result};
+use ctdb_perf::testprog::{self, BasicOpts, DbOpts};
+
+#[derive(Parser, Debug)]
+#[command(name = "fetch_readonly", about = "Fetch a record for reading")]
+struct Opts {
+    #[command(flatten)]
+    basic: BasicOpts,
+    #[command(flatten)]
+    db: DbOpts,
+}
+
+fn main() -> std::process::ExitCode {
+    let o = Opts::parse();
+    testprog::run("fetch_readonly", || -> Result<()> {
+        let socket = o.basic.verify()?;
+        let (dbname, key, _) = o.db.verify()?;
+        let mut c = testprog::connect(&socket)?;
+        c.set_timeout(std::time::Duration::from_secs(o.basic.timelimit.max(1)));
+        let mut db = c.attach(&dbname, false)?;
+        let key = key.as_bytes();
+        c.fetch_lock_readonly(&mut db, key)
+            .map_err(|e| PerfError::Cluster(format!("fetch readonly loop test failed: {e}")))?;
+        db.unlock(key)
+    })
+}
