@@ -245,6 +245,24 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
     let Some(op) = Opcode::from_u32(c.opcode) else {
         return FAIL;
     };
+    if op == Opcode::DisableNode || op == Opcode::EnableNode {
+        let disable = op == Opcode::DisableNode;
+        let (set, clear) = if disable {
+            (NODE_FLAGS_PERMANENTLY_DISABLED, 0)
+        } else {
+            (0, NODE_FLAGS_PERMANENTLY_DISABLED)
+        };
+        d.node.borrow_mut().membership.update_own_flags(set, clear);
+        tracing::info!(
+            "This node has been administratively {}",
+            if disable { "disabled" } else { "enabled" }
+        );
+        return ok();
+    }
+    if op == Opcode::Ping && !c.data.is_empty() {
+        tracing::error!("PING with {} bytes of data, expected none", c.data.len());
+        return FAIL;
+    }
     let input = match c.decode_data() {
         Ok(v) => v,
         Err(e) => {
@@ -260,8 +278,9 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
         C::Ping => Some((d.num_clients() as i32, Vec::new())),
         C::GetPnn => Some((d.pnn() as i32, Vec::new())),
         C::GetPid => Some((d.pid, Vec::new())),
+        // As upstream: only processes connected as clients "exist".
         C::ProcessExists(pid) => Some((
-            if crate::sys::process_exists(pid) {
+            if d.pid_is_client(pid) && crate::sys::process_exists(pid) {
                 0
             } else {
                 -1
@@ -417,22 +436,6 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
                 return ok();
             }
             Some(cluster_control(d, Control::ModifyFlags(ch)))
-        }
-        C::Other { opcode, .. } if opcode == Opcode::DisableNode as u32 => {
-            d.node
-                .borrow_mut()
-                .membership
-                .update_own_flags(NODE_FLAGS_PERMANENTLY_DISABLED, 0);
-            tracing::info!("This node has been administratively disabled");
-            ok()
-        }
-        C::Other { opcode, .. } if opcode == Opcode::EnableNode as u32 => {
-            d.node
-                .borrow_mut()
-                .membership
-                .update_own_flags(0, NODE_FLAGS_PERMANENTLY_DISABLED);
-            tracing::info!("This node has been administratively enabled");
-            ok()
         }
         C::StopNode => {
             let effects = d.node.borrow_mut().stop();
@@ -593,7 +596,9 @@ pub fn daemon_message(d: &Daemon, m: &OutMessage) {
             );
             return;
         };
-        if d.leader.get() != d.pnn() {
+        // Only a leader runs takeover runs; an inactive node is none.
+        let inactive = d.node.borrow().membership.own_flags() & NODE_FLAGS_INACTIVE != 0;
+        if d.leader.get() != d.pnn() || inactive {
             return;
         }
         tracing::info!("Received IP reallocation request from node {}", req.pnn);

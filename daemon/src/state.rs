@@ -328,6 +328,11 @@ impl Daemon {
             .any(|c| c.pid == pid && c.srvids.contains(&srvid))
     }
 
+    /// Whether a client of process `pid` is connected (PROCESS_EXISTS).
+    pub fn pid_is_client(&self, pid: i32) -> bool {
+        self.clients.borrow().values().any(|c| c.pid == pid)
+    }
+
     /// Seconds since start.
     pub fn uptime_secs(&self) -> u64 {
         self.start_instant.elapsed().as_secs()

@@ -61,6 +61,9 @@ fn base(name: &str) -> PathBuf {
         d.display()
     );
     std::fs::write(d.join("ctdb.conf"), conf).unwrap();
+    // A cluster of one on loopback, and an empty event script directory.
+    std::fs::write(d.join("nodes"), "127.0.0.1\n").unwrap();
+    std::fs::create_dir_all(d.join("events/legacy")).unwrap();
     d
 }
 
@@ -70,6 +73,7 @@ fn command(base: &Path, sock: &Path, args: &[&str]) -> Command {
         .env("CTDB_TEST_MODE", "1")
         .env("CTDB_BASE", base)
         .env("CTDB_SOCKET", sock)
+        .env("CTDB_EVENTD", env!("CARGO_BIN_EXE_ctdb-eventd"))
         .stdin(Stdio::null());
     c
 }
