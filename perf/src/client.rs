@@ -23,12 +23,13 @@ use ctdb_engine::ltdb::LtdbHeader;
 use ctdb_engine::{CoreStore, Database, OpenOptions, StoreFlag, Walk};
 use ctdb_protocol::constants::{
     CTDB_CURRENT_NODE, CTDB_IMMEDIATE_MIGRATION, CTDB_NULL_FUNC, CTDB_REC_RO_HAVE_DELEGATIONS,
-    CTDB_REC_RO_HAVE_READONLY, CTDB_UNKNOWN_PNN, CTDB_WANT_READONLY,
+    CTDB_REC_RO_HAVE_READONLY, CTDB_TUNNEL_FLAG_NOREPLY, CTDB_TUNNEL_FLAG_REQUEST,
+    CTDB_UNKNOWN_PNN, CTDB_WANT_READONLY,
 };
 use ctdb_protocol::types::{CtdbString, GLock, GLockList, RecBufferBuilder, ServerId};
 use ctdb_protocol::{
     frame_length, opcode_name, ControlData, DecodeLimits, Framing, Header, Opcode, Packet, Payload,
-    ReqCall, ReqControl, ReqMessage, Wire,
+    ReqCall, ReqControl, ReqMessage, ReqTunnel, Wire,
 };
 
 use crate::error::{PerfError, Result};
@@ -42,6 +43,7 @@ pub struct Client {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     messages: VecDeque<(u64, Vec<u8>)>,
+    tunnels: VecDeque<TunnelPacket>,
     limits: DecodeLimits,
     timeout: Duration,
     task_id: u32,
@@ -78,6 +80,7 @@ impl Client {
             rbuf: Vec::with_capacity(64 * 1024),
             wbuf: Vec::with_capacity(4096),
             messages: VecDeque::new(),
+            tunnels: VecDeque::new(),
             limits: DecodeLimits::default(),
             timeout: Duration::from_secs(60),
             task_id: NEXT_TASK_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -177,6 +180,10 @@ impl Client {
                 match &pkt.payload {
                     Payload::ReqMessage(m) => {
                         self.messages.push_back((m.srvid, m.data.to_vec()));
+                        None
+                    }
+                    Payload::ReqTunnel(t) => {
+                        self.tunnels.push_back(TunnelPacket::new(&pkt.header, t));
                         None
                     }
                     p if pkt.header.reqid == reqid => Some(f(p)),
@@ -330,8 +337,91 @@ impl Client {
                         source: e,
                     }
                 })?;
-                if let Payload::ReqMessage(m) = &pkt.payload {
-                    self.messages.push_back((m.srvid, m.data.to_vec()));
+                match &pkt.payload {
+                    Payload::ReqMessage(m) => self.messages.push_back((m.srvid, m.data.to_vec())),
+                    Payload::ReqTunnel(t) => {
+                        self.tunnels.push_back(TunnelPacket::new(&pkt.header, t))
+                    }
+                    _ => {}
+                }
+            }
+            self.rbuf.drain(..n);
+        }
+    }
+
+    /// TUNNEL_REGISTER: deliver REQ_TUNNEL packets for `tunnel_id` to this
+    /// connection.
+    pub fn tunnel_register(&mut self, tunnel_id: u64) -> Result<()> {
+        self.srvid_control(ControlData::TunnelRegister, tunnel_id, "TUNNEL_REGISTER")
+    }
+
+    /// TUNNEL_DEREGISTER.
+    pub fn tunnel_deregister(&mut self, tunnel_id: u64) -> Result<()> {
+        self.srvid_control(
+            ControlData::TunnelDeregister,
+            tunnel_id,
+            "TUNNEL_DEREGISTER",
+        )
+    }
+
+    fn srvid_control(
+        &mut self,
+        data: ControlData<'_>,
+        srvid: u64,
+        what: &'static str,
+    ) -> Result<()> {
+        let r = self.control_req(CTDB_CURRENT_NODE, ReqControl::new(data).with_srvid(srvid))?;
+        if r.status != 0 {
+            return Err(PerfError::Control {
+                opcode: what,
+                status: r.status,
+                message: String::from_utf8_lossy(&r.errmsg).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends a REQ_TUNNEL request on `tunnel_id` to `destnode` without
+    /// waiting for a reply (`CTDB_TUNNEL_FLAG_REQUEST | NOREPLY`).
+    pub fn tunnel_send(&mut self, tunnel_id: u64, destnode: u32, data: &[u8]) -> Result<()> {
+        let reqid = self.next_reqid();
+        let pkt = Packet::new(
+            Header::new(0, destnode, self.pnn, reqid),
+            Payload::ReqTunnel(ReqTunnel {
+                tunnel_id,
+                flags: CTDB_TUNNEL_FLAG_REQUEST | CTDB_TUNNEL_FLAG_NOREPLY,
+                data,
+            }),
+        );
+        self.send(&pkt)
+    }
+
+    /// The next REQ_TUNNEL packet (queued or from the socket), waiting
+    /// until `deadline`; `None` when the deadline passes first. Messages
+    /// that arrive meanwhile stay queued for [`Client::recv_message`].
+    pub fn recv_tunnel(&mut self, deadline: Instant) -> Result<Option<TunnelPacket>> {
+        loop {
+            if let Some(t) = self.tunnels.pop_front() {
+                return Ok(Some(t));
+            }
+            let n = match self.read_frame(deadline) {
+                Ok(n) => n,
+                Err(PerfError::Timeout { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            {
+                let pkt = Packet::decode(&self.rbuf[..n], &self.limits).map_err(|e| {
+                    PerfError::Protocol {
+                        what: format!("packet from {}", self.socket.display()),
+                        source: e,
+                    }
+                })?;
+                match &pkt.payload {
+                    Payload::ReqMessage(m) => self.messages.push_back((m.srvid, m.data.to_vec())),
+                    Payload::ReqTunnel(t) => {
+                        self.tunnels.push_back(TunnelPacket::new(&pkt.header, t))
+                    }
+                    _ => {}
                 }
             }
             self.rbuf.drain(..n);
@@ -672,6 +762,28 @@ fn u32_out(data: &[u8], what: &'static str) -> Result<u32> {
             status: 0,
             message: format!("reply has {} bytes, want 4", data.len()),
         }),
+    }
+}
+
+/// A REQ_TUNNEL packet received on a registered tunnel.
+#[derive(Debug, Clone)]
+pub struct TunnelPacket {
+    pub srcnode: u32,
+    pub reqid: u32,
+    pub tunnel_id: u64,
+    pub flags: u32,
+    pub data: Vec<u8>,
+}
+
+impl TunnelPacket {
+    fn new(h: &Header, t: &ReqTunnel<'_>) -> TunnelPacket {
+        TunnelPacket {
+            srcnode: h.srcnode,
+            reqid: h.reqid,
+            tunnel_id: t.tunnel_id,
+            flags: t.flags,
+            data: t.data.to_vec(),
+        }
     }
 }
 

@@ -348,6 +348,24 @@ fn check_readonly(c: &Cluster) {
     );
 }
 
+/// simple/cluster.021.tunnel_ring.sh.
+fn check_tunnel_test(c: &Cluster) {
+    let n = NODES.to_string();
+    let outs = on_all(
+        c,
+        "tunnel_test",
+        &["-t", "4", "-n", &n],
+        Duration::from_secs(60),
+    );
+    sanity(&outs, |l| {
+        l.starts_with("pnn[") && l.ends_with(" msgs/sec") && l.contains("] ")
+    });
+    for o in &outs {
+        let last = o.lines().last().expect("a line");
+        assert!(number_between(last, "] ", " msgs/sec") >= 10.0, "{last}");
+    }
+}
+
 #[test]
 fn test_programs_against_debian_ctdbd() {
     let dir = temp_dir("debian");
@@ -365,6 +383,7 @@ fn test_programs_against_debian_ctdbd() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         check_message_ring(&cluster);
         check_fetch_ring(&cluster);
+        check_tunnel_test(&cluster);
         check_update_record_persistent(&cluster);
         check_transaction_loop(&cluster);
         check_dummy_client(&cluster);
