@@ -133,13 +133,13 @@ pub struct Stats {
 impl Stats {
     fn new() -> Stats {
         let now = now_timeval();
-        let mut total = Statistics::default();
-        total.statistics_start_time = now;
-        let mut current = Statistics::default();
-        current.statistics_start_time = now;
+        let fresh = Statistics {
+            statistics_start_time: now,
+            ..Default::default()
+        };
         Stats {
-            total,
-            current,
+            total: fresh,
+            current: fresh,
             history: std::iter::repeat_n(Statistics::default(), MAX_STAT_HISTORY).collect(),
         }
     }

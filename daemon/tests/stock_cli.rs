@@ -478,11 +478,7 @@ fn stock_ctdb_against_ours_and_debian() {
         assert_eq!(code, 0, "{}: ctdb shutdown", side.name);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while ours
-        .cluster
-        .pid(0)
-        .is_some_and(|p| ctdb_tests::procs::is_alive(p))
-        && Instant::now() < deadline
+    while ours.cluster.pid(0).is_some_and(ctdb_tests::procs::is_alive) && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(50));
     }
