@@ -836,6 +836,13 @@ impl Db {
         }
     }
 
+    /// The raw value of `key` in the local file (header and data), without
+    /// locking; `None` if there is no record.
+    pub fn raw_fetch(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let v = self.store.fetch(key).map_err(|e| self.engine_err(e))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
     /// Records in the local file with a full ltdb header and data (what
     /// this node holds after a recovery).
     pub fn count_records(&mut self) -> Result<u64> {

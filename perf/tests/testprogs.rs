@@ -366,6 +366,97 @@ fn check_tunnel_test(c: &Cluster) {
     }
 }
 
+/// fetch_loop: every node ends with "Locks:N", N > 0.
+fn check_fetch_loop(c: &Cluster) {
+    let n = NODES.to_string();
+    let outs = on_all(
+        c,
+        "fetch_loop",
+        &["-n", &n, "-t", "3"],
+        Duration::from_secs(60),
+    );
+    for o in &outs {
+        let last = o
+            .split(['\r', '\n'])
+            .rfind(|l| !l.is_empty())
+            .expect("a line");
+        let locks: u64 = last
+            .strip_prefix("Locks:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{o:?}"));
+        assert!(locks > 0, "{o:?}");
+    }
+}
+
+fn db_test(c: &Cluster, i: usize, args: &[&str]) -> Output {
+    on_node(c, i, "ctdb-db-test", args)
+}
+
+/// ctdb-db-test as the vacuum.*.sh scripts use it.
+fn check_db_test(c: &Cluster) {
+    let db = "vacuum_test.tdb";
+    ctdb(c, 0, &["attach", db]);
+    // get-lmaster: the same answer on every node, a node number.
+    let lm: Vec<String> = (0..NODES)
+        .map(|i| {
+            let out = db_test(c, i, &["get-lmaster", "key"]);
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    let l: usize = lm[0].parse().expect("lmaster number");
+    assert!(l < NODES && lm.iter().all(|x| *x == lm[0]), "{lm:?}");
+    // A record made on node 1 reads back locally.
+    run_ok(c, 1, "update_record", &["-D", db, "-k", "key"]);
+    let out = db_test(c, 1, &["local-read", db, "key"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.starts_with("dmaster: 1\nrsn: "), "{text}");
+    assert!(text.contains("\nflags: 0x"), "{text}");
+    assert!(text.contains("\ndata("), "{text}");
+    // local-lock: a holder process that keeps the chain locked.
+    let out = db_test(c, 1, &["local-lock", db, "key"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    let pid: u32 = text
+        .trim()
+        .strip_prefix("OK ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    ctdb_perf::sys::kill(pid, libc::SIGTERM).expect("kill lock holder");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z"))
+        .unwrap_or(false)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "holder {pid} lives on"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // fetch-local-delete leaves an empty record.
+    let out = db_test(c, 1, &["fetch-local-delete", db, "key"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = db_test(c, 1, &["local-read", db, "key"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("data(0) = \"\""), "{text}");
+    // vacuum, plain and full, on every node.
+    for i in 0..NODES {
+        let out = db_test(c, i, &["vacuum", db]);
+        assert!(out.status.success(), "{out:?}");
+        let out = db_test(c, i, &["vacuum", db, "full"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    // Errors as upstream: unknown database ENOENT, persistent EINVAL.
+    let out = db_test(c, 0, &["vacuum", "no_such.tdb"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No database matching 'no_such.tdb'"));
+    let out = db_test(c, 0, &["local-read", "persistent_test.tdb", "x"]);
+    assert_eq!(out.status.code(), Some(22), "{out:?}");
+}
+
 #[test]
 fn test_programs_against_debian_ctdbd() {
     let dir = temp_dir("debian");
@@ -388,6 +479,8 @@ fn test_programs_against_debian_ctdbd() {
         check_transaction_loop(&cluster);
         check_dummy_client(&cluster);
         check_readonly(&cluster);
+        check_fetch_loop(&cluster);
+        check_db_test(&cluster);
     }));
     cluster.stop();
     let _ = std::fs::remove_dir_all(&dir);
