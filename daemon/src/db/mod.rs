@@ -89,7 +89,8 @@
 //! (Debian's `ctdb` tool end to end through [`Databases::serve_client_packet`]),
 //! `db_compare_debian.rs` (the same commands and raw controls against
 //! Debian's ctdbd 4.17 leave identical records and answers),
-//! `db_shards.rs` (two data-core threads on one file, throughput).
+//! `db_shards.rs` (two data-core threads on one file, throughput),
+//! `db_ctdbd_e2e.rs` (our `ctdbd` binary with the stock `ctdb` tool).
 
 mod call;
 mod ltdb;
