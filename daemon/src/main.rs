@@ -108,6 +108,9 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
     let fatal2 = fatal.clone();
     let notification_script = settings.paths.notification_script();
     let debug_level = settings.log_level as u32;
+    let mutex_helper = settings
+        .paths
+        .helper("CTDB_CLUSTER_MUTEX_HELPER", "ctdb_mutex_fcntl_helper");
     let rt = Runtime::start(cfg, move |core| async move {
         let NodeParts {
             id,
@@ -116,7 +119,7 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
             tunables,
             reclock,
         } = parts;
-        let daemon = Rc::new(Daemon::new(
+        let mut daemon = Daemon::new(
             id,
             node,
             dbs,
@@ -125,7 +128,9 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
             reclock,
             backend,
             notification_script,
-        ));
+        );
+        daemon.mutex_helper = mutex_helper;
+        let daemon = Rc::new(daemon);
         let stop = core.stop_signal();
         match core.ping_all(1).await {
             Ok(p) => tracing::debug!("{} data shard(s) answered: {p:?}", p.len()),

@@ -26,6 +26,10 @@
 //! [`crate::cluster::node::Node`], so the multi-node daemon will keep the
 //! same state machine and swap this local recovery for
 //! [`crate::cluster::recoverd::Recoverd`] driven over the transport.
+//!
+//! With a cluster lock configured, leading needs the lock: the control
+//! core starts the cluster mutex helper and holds the lock while it runs
+//! ([`ClusterLock`]); a lost helper means no leader until it is retaken.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -113,6 +117,73 @@ pub fn takeover_run(d: &Daemon, req: SrvidMessage) {
     }
 }
 
+/// The cluster lock, held by a cluster mutex helper child for as long as
+/// it runs (upstream's `ctdb_cluster_mutex`): `!prog args...` runs that
+/// command, anything else is a file for the default fcntl helper.
+pub struct ClusterLock {
+    child: std::process::Child,
+}
+
+impl ClusterLock {
+    /// Starts the helper and waits (in the blocking pool) for its status
+    /// byte: `Ok` when held, `Err` with why not otherwise.
+    pub async fn take(helper: &std::path::Path, lock: &str) -> Result<ClusterLock, String> {
+        let (prog, args): (std::path::PathBuf, Vec<String>) = match lock.strip_prefix('!') {
+            Some(cmd) => {
+                let mut w = cmd.split_whitespace().map(str::to_string);
+                let Some(p) = w.next() else {
+                    return Err("empty cluster lock command".into());
+                };
+                (p.into(), w.collect())
+            }
+            None => (helper.to_path_buf(), vec![lock.to_string()]),
+        };
+        let mut child = std::process::Command::new(&prog)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
+        let Some(mut out) = child.stdout.take() else {
+            return Err("cluster mutex helper has no stdout".into());
+        };
+        let byte = glommio::executor()
+            .spawn_blocking(move || {
+                use std::io::Read;
+                let mut b = [0u8; 1];
+                out.read_exact(&mut b).map(|_| b[0])
+            })
+            .await;
+        let mut lock = ClusterLock { child };
+        match byte {
+            Ok(b'0') => Ok(lock),
+            Ok(b) => {
+                lock.release();
+                Err(match b {
+                    b'1' => "contention".to_string(),
+                    b'2' => "timeout".to_string(),
+                    _ => format!("error (status '{}')", b as char),
+                })
+            }
+            Err(e) => {
+                lock.release();
+                Err(format!("helper ended without status: {e}"))
+            }
+        }
+    }
+
+    /// Whether the helper (and so the lock) is gone.
+    pub fn lost(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Releases the lock: SIGTERM to the helper, then reap it.
+    pub fn release(&mut self) {
+        crate::event::runner::kill_pid(self.child.id(), libc::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
 /// Fatal start-up failure: the exit code and why.
 #[derive(Debug)]
 pub struct Fatal(pub String);
@@ -143,6 +214,8 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
     let monitor_busy = Rc::new(Cell::new(false));
     let timeouts = Rc::new(Cell::new(0u32));
     let startup_busy = Rc::new(Cell::new(false));
+    let mut lock: Option<ClusterLock> = None;
+    let mut lock_retry: Option<Instant> = None;
 
     loop {
         if d.shutdown.get() || stop.is_stopped() {
@@ -180,6 +253,30 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
         };
         let election_over = recoverd_start.elapsed()
             >= Duration::from_secs(u64::from(d.tunable("ElectionTimeout", 3)));
+        if let Some(l) = lock.as_mut() {
+            if l.lost() {
+                tracing::error!("Cluster lock helper terminated");
+                lock = None;
+            }
+        }
+        if election_over && can_lead && lock.is_none() {
+            if let Some(path) = d.reclock.clone() {
+                if lock_retry.is_none_or(|t| now >= t) {
+                    match ClusterLock::take(&d.mutex_helper, &path).await {
+                        Ok(l) => {
+                            tracing::info!("Took cluster lock");
+                            lock = Some(l);
+                        }
+                        Err(why) => {
+                            tracing::error!("Unable to take cluster lock - {why}");
+                            lock_retry = Some(Instant::now() + Duration::from_secs(1));
+                        }
+                    }
+                }
+            }
+        }
+        let have_lock = d.reclock.is_none() || lock.is_some();
+        let can_lead = can_lead && have_lock;
         if election_over {
             if can_lead && d.leader.get() != d.pnn() {
                 tracing::info!("Election period ended, leader={}", d.pnn());
@@ -283,6 +380,9 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
         .await;
     }
     shutdown(&d).await;
+    if let Some(mut l) = lock.take() {
+        l.release();
+    }
     Ok(())
 }
 

@@ -196,6 +196,9 @@ pub struct Daemon {
     pub recovery_wanted: Cell<bool>,
     /// The databases are frozen (upstream's node-wide freeze mode).
     pub frozen: Cell<bool>,
+    /// The cluster mutex helper (CTDB_CLUSTER_MUTEX_HELPER or
+    /// `helper_bindir/ctdb_mutex_fcntl_helper`) used for the cluster lock.
+    pub mutex_helper: std::path::PathBuf,
     pub frame: FrameConfig,
     pub limits: DecodeLimits,
 }
@@ -235,6 +238,7 @@ impl Daemon {
             shutdown: Cell::new(false),
             recovery_wanted: Cell::new(false),
             frozen: Cell::new(false),
+            mutex_helper: std::path::PathBuf::from("ctdb_mutex_fcntl_helper"),
             frame: FrameConfig::default(),
             limits: DecodeLimits::default(),
         }
