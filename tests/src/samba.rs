@@ -25,6 +25,10 @@
 //! no`): all nodes share one host file system here, so kernel locks would
 //! make cross-node tests pass without ctdb; this way only ctdb can.
 //!
+//! Needs the Debian packages `samba`, `smbclient`, `python3-samba` and, for
+//! the smbtorture tests, `samba-testsuite`; tests skip (and say so) without
+//! them.
+//!
 //! Every process started (smbd, its forked children, samba-dcerpcd, clients)
 //! carries `CTDB_SAMBA_TEST=<dir>` in its environment; stopping scans /proc
 //! for it and ends every such process by pid.
