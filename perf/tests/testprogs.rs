@@ -457,6 +457,28 @@ fn check_db_test(c: &Cluster) {
     assert_eq!(out.status.code(), Some(22), "{out:?}");
 }
 
+/// g_lock_loop: every node took the lock; "PNN:N counter:C" with C > 0.
+fn check_g_lock_loop(c: &Cluster) {
+    let n = NODES.to_string();
+    let outs = on_all(
+        c,
+        "g_lock_loop",
+        &["-n", &n, "-t", "3"],
+        Duration::from_secs(60),
+    );
+    sanity(&outs, |l| l.starts_with("PNN:") && l.contains(" counter:"));
+    for (i, o) in outs.iter().enumerate() {
+        let last = o.lines().last().expect("a line");
+        assert!(last.starts_with(&format!("PNN:{i} ")), "{last}");
+        let count: u64 = last
+            .rsplit(':')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("counter");
+        assert!(count > 0, "{last}");
+    }
+}
+
 #[test]
 fn test_programs_against_debian_ctdbd() {
     let dir = temp_dir("debian");
@@ -480,6 +502,7 @@ fn test_programs_against_debian_ctdbd() {
         check_dummy_client(&cluster);
         check_readonly(&cluster);
         check_fetch_loop(&cluster);
+        check_g_lock_loop(&cluster);
         check_db_test(&cluster);
     }));
     cluster.stop();
