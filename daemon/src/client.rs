@@ -158,7 +158,7 @@ impl Drop for ClientGuard {
 const DEFER_RETRY: Duration = Duration::from_millis(100);
 
 async fn client_task(daemon: Rc<Daemon>, stream: glommio::net::UnixStream, peer_pid: i32) {
-    tracing::debug!("client connected, pid {peer_pid}");
+    tracing::trace!("client connected, pid {peer_pid}");
     let (rd, wr) = ctdb_io::split(stream);
     let queue = Rc::new(SendQueue::spawn(
         wr,
@@ -212,7 +212,7 @@ async fn client_task(daemon: Rc<Daemon>, stream: glommio::net::UnixStream, peer_
     if let Ok(q) = Rc::try_unwrap(queue) {
         let _ = q.close().await;
     }
-    tracing::debug!("client pid {peer_pid} disconnected");
+    tracing::trace!("client pid {peer_pid} disconnected");
 }
 
 /// The packets in a buffer of whole encoded packets.

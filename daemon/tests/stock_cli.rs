@@ -46,6 +46,14 @@ impl Side {
         let script = base.join("events/legacy/01.test.script");
         std::fs::write(&script, SCRIPT).unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Notifications land in a file, in order.
+        let notify = base.join("notify.sh");
+        std::fs::write(
+            &notify,
+            "#!/bin/sh\necho \"$1\" >> \"$CTDB_BASE/notifications\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755)).unwrap();
         // Applied at start by both daemons.
         std::fs::write(
             base.join("ctdb.tunables"),
@@ -455,6 +463,14 @@ fn stock_ctdb_against_ours_and_debian() {
     c.case(&["event", "run", "10", "legacy", "monitor"], false);
     c.case(&["event", "run", "10", "legacy", "nosuchevent"], false);
     assert_eq!(c.ours.node_state(), "OK (THIS NODE)");
+
+    // The same notifications in the same order.
+    let notes =
+        |s: &Side| std::fs::read_to_string(s.base().join("notifications")).unwrap_or_default();
+    let (dn, on) = (notes(&c.debian), notes(&c.ours));
+    eprintln!("notifications: debian {dn:?} ours {on:?}");
+    assert!(on.starts_with("init\nsetup\nstartup\nhealthy\n"), "{on}");
+    c.rows.push(("<notify.sh calls>".into(), dn == on));
 
     // Report.
     let matched = c.rows.iter().filter(|r| r.1).count();
