@@ -437,6 +437,17 @@ impl Client {
         } else {
             ControlData::DbAttach(CtdbString::new(name))
         };
+        self.attach_with(name, data)
+    }
+
+    /// Attaches `name` as a replicated database (DB_ATTACH_REPLICATED) and
+    /// opens its local file; transactions work on it as on a persistent
+    /// one.
+    pub fn attach_replicated(&mut self, name: &str) -> Result<Db> {
+        self.attach_with(name, ControlData::DbAttachReplicated(CtdbString::new(name)))
+    }
+
+    fn attach_with(&mut self, name: &str, data: ControlData<'_>) -> Result<Db> {
         let r = self.control_ok(CTDB_CURRENT_NODE, data)?;
         let id = u32_out(&r.data, "DB_ATTACH")?;
         let r = self.control_ok(CTDB_CURRENT_NODE, ControlData::Getdbpath(id))?;

@@ -168,26 +168,14 @@ fn check_message_ring(c: &Cluster) {
     }
 }
 
-fn check_transaction_loop(c: &Cluster) {
-    let db = "persistent_trans.tdb";
-    ctdb(c, 0, &["attach", db, "persistent"]);
+fn check_transaction_loop(c: &Cluster, db: &str, kind: &str) {
+    ctdb(c, 0, &["attach", db, kind]);
     ctdb(c, 0, &["wipedb", db]);
     let n = NODES.to_string();
     let outs = on_all(
         c,
         "transaction_loop",
-        &[
-            "-n",
-            &n,
-            "-t",
-            "5",
-            "-D",
-            db,
-            "-T",
-            "persistent",
-            "-k",
-            "testkey",
-        ],
+        &["-n", &n, "-t", "5", "-D", db, "-T", kind, "-k", "testkey"],
         Duration::from_secs(90),
     );
     sanity(&outs, |l| l.starts_with("Transaction["));
@@ -498,7 +486,8 @@ fn test_programs_against_debian_ctdbd() {
         check_fetch_ring(&cluster);
         check_tunnel_test(&cluster);
         check_update_record_persistent(&cluster);
-        check_transaction_loop(&cluster);
+        check_transaction_loop(&cluster, "persistent_trans.tdb", "persistent");
+        check_transaction_loop(&cluster, "replicated_trans.tdb", "replicated");
         check_dummy_client(&cluster);
         check_readonly(&cluster);
         check_fetch_loop(&cluster);

@@ -32,22 +32,17 @@ fn main() -> std::process::ExitCode {
     testprog::run("transaction_loop", || -> Result<()> {
         let socket = o.basic.verify()?;
         let (dbname, key, t) = o.db.verify()?;
-        match t {
-            DbType::Persistent => {}
-            DbType::Replicated => {
-                return Err(PerfError::Args(
-                    "replicated databases are not supported by this transaction_loop".into(),
-                ))
-            }
+        let n = o.basic.num_nodes as usize;
+        let mut c = testprog::connect(&socket)?;
+        let mut db = match t {
+            DbType::Persistent => c.attach(&dbname, true)?,
+            DbType::Replicated => c.attach_replicated(&dbname)?,
             DbType::Volatile => {
                 return Err(PerfError::Args(
                     "Database must be persistent or replicated".into(),
                 ))
             }
-        }
-        let n = o.basic.num_nodes as usize;
-        let mut c = testprog::connect(&socket)?;
-        let mut db = c.attach(&dbname, true)?;
+        };
         let mut g_lock = c.attach("g_lock.tdb", false)?;
         let pnn = c.pnn();
         if pnn as usize >= n {
