@@ -147,6 +147,18 @@ fn check_fetch_ring(c: &Cluster) {
         let mps = number_between(last, "]: ", " msgs/sec");
         assert!(mps >= 10.0, "fetch_ring too slow: {last}");
     }
+    // database/fetch.002.ring-hotkeys.sh: the ring's key is a hot key on
+    // every node ("Count:N Key:<hex>").
+    let hex: String = b"testkey".iter().map(|b| format!("{b:02x}")).collect();
+    for i in 0..NODES {
+        let stats = ctdb(c, i, &["dbstatistics", "fetch_ring.tdb"]);
+        assert!(
+            stats
+                .lines()
+                .any(|l| l.trim_start().starts_with("Count:") && l.ends_with(&format!("Key:{hex}"))),
+            "testkey is no hot key on node {i}:\n{stats}"
+        );
+    }
 }
 
 fn check_message_ring(c: &Cluster) {
