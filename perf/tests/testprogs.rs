@@ -366,15 +366,10 @@ fn check_tunnel_test(c: &Cluster) {
     }
 }
 
-/// fetch_loop: every node ends with "Locks:N", N > 0.
-fn check_fetch_loop(c: &Cluster) {
+/// fetch_loop, fetch_readonly_loop: every node ends with "Locks:N", N > 0.
+fn check_fetch_loop(c: &Cluster, prog: &str) {
     let n = NODES.to_string();
-    let outs = on_all(
-        c,
-        "fetch_loop",
-        &["-n", &n, "-t", "3"],
-        Duration::from_secs(60),
-    );
+    let outs = on_all(c, prog, &["-n", &n, "-t", "3"], Duration::from_secs(60));
     for o in &outs {
         let last = o
             .split(['\r', '\n'])
@@ -479,6 +474,29 @@ fn check_g_lock_loop(c: &Cluster) {
     }
 }
 
+/// fetch_loop_key: one copy, "Locks:N" once a second for -t seconds, N
+/// growing.
+fn check_fetch_loop_key(c: &Cluster) {
+    let out = on_node(
+        c,
+        2,
+        "fetch_loop_key",
+        &["-D", "fetch_loop_key.tdb", "-k", "k1", "-t", "2"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let counts: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            l.strip_prefix("Locks:")
+                .and_then(|v| v.parse().ok())
+                .expect("Locks:N")
+        })
+        .collect();
+    assert_eq!(counts.len(), 2, "{text}");
+    assert!(counts[0] > 0 && counts[1] > counts[0], "{text}");
+}
+
 #[test]
 fn test_programs_against_debian_ctdbd() {
     let dir = temp_dir("debian");
@@ -502,7 +520,9 @@ fn test_programs_against_debian_ctdbd() {
         check_transaction_loop(&cluster, "replicated_trans.tdb", "replicated");
         check_dummy_client(&cluster);
         check_readonly(&cluster);
-        check_fetch_loop(&cluster);
+        check_fetch_loop(&cluster, "fetch_loop");
+        check_fetch_loop(&cluster, "fetch_readonly_loop");
+        check_fetch_loop_key(&cluster);
         check_g_lock_loop(&cluster);
         check_db_test(&cluster);
     }));

@@ -1,0 +1,51 @@
+//! fetch_loop_key: fetch-locks the `-k` key of the `-D` database in a loop,
+//! storing a 32-bit lock counter, and prints `Locks:N` every second for
+//! `-t` seconds; no cluster barrier (one copy runs alone), as upstream's
+//! program of that name.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ctdb_perf::error::Result;
+use ctdb_perf::testprog::{self, BasicOpts, DbOpts};
+
+#[derive(Parser, Debug)]
+#[command(name = "fetch_loop_key", about = "Fetch-lock one key in a loop")]
+struct Opts {
+    #[command(flatten)]
+    basic: BasicOpts,
+    #[command(flatten)]
+    db: DbOpts,
+}
+
+fn main() -> std::process::ExitCode {
+    let o = Opts::parse();
+    testprog::run("fetch_loop_key", || -> Result<()> {
+        let socket = o.basic.verify()?;
+        let (dbname, key, _) = o.db.verify()?;
+        let mut c = testprog::connect(&socket)?;
+        let mut db = c.attach(&dbname, false)?;
+        let key = key.as_bytes();
+        let mut locks: u32 = 0;
+        let mut seconds = 0u64;
+        let mut tick = Instant::now() + Duration::from_secs(1);
+        loop {
+            let (rec, _) = c.fetch_lock(&mut db, key)?;
+            if let Ok(b) = <[u8; 4]>::try_from(rec.data.as_slice()) {
+                locks = u32::from_le_bytes(b);
+            }
+            locks = locks.wrapping_add(1);
+            let r = db.store_locked(key, &rec.header, &locks.to_le_bytes());
+            db.unlock(key)?;
+            r?;
+            if Instant::now() >= tick {
+                seconds += 1;
+                println!("Locks:{locks}");
+                if seconds >= o.basic.timelimit {
+                    return Ok(());
+                }
+                tick += Duration::from_secs(1);
+            }
+        }
+    })
+}
