@@ -30,6 +30,24 @@
 //! With a cluster lock configured, leading needs the lock: the control
 //! core starts the cluster mutex helper and holds the lock while it runs
 //! ([`ClusterLock`]); a lost helper means no leader until it is retaken.
+//!
+//! # Differences from upstream 4.17 (single node, for now)
+//!
+//! * No node links yet: controls for another node are answered -1 ("node
+//!   is disconnected"), messages for other nodes are dropped with a log
+//!   line; broadcasts reach this node only.
+//! * No `ELECTION` message exchange and no recovery helper: the node
+//!   leads after ElectionTimeout and recovers alone (above).
+//! * No public addresses: GET_PUBLIC_IPS and GET_IFACES are empty and a
+//!   takeover run is only the `ipreallocated` event.
+//! * REQ_CALLs are served on the control core even with data cores (the
+//!   database layer's shard routing is not wired in yet).
+//! * A deferred packet (attach during recovery, call on a frozen
+//!   database) is retried every 100 ms and holds up that client's later
+//!   packets until it is answered.
+//! * Tunables changed with SET_TUNABLE take effect at once for monitoring,
+//!   events, elections and statistics; the database layer keeps the values
+//!   it was opened with. `memory_used` in STATISTICS is 0.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -215,6 +233,7 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
     let timeouts = Rc::new(Cell::new(0u32));
     let startup_busy = Rc::new(Cell::new(false));
     let mut lock: Option<ClusterLock> = None;
+    let mut next_leader = Instant::now();
     let mut lock_retry: Option<Instant> = None;
 
     loop {
@@ -289,11 +308,14 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
 
         // The leader's broadcast, every second.
         if d.leader.get() == d.pnn() {
-            d.deliver(&OutMessage {
-                pnn: d.pnn(),
-                srvid: srvid::LEADER,
-                data: d.pnn().to_le_bytes().to_vec(),
-            });
+            if now >= next_leader {
+                next_leader = now + Duration::from_secs(1);
+                d.deliver(&OutMessage {
+                    pnn: d.pnn(),
+                    srvid: srvid::LEADER,
+                    data: d.pnn().to_le_bytes().to_vec(),
+                });
+            }
             let need = {
                 let node = d.node.borrow();
                 node.recmode() == CTDB_RECOVERY_ACTIVE
