@@ -3,7 +3,8 @@
 //! arguments upstream's INTEGRATION scripts use, checking the lines those
 //! scripts grep for. One cluster serves every program (starting one costs
 //! seconds); each program runs on all nodes at once, each copy bounded by
-//! a watchdog that kills it by pid.
+//! a watchdog that kills it by pid. `TESTPROGS_CTDBD=/path/to/ctdbd`
+//! runs the same checks against another daemon.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -501,16 +502,23 @@ fn check_fetch_loop_key(c: &Cluster) {
 fn test_programs_against_debian_ctdbd() {
     let dir = temp_dir("debian");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-cluster");
+    // TESTPROGS_CTDBD runs the same checks against another daemon (ours).
+    let daemon = std::env::var_os("TESTPROGS_CTDBD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/ctdbd"));
     let mut cluster = Cluster::start(
         &script,
-        Path::new("/usr/sbin/ctdbd"),
+        &daemon,
         NODES,
         &dir.join("cluster"),
         &net(),
         90,
         &[],
     )
-    .expect("start a Debian ctdbd cluster");
+    .unwrap_or_else(|e| {
+        let _ = std::fs::remove_dir_all(&dir);
+        panic!("start a cluster of {}: {e}", daemon.display())
+    });
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         check_message_ring(&cluster);
         check_fetch_ring(&cluster);
