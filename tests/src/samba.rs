@@ -480,10 +480,15 @@ impl SambaCluster {
         run_bounded(&mut cmd, limit)
     }
 
-    /// Start every node's smbd.
+    /// Start every node's smbd, one after the other: each smbd claims its
+    /// version through a cluster-wide g_lock at start-up, and two claims at
+    /// the same moment can fail with NT_STATUS_POSSIBLE_DEADLOCK, after
+    /// which that smbd refuses to start (seen with Samba's own ctdbd too).
+    /// So node i+1 starts only once node i answers.
     pub fn start_all(&mut self) -> Result<()> {
         for i in 0..self.nodes.len() {
             self.start_node(i)?;
+            self.wait_ready(i, Duration::from_secs(60))?;
         }
         Ok(())
     }
