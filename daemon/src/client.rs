@@ -185,7 +185,7 @@ async fn client_task(daemon: Rc<Daemon>, stream: glommio::net::UnixStream, peer_
             + Duration::from_secs(u64::from(daemon.tunable("DeferredAttachTimeout", 120)));
         loop {
             out.clear();
-            match controls::handle_client_packet(&daemon, id, &pkt, &mut out) {
+            match controls::serve_client_packet(&daemon, id, &pkt, &mut out).await {
                 Ok(Outcome::Done) => break,
                 Ok(Outcome::Deferred) => {
                     if std::time::Instant::now() > deadline {

@@ -35,8 +35,31 @@ pub enum Outcome {
     Deferred,
 }
 
-/// Handles one client packet. `Err`: the packet is malformed and the
-/// connection must go.
+/// Handles one client packet as the client socket does: with data cores,
+/// a REQ_CALL on a volatile database is served by the data core owning
+/// its key ([`crate::shards`]); everything else by
+/// [`handle_client_packet`] on this core. `Err`: the packet is malformed
+/// and the connection must go.
+pub async fn serve_client_packet(
+    d: &Daemon,
+    client: u32,
+    pkt: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, String> {
+    let Some(dc) = d.data_cores.clone() else {
+        return handle_client_packet(d, client, pkt, out);
+    };
+    if let Some(o) = dc.serve_call(d, pkt, out).await {
+        return Ok(o);
+    }
+    dc.before_control(d, pkt).await;
+    let r = handle_client_packet(d, client, pkt, out);
+    dc.after_control(d).await;
+    r
+}
+
+/// Handles one client packet on the control core. `Err`: the packet is
+/// malformed and the connection must go.
 pub fn handle_client_packet(
     d: &Daemon,
     client: u32,

@@ -36,6 +36,8 @@
 //! * [`state`]: the control core's daemon state (identity, node, databases,
 //!   tunables, clients, statistics);
 //! * [`controls`]: what a client packet does;
+//! * [`shards`]: which client calls the data cores serve, and keeping
+//!   their shards in step with the database registry;
 //! * [`monitor`]: run states, events, recovery, LEADER broadcast,
 //!   monitoring, shutdown;
 //! * `sys`: the only module with `unsafe`, thin wrappers over libc.
@@ -51,6 +53,7 @@ pub mod monitor;
 pub mod options;
 pub mod process;
 pub mod runtime;
+pub mod shards;
 pub mod state;
 pub mod sys;
 pub mod transport;

@@ -130,6 +130,7 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
             notification_script,
         );
         daemon.mutex_helper = mutex_helper;
+        daemon.data_cores = ctdb_daemon::shards::DataCores::new(core.clone()).map(Rc::new);
         let daemon = Rc::new(daemon);
         let stop = core.stop_signal();
         match core.ping_all(1).await {

@@ -23,13 +23,21 @@
 //! # Messages
 //!
 //! * control → data ([`ToData`]): `Ping` (liveness, used by tests and, later,
-//!   by the recovery daemon's checks), `Stop` (drain and exit).
+//!   by the recovery daemon's checks), `Db` (a [`ShardRequest`] for the
+//!   core's [`Shard`]: attach/detach a volatile database's partition, a
+//!   client's REQ_CALL on its chains, take its statistics), `Stop` (drain
+//!   and exit).
 //! * data → control ([`ToControl`]): `Pong` (carrying the shard, its thread
-//!   id and CPU), `Stopped`.
+//!   id and CPU), `DbDone` (the [`ShardReply`] to a `Db`, by sequence
+//!   number), `Stopped`.
 //!
-//! Later additions go here too (freeze/thaw a shard for recovery, hand a
-//! record migration to the owning shard, shard statistics), always as
-//! values moved through these channels, never as shared state.
+//! On the control core a pump task per shard reads that shard's link and
+//! hands each `DbDone` to the task waiting for it
+//! ([`ControlCore::request`]), so many client tasks can have calls in
+//! flight at once; everything else goes to [`ControlCore::recv`]. What is
+//! routed where is decided in [`crate::shards`]. Later additions go here
+//! too, always as values moved through these channels, never as shared
+//! state.
 //!
 //! # Scheduling and memory
 //!
@@ -47,6 +55,8 @@
 //! the limit and how to raise it, instead of a failure deep inside glommio.
 //! `mlockall` is done on request.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::rc::Rc;
@@ -60,6 +70,7 @@ use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender
 use glommio::sync::Semaphore;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
+use crate::db::{Shard, ShardReply, ShardRequest};
 use crate::error::DaemonError;
 use crate::sys;
 
@@ -130,7 +141,15 @@ pub struct CoreInfo {
 /// Control core → data core.
 #[derive(Debug)]
 pub enum ToData {
-    Ping { seq: u64 },
+    Ping {
+        seq: u64,
+    },
+    /// A database request for this core's [`Shard`] (attach, REQ_CALL,
+    /// statistics); answered with [`ToControl::DbDone`] carrying `seq`.
+    Db {
+        seq: u64,
+        req: ShardRequest,
+    },
     Stop,
 }
 
@@ -145,6 +164,12 @@ pub enum ToControl {
     },
     Stopped {
         shard: usize,
+    },
+    /// The answer to [`ToData::Db`] number `seq`.
+    DbDone {
+        shard: usize,
+        seq: u64,
+        reply: ShardReply,
     },
 }
 
@@ -250,12 +275,20 @@ impl StopSignal {
     }
 }
 
+/// Per shard: who waits for which [`ToData::Db`] answer, by sequence
+/// number.
+type Waiting = Vec<RefCell<HashMap<u64, LocalSender<ShardReply>>>>;
+
 /// What the control future gets: links to every data shard and the stop
 /// signal.
 pub struct ControlCore {
     pub cores: Vec<CoreInfo>,
     to_data: Vec<LinkSender<ToData>>,
-    from_data: Vec<LinkReceiver<ToControl>>,
+    /// Per shard: the messages other than [`ToControl::DbDone`], forwarded
+    /// by that shard's pump task (see [`pump`]).
+    from_data: Vec<LocalReceiver<ToControl>>,
+    waiting: Rc<Waiting>,
+    next_seq: Cell<u64>,
     stop: StopSignal,
 }
 
@@ -276,9 +309,36 @@ impl ControlCore {
             .map_err(|_| DaemonError::sys("send to data core", io::ErrorKind::BrokenPipe.into()))
     }
 
-    /// Next message from shard `shard`.
+    /// Next message from shard `shard` (other than database answers,
+    /// which go to [`ControlCore::request`]'s caller).
     pub async fn recv(&self, shard: usize) -> Option<ToControl> {
         self.from_data[shard].recv().await
+    }
+
+    /// True when data shards run on cores of their own (two or more
+    /// cores); with one core, core 0 serves the databases itself.
+    pub fn has_data_cores(&self) -> bool {
+        self.cores.len() > 1
+    }
+
+    /// Sends a database request to shard `shard` and waits for its answer.
+    /// Many requests may be in flight at once (one per client task); each
+    /// waits only for its own answer.
+    pub async fn request(
+        &self,
+        shard: usize,
+        req: ShardRequest,
+    ) -> Result<ShardReply, DaemonError> {
+        let gone = || DaemonError::sys("data core request", io::ErrorKind::BrokenPipe.into());
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq.wrapping_add(1));
+        let (tx, rx) = local_channel::new_bounded::<ShardReply>(1);
+        self.waiting[shard].borrow_mut().insert(seq, tx);
+        if self.send(shard, ToData::Db { seq, req }).await.is_err() {
+            self.waiting[shard].borrow_mut().remove(&seq);
+            return Err(gone());
+        }
+        rx.recv().await.ok_or_else(gone)
     }
 
     /// Pings every shard and returns their answers in shard order: proof
@@ -307,7 +367,7 @@ impl ControlCore {
             let _ = self.to_data[shard].send(ToData::Stop).await;
         }
         for shard in 0..self.shards() {
-            while let Some(m) = self.from_data[shard].recv().await {
+            while let Some(m) = self.recv(shard).await {
                 if matches!(m, ToControl::Stopped { .. }) {
                     break;
                 }
@@ -316,17 +376,65 @@ impl ControlCore {
     }
 }
 
-/// The data core's loop. The engine's shard work will live here; for now
-/// it answers pings and stops on request.
+/// Reads shard `shard`'s messages on the control core: database answers
+/// go to whoever waits for them, the rest to [`ControlCore::recv`]. When
+/// the data core is gone, every waiter is told (its answer channel closes).
+async fn pump(
+    shard: usize,
+    rx: LinkReceiver<ToControl>,
+    others: LocalSender<ToControl>,
+    waiting: Rc<Waiting>,
+) {
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            ToControl::DbDone { seq, reply, .. } => {
+                let waiter = waiting[shard].borrow_mut().remove(&seq);
+                match waiter {
+                    // The waiter may have gone (its client disconnected).
+                    Some(w) => {
+                        let _ = w.try_send(reply);
+                    }
+                    None => tracing::warn!("data core {shard}: answer {seq} nobody waits for"),
+                }
+            }
+            other => {
+                if others.send(other).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    waiting[shard].borrow_mut().clear();
+}
+
+/// The data core's loop: answers pings, serves its [`Shard`] of every
+/// volatile database (one request at a time, never holding a record lock
+/// between two), and stops on request, logging how many calls it served.
 async fn data_core_main(
     shard: usize,
+    shards: usize,
     cpu: usize,
     rx: LinkReceiver<ToData>,
     tx: LinkSender<ToControl>,
 ) {
     let tid = sys::gettid();
+    let mut dbs = Shard::new(shard, shards);
+    let mut calls = 0u64;
     while let Some(msg) = rx.recv().await {
         match msg {
+            ToData::Db { seq, req } => {
+                if matches!(req, ShardRequest::Call { .. }) {
+                    calls += 1;
+                }
+                let reply = dbs.handle(req);
+                if tx
+                    .send(ToControl::DbDone { shard, seq, reply })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
             ToData::Ping { seq } => {
                 if tx
                     .send(ToControl::Pong {
@@ -347,7 +455,7 @@ async fn data_core_main(
             }
         }
     }
-    tracing::debug!("data core for shard {shard} stopped");
+    tracing::info!("data core for shard {shard} stopped after serving {calls} calls");
 }
 
 /// Checks RLIMIT_MEMLOCK before any executor exists. Raises the soft limit
@@ -712,7 +820,7 @@ async fn run_core<F, Fut>(
             // our sender, so the two handshakes cannot deadlock.
             let rx = LinkReceiver::Shared(rx.connect().await);
             let tx = LinkSender::Shared(tx.connect().await);
-            data_core_main(shard, cpu, rx, tx).await;
+            data_core_main(shard, cores.len() - 1, cpu, rx, tx).await;
             return;
         }
         CoreLinks::Control {
@@ -733,6 +841,7 @@ async fn run_core<F, Fut>(
             let (t2, r2) = local_channel::new_bounded::<ToControl>(cap);
             let task = glommio::spawn_local(data_core_main(
                 0,
+                1,
                 cpu,
                 LinkReceiver::Local(r),
                 LinkSender::Local(t2),
@@ -760,10 +869,24 @@ async fn run_core<F, Fut>(
             None
         }
     };
+    let waiting: Rc<Vec<_>> = Rc::new(
+        (0..from_data.len())
+            .map(|_| RefCell::new(HashMap::new()))
+            .collect(),
+    );
+    let mut others = Vec::with_capacity(from_data.len());
+    let mut pumps = Vec::with_capacity(from_data.len());
+    for (shard, rx) in from_data.into_iter().enumerate() {
+        let (t, r) = local_channel::new_bounded::<ToControl>(cap);
+        others.push(r);
+        pumps.push(glommio::spawn_local(pump(shard, rx, t, waiting.clone())));
+    }
     let core = Rc::new(ControlCore {
         cores,
         to_data,
-        from_data,
+        from_data: others,
+        waiting,
+        next_seq: Cell::new(1),
         stop,
     });
     if let Some(control) = control {
@@ -772,6 +895,9 @@ async fn run_core<F, Fut>(
     core.stop_data_cores().await;
     if let Some(t) = local_shard {
         t.await;
+    }
+    for p in pumps {
+        p.await;
     }
     if let Some(w) = watcher {
         w.cancel().await;

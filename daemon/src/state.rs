@@ -201,6 +201,9 @@ pub struct Daemon {
     pub mutex_helper: std::path::PathBuf,
     pub frame: FrameConfig,
     pub limits: DecodeLimits,
+    /// The data cores, when there are any (two or more cores): volatile
+    /// databases' REQ_CALLs are served there ([`crate::shards`]).
+    pub data_cores: Option<Rc<crate::shards::DataCores>>,
 }
 
 impl Daemon {
@@ -241,6 +244,7 @@ impl Daemon {
             mutex_helper: std::path::PathBuf::from("ctdb_mutex_fcntl_helper"),
             frame: FrameConfig::default(),
             limits: DecodeLimits::default(),
+            data_cores: None,
         }
     }
 

@@ -408,6 +408,9 @@ pub struct Databases {
     /// TRAVERSE_ALL reqid.
     pub(crate) traverses: std::collections::HashMap<u32, traverse::Pending>,
     pub(crate) next_reqid: u32,
+    /// Databases detached since [`Databases::take_detached`] last ran (the
+    /// data cores drop their partitions of them).
+    detached: Vec<u32>,
 }
 
 impl Databases {
@@ -442,6 +445,7 @@ impl Databases {
             active_nodes: 1,
             traverses: std::collections::HashMap::new(),
             next_reqid: 1,
+            detached: Vec::new(),
         };
         me.attach_persistent_dir()?;
         Ok(me)
@@ -839,7 +843,16 @@ impl Databases {
     pub fn detach(&mut self, id: u32) -> bool {
         let before = self.dbs.len();
         self.dbs.retain(|d| d.id != id);
-        before != self.dbs.len()
+        let gone = before != self.dbs.len();
+        if gone {
+            self.detached.push(id);
+        }
+        gone
+    }
+
+    /// The databases detached since the last call (for the data cores).
+    pub fn take_detached(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.detached)
     }
 
     /// Attaches (or finds) a database outside of a control, for tests and

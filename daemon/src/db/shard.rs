@@ -134,6 +134,9 @@ impl Shard {
     /// Serves one request.
     pub fn handle(&mut self, req: ShardRequest) -> ShardReply {
         match req {
+            // Already attached (two attaches raced): keep the partition and
+            // what it collected.
+            ShardRequest::Attach { db_id, .. } if self.dbs.contains_key(&db_id) => ShardReply::Done,
             ShardRequest::Attach {
                 db_id,
                 name,
@@ -240,8 +243,10 @@ impl Databases {
 
     /// A REQ_CALL as a request for its shard: `(shard, request)`, or
     /// `None` when the control core serves it ([`Databases::handle_call`]).
+    /// `shards` is the number of data shards on cores of their own (the
+    /// caller passes 0 when core 0 serves everything itself).
     pub fn route_call(&self, call: &ReqCall<'_>, shards: usize) -> Option<(usize, ShardRequest)> {
-        if shards <= 1 {
+        if shards == 0 {
             return None;
         }
         let shard = self.shard_of(call.db_id, call.key, shards)?;
