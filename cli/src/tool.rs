@@ -3029,40 +3029,16 @@ fn control_restoredb(ctx: &mut Ctx, args: &[String]) -> i32 {
             return e;
         }
     };
-    let map = match ctx.get_nodemap(false) {
-        Some(m) => m,
-        None => {
-            eprintln!("Failed to get nodemap");
-            return libc::ENOMEM;
-        }
+    let (nodes, transdb) = match db_change_targets(ctx, db_id) {
+        Ok(t) => t,
+        Err(e) => return e,
     };
-    let generation = match ctx.get_generation() {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("Failed to get current generation");
-            return e;
-        }
-    };
-    let nodes = list_of_nodes(&map, wire::NODE_FLAGS_INACTIVE, wire::CTDB_UNKNOWN_PNN);
-    let mut transdb = db_id.to_ne_bytes().to_vec();
-    transdb.extend_from_slice(&generation.to_ne_bytes());
     let mut pulldb = db_id.to_ne_bytes().to_vec();
     pulldb.extend_from_slice(&0u32.to_ne_bytes());
     pulldb.extend_from_slice(&SRVID_CTDB_PUSHDB.to_ne_bytes());
 
     let result = (|| -> Result<(), i32> {
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::DB_FREEZE, wire::u32_data(db_id)),
-        )?;
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::DB_TRANSACTION_START, transdb.clone()),
-        )?;
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::WIPE_DATABASE, transdb.clone()),
-        )?;
+        freeze_and_wipe(ctx, &nodes, db_id, &transdb)?;
         ctx.multi(
             &nodes,
             ControlRequest::new(op::DB_PUSH_START, pulldb.clone()),
@@ -3092,36 +3068,9 @@ fn control_restoredb(ctx: &mut Ctx, args: &[String]) -> i32 {
                 return Err(1);
             }
         }
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::DB_SET_HEALTHY, wire::u32_data(db_id)),
-        )?;
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::DB_TRANSACTION_COMMIT, transdb.clone()),
-        )?;
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::DB_THAW, wire::u32_data(db_id)),
-        )?;
-        Ok(())
+        commit_and_thaw(ctx, &nodes, db_id, &transdb)
     })();
-    match result {
-        Ok(()) => {
-            println!("Database {db_name} restored");
-            0
-        }
-        Err(e) => {
-            let pnn = ctx.pnn;
-            let t = ctx.timeout();
-            let _ = ctx.client.control(
-                pnn,
-                t,
-                &ControlRequest::new(op::SET_RECMODE, wire::u32_data(wire::CTDB_RECOVERY_ACTIVE)),
-            );
-            e
-        }
-    }
+    finish_db_change(ctx, result, &format!("Database {db_name} restored"))
 }
 
 fn control_dumpdbbackup(_: &Options, args: &[String]) -> i32 {
@@ -3181,65 +3130,69 @@ fn control_dumpdbbackup(_: &Options, args: &[String]) -> i32 {
     0
 }
 
-fn control_wipedb(ctx: &mut Ctx, args: &[String]) -> i32 {
-    if args.len() != 1 {
-        usage(Some("wipedb"));
-    }
-    let (db_id, name, flags) = match ctx.db_exists(&args[0]) {
-        Some(v) => v,
-        None => return 1,
-    };
-    if let Err(e) = ctx.attach(&name, flags) {
-        eprintln!("Failed to attach to DB {name}");
-        return e;
-    }
+/// The active nodes and the transaction id (db_id, generation) of a
+/// database-wide change made on all of them (wipedb, restoredb).
+fn db_change_targets(ctx: &mut Ctx, db_id: u32) -> Result<(Vec<u32>, Vec<u8>), i32> {
     let map = match ctx.get_nodemap(false) {
         Some(m) => m,
         None => {
             eprintln!("Failed to get nodemap");
-            return libc::ENOMEM;
+            return Err(libc::ENOMEM);
         }
     };
     let generation = match ctx.get_generation() {
         Ok(g) => g,
         Err(e) => {
             eprintln!("Failed to get current generation");
-            return e;
+            return Err(e);
         }
     };
     let nodes = list_of_nodes(&map, wire::NODE_FLAGS_INACTIVE, wire::CTDB_UNKNOWN_PNN);
     let mut transdb = db_id.to_ne_bytes().to_vec();
     transdb.extend_from_slice(&generation.to_ne_bytes());
-    let result = (|| -> Result<(), i32> {
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::DB_FREEZE, wire::u32_data(db_id)),
-        )?;
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::DB_TRANSACTION_START, transdb.clone()),
-        )?;
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::WIPE_DATABASE, transdb.clone()),
-        )?;
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::DB_SET_HEALTHY, wire::u32_data(db_id)),
-        )?;
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::DB_TRANSACTION_COMMIT, transdb.clone()),
-        )?;
-        ctx.multi(
-            &nodes,
-            ControlRequest::new(op::DB_THAW, wire::u32_data(db_id)),
-        )?;
-        Ok(())
-    })();
+    Ok((nodes, transdb))
+}
+
+/// First steps of a database-wide change: freeze, start the transaction, wipe.
+fn freeze_and_wipe(ctx: &mut Ctx, nodes: &[u32], db_id: u32, transdb: &[u8]) -> Result<(), i32> {
+    ctx.multi(
+        nodes,
+        ControlRequest::new(op::DB_FREEZE, wire::u32_data(db_id)),
+    )?;
+    ctx.multi(
+        nodes,
+        ControlRequest::new(op::DB_TRANSACTION_START, transdb.to_vec()),
+    )?;
+    ctx.multi(
+        nodes,
+        ControlRequest::new(op::WIPE_DATABASE, transdb.to_vec()),
+    )?;
+    Ok(())
+}
+
+/// Last steps of a database-wide change: mark healthy, commit, thaw.
+fn commit_and_thaw(ctx: &mut Ctx, nodes: &[u32], db_id: u32, transdb: &[u8]) -> Result<(), i32> {
+    ctx.multi(
+        nodes,
+        ControlRequest::new(op::DB_SET_HEALTHY, wire::u32_data(db_id)),
+    )?;
+    ctx.multi(
+        nodes,
+        ControlRequest::new(op::DB_TRANSACTION_COMMIT, transdb.to_vec()),
+    )?;
+    ctx.multi(
+        nodes,
+        ControlRequest::new(op::DB_THAW, wire::u32_data(db_id)),
+    )?;
+    Ok(())
+}
+
+/// Prints `done` on success; on failure forces a recovery, as upstream does,
+/// so no node is left with the database frozen mid-transaction.
+fn finish_db_change(ctx: &mut Ctx, result: Result<(), i32>, done: &str) -> i32 {
     match result {
         Ok(()) => {
-            println!("Database {name} wiped");
+            println!("{done}");
             0
         }
         Err(e) => {
@@ -3253,6 +3206,29 @@ fn control_wipedb(ctx: &mut Ctx, args: &[String]) -> i32 {
             e
         }
     }
+}
+
+fn control_wipedb(ctx: &mut Ctx, args: &[String]) -> i32 {
+    if args.len() != 1 {
+        usage(Some("wipedb"));
+    }
+    let (db_id, name, flags) = match ctx.db_exists(&args[0]) {
+        Some(v) => v,
+        None => return 1,
+    };
+    if let Err(e) = ctx.attach(&name, flags) {
+        eprintln!("Failed to attach to DB {name}");
+        return e;
+    }
+    let (nodes, transdb) = match db_change_targets(ctx, db_id) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let result = (|| -> Result<(), i32> {
+        freeze_and_wipe(ctx, &nodes, db_id, &transdb)?;
+        commit_and_thaw(ctx, &nodes, db_id, &transdb)
+    })();
+    finish_db_change(ctx, result, &format!("Database {name} wiped"))
 }
 
 fn control_leader(ctx: &mut Ctx, _: &[String]) -> i32 {
