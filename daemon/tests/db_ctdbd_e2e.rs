@@ -4,144 +4,11 @@
 //! in the database files by `tdbdump` and `ltdbtool`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-const CTDBD: &str = env!("CARGO_BIN_EXE_ctdbd");
-const CTDB: &str = "/usr/bin/ctdb";
-
-struct Node {
-    base: PathBuf,
-    sock: PathBuf,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn start(tag: &str) -> Node {
-        let base = std::env::temp_dir().join(format!("ctdb-dbs-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        for sub in [
-            "volatile",
-            "persistent",
-            "state",
-            "run",
-            "var",
-            "events/legacy",
-        ] {
-            std::fs::create_dir_all(base.join(sub)).unwrap();
-        }
-        let addr = format!(
-            "127.{}.{}.9",
-            100 + std::process::id() % 100,
-            std::process::id() / 100 % 250 + 1
-        );
-        std::fs::write(base.join("nodes"), format!("{addr}\n")).unwrap();
-        let conf = format!(
-            "[logging]\n\tlocation = file:{0}/log.ctdb\n\tlog level = INFO\n\
-             [cluster]\n\tnode address = {addr}\n\
-             [database]\n\tvolatile database directory = {0}/volatile\n\
-             \tpersistent database directory = {0}/persistent\n\
-             \tstate database directory = {0}/state\n\
-             [legacy]\n\trealtime scheduling = false\n",
-            base.display()
-        );
-        std::fs::write(base.join("ctdb.conf"), conf).unwrap();
-        let sock = base.join("run/ctdbd.socket");
-        let child = Command::new(CTDBD)
-            .args(["-i", "--nosetsched"])
-            .env("CTDB_TEST_MODE", "1")
-            .env("CTDB_BASE", &base)
-            .env("CTDB_SOCKET", &sock)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ctdbd");
-        let mut n = Node {
-            base,
-            sock,
-            child: Some(child),
-        };
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(
-                matches!(n.child.as_mut().unwrap().try_wait(), Ok(None)),
-                "ctdbd exited: {}",
-                n.log()
-            );
-            let (ok, out) = n.ctdb(&["runstate"]);
-            if ok && out.contains("RUNNING") {
-                break;
-            }
-            assert!(
-                Instant::now() < end,
-                "ctdbd not RUNNING: {out}\n{}",
-                n.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        n
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.base.join("log.ctdb")).unwrap_or_default()
-    }
-
-    fn ctdb(&self, args: &[&str]) -> (bool, String) {
-        let mut child = Command::new(CTDB)
-            .args(args)
-            .env("CTDB_SOCKET", &self.sock)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run ctdb");
-        let start = Instant::now();
-        let end = start + Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
-                return (false, format!("ctdb {args:?} timed out"));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let o = child.wait_with_output().unwrap();
-        eprintln!("ctdb {args:?}: {:?}", start.elapsed());
-        (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out) = self.ctdb(args);
-        assert!(ok, "ctdb {args:?}: {out}\nlog:\n{}", self.log());
-        out
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let end = Instant::now() + Duration::from_secs(10);
-            while matches!(c.try_wait(), Ok(None)) && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.base);
-    }
-}
+mod one_node;
+use one_node::{Node, CTDB};
 
 fn dump(tool: &[&str], path: &Path) -> String {
     let o = Command::new(tool[0])
@@ -159,7 +26,7 @@ fn our_ctdbd_with_the_stock_ctdb_tool() {
         eprintln!("skipped: {CTDB} not installed");
         return;
     }
-    let n = Node::start("tool");
+    let n = Node::start("ctdb-dbs-e2e-tool", 9, &[]);
     assert_eq!(n.ok(&["attach", "test.tdb"]), "");
     let out = n.ok(&["getdbmap"]);
     assert!(out.contains("name:test.tdb"), "{out}");
