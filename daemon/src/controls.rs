@@ -41,11 +41,17 @@ pub enum Outcome {
 /// [`handle_client_packet`] on this core. `Err`: the packet is malformed
 /// and the connection must go.
 pub async fn serve_client_packet(
-    d: &Daemon,
+    d: &std::rc::Rc<Daemon>,
     client: u32,
     pkt: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Outcome, String> {
+    if client != 0 && forwarded(d, client, pkt) {
+        return Ok(Outcome::Done);
+    }
+    if client != 0 && crate::calls::client_call(d, client, pkt) {
+        return Ok(Outcome::Done);
+    }
     let Some(dc) = d.data_cores.clone() else {
         return handle_client_packet(d, client, pkt, out);
     };
@@ -56,6 +62,34 @@ pub async fn serve_client_packet(
     let r = handle_client_packet(d, client, pkt, out);
     dc.after_control(d).await;
     r
+}
+
+/// A client's control for another node, or a broadcast one, goes on to
+/// those nodes ([`crate::peers::forward_client_control`]); a broadcast
+/// that includes this node is also served here (returns `false` then).
+fn forwarded(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
+    let Ok(raw) = RawHeader::parse(pkt) else {
+        return false;
+    };
+    if raw.operation() != Ok(ctdb_protocol::Operation::ReqControl) {
+        return false;
+    }
+    let dest = raw.destnode;
+    if dest == CTDB_CURRENT_NODE || dest == d.pnn() {
+        return false;
+    }
+    if d.peers.get().is_none()
+        || d.id.nodes.get(dest).is_none() && !crate::state::is_broadcast(dest)
+    {
+        // No other nodes (or an unknown one): answered below.
+        return false;
+    }
+    if crate::state::is_broadcast(dest) {
+        crate::peers::forward_client_control(d, client, pkt);
+        return false;
+    }
+    crate::peers::forward_client_control(d, client, pkt);
+    true
 }
 
 /// Handles one client packet on the control core. `Err`: the packet is

@@ -42,6 +42,7 @@
 //!   monitoring, shutdown;
 //! * `sys`: the only module with `unsafe`, thin wrappers over libc.
 
+pub mod calls;
 pub mod client;
 pub mod cluster;
 pub mod controls;
@@ -51,6 +52,7 @@ pub mod event;
 pub mod logging;
 pub mod monitor;
 pub mod options;
+pub mod peers;
 pub mod process;
 pub mod runtime;
 pub mod shards;

@@ -111,6 +111,7 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
     let mutex_helper = settings
         .paths
         .helper("CTDB_CLUSTER_MUTEX_HELPER", "ctdb_mutex_fcntl_helper");
+    let port = ctdb_config::addr::ctdb_port();
     let rt = Runtime::start(cfg, move |core| async move {
         let NodeParts {
             id,
@@ -133,6 +134,12 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
         daemon.data_cores = ctdb_daemon::shards::DataCores::new(core.clone()).map(Rc::new);
         let daemon = Rc::new(daemon);
         let stop = core.stop_signal();
+        if let Err(e) = ctdb_daemon::peers::start(&daemon, port).await {
+            if let Ok(mut f) = fatal2.lock() {
+                *f = Some(format!("Failed to start the node transport: {e}"));
+            }
+            return;
+        }
         match core.ping_all(1).await {
             Ok(p) => tracing::debug!("{} data shard(s) answered: {p:?}", p.len()),
             Err(e) => tracing::error!("data cores not answering: {e}"),
@@ -147,7 +154,9 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
                 return;
             }
         }
-        if let Err(monitor::Fatal(why)) = monitor::run(daemon, stop).await {
+        let r = monitor::run(daemon.clone(), stop).await;
+        ctdb_daemon::peers::stop(&daemon);
+        if let Err(monitor::Fatal(why)) = r {
             if let Ok(mut f) = fatal2.lock() {
                 *f = Some(why);
             }

@@ -204,6 +204,12 @@ pub struct Daemon {
     /// The data cores, when there are any (two or more cores): volatile
     /// databases' REQ_CALLs are served there ([`crate::shards`]).
     pub data_cores: Option<Rc<crate::shards::DataCores>>,
+    /// The link to the other nodes, once started ([`crate::peers`]).
+    pub peers: crate::peers::PeersCell,
+    /// In-daemon consumers of messages, by srvid ([`crate::peers::subscribe`]).
+    pub subscribers: RefCell<
+        std::collections::HashMap<u64, Vec<glommio::channels::local_channel::LocalSender<Vec<u8>>>>,
+    >,
 }
 
 impl Daemon {
@@ -245,6 +251,8 @@ impl Daemon {
             frame: FrameConfig::default(),
             limits: DecodeLimits::default(),
             data_cores: None,
+            peers: crate::peers::PeersCell::new(),
+            subscribers: RefCell::new(std::collections::HashMap::new()),
         }
     }
 
@@ -290,20 +298,16 @@ impl Daemon {
             .is_some_and(|c| c.srvids.contains(&srvid))
     }
 
-    /// Delivers a message to every local client that registered its srvid
-    /// (upstream's `ctdb_daemon_send_message` to this node), and to the
-    /// daemon's own handlers. Messages for other nodes have nowhere to go
-    /// until the transport exists.
+    /// Delivers a message (upstream's `ctdb_daemon_send_message`): to this
+    /// node's handlers and clients, and over the wire to the other nodes
+    /// it names ([`crate::peers::deliver`]).
     pub fn deliver(&self, m: &OutMessage) {
-        if m.pnn != self.pnn() && !is_broadcast(m.pnn) {
-            tracing::warn!(
-                "message for srvid 0x{:x} to node {} dropped: no link to other nodes",
-                m.srvid,
-                m.pnn
-            );
-            return;
-        }
-        crate::controls::daemon_message(self, m);
+        crate::peers::deliver(self, m);
+    }
+
+    /// Hands a message for this node to every local client that
+    /// registered its srvid.
+    pub fn deliver_to_clients(&self, m: &OutMessage) {
         let mut pkt = Vec::new();
         encode_message(self.pnn(), self.generation(), m, &mut pkt);
         let mut sent = 0u32;

@@ -1,0 +1,727 @@
+//! The control core's side of the other nodes: the transport's packets
+//! turned into controls, replies, messages and calls, and the API the rest
+//! of the daemon uses to reach other nodes.
+//!
+//! Why one module: a packet from another node is handled by the same code
+//! as a client's (controls go through [`crate::controls`], database work
+//! through [`crate::db`]), but replies must go back over TCP, controls this
+//! node sends must be matched with their replies and timed out, and
+//! messages and broadcasts must fan out to the right nodes. Keeping that in
+//! one place leaves `controls.rs` and the recovery driver free of sockets.
+//!
+//! # Shape
+//!
+//! * The transport ([`crate::transport`]) runs on the control core only
+//!   (a mesh of one seat, no per-core lanes): every packet from another
+//!   node arrives here, and data-core work is handed to the data cores
+//!   through the runtime's own channels ([`crate::shards`]). This is the
+//!   design's "control core forwards migrations across cores and nodes".
+//! * One *outbox* task sends packets in the order they were queued
+//!   ([`send_packet`]), so a DB_PUSH's records reach a node before its
+//!   DB_PUSH_CONFIRM and a reply never overtakes an earlier message.
+//! * Controls this node sends ([`control`]) get a request id whose top
+//!   byte is 0 (the transport's rule for "reply to the control core"), a
+//!   slot in the pending table, and a timeout; a node that dies fails its
+//!   pending controls at once.
+//! * Messages ([`deliver`]) go to local clients that registered the srvid,
+//!   to the daemon's own handlers ([`crate::controls::daemon_message`]),
+//!   to in-daemon subscribers ([`subscribe`], e.g. the recovery driver
+//!   collecting DB_PULL records), and over the wire for other nodes;
+//!   broadcasts are expanded here from the node flags.
+//!
+//! # Invariants
+//!
+//! * A packet from a node is answered to that node only; the reply keeps
+//!   the request's reqid (the peer matches on it).
+//! * Call and dmaster packets from another generation, or while this node
+//!   is banned, are dropped ([`crate::transport::route::accept_packet`]).
+//! * Every pending control ends exactly once: reply, node death, timeout.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ctdb_protocol::constants::{
+    CTDB_BROADCAST_ACTIVE, CTDB_BROADCAST_ALL, CTDB_BROADCAST_CONNECTED, CTDB_CTRL_FLAG_NOREPLY,
+    CTDB_CURRENT_NODE, CTDB_MULTICAST, NODE_FLAGS_BANNED, NODE_FLAGS_DELETED,
+    NODE_FLAGS_DISCONNECTED, NODE_FLAGS_INACTIVE,
+};
+use ctdb_protocol::{Header, Operation, Packet, Payload, RawHeader, ReqControl, ReqMessage};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+
+use crate::controls::{self, Outcome};
+use crate::db::OutMessage;
+use crate::error::DaemonError;
+use crate::state::Daemon;
+use crate::transport::route::{accept_packet, ChainShards};
+use crate::transport::{mesh, NodeEvent, Received, Sent, Transport, TransportConfig};
+
+/// Offsets in the packet header (`ctdb_req_header`).
+const OFF_DESTNODE: usize = 20;
+const OFF_SRCNODE: usize = 24;
+const OFF_REQID: usize = 28;
+
+/// How long a deferred packet from another node waits between attempts.
+const DEFER_RETRY: Duration = Duration::from_millis(100);
+
+/// A control reply: status, data, error message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ControlReply {
+    pub status: i32,
+    pub data: Vec<u8>,
+    pub errmsg: Vec<u8>,
+}
+
+type ReplySlot = LocalSender<Result<ControlReply, DaemonError>>;
+
+struct Pending {
+    dest: u32,
+    tx: ReplySlot,
+}
+
+/// The control core's link to the other nodes.
+pub struct Peers {
+    transport: Rc<Transport>,
+    outbox: LocalSender<(u32, Vec<u8>)>,
+    next_seq: Cell<u32>,
+    pending: RefCell<HashMap<u32, Pending>>,
+}
+
+/// The daemon's peers, once started (`None` on a cluster of one node).
+pub type PeersCell = OnceCell<Rc<Peers>>;
+
+fn put_u32(buf: &mut [u8], off: usize, v: u32) {
+    if let Some(b) = buf.get_mut(off..off + 4) {
+        b.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn not_connected(pnn: u32) -> DaemonError {
+    DaemonError::sys(
+        "control to node",
+        io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("node {pnn} is disconnected"),
+        ),
+    )
+}
+
+/// Starts the transport and the tasks that serve it, when the nodes file
+/// names another node. Must run on the control core.
+pub async fn start(d: &Rc<Daemon>, port: u16) -> Result<(), DaemonError> {
+    let nodes: Vec<Option<std::net::IpAddr>> =
+        d.id.nodes
+            .entries
+            .iter()
+            .map(|e| (!e.deleted).then_some(e.addr))
+            .collect();
+    let others = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| a.is_some() && *i as u32 != d.pnn())
+        .count();
+    if others == 0 {
+        tracing::debug!("no other nodes: node-to-node transport not started");
+        return Ok(());
+    }
+    let mut cfg = TransportConfig::new(d.pnn(), nodes);
+    cfg.port = port;
+    cfg.lanes = false;
+    cfg.keepalive_interval =
+        Duration::from_secs(u64::from(d.tunable("KeepaliveInterval", 5).max(1)));
+    cfg.keepalive_limit = d.tunable("KeepaliveLimit", 5).max(1);
+    cfg.allow_mixed_versions = d.tunable("AllowMixedVersions", 0) != 0;
+    cfg.started = d.start_instant;
+    let seat = mesh::mesh(1, cfg.mesh_capacity)
+        .pop()
+        .expect("a mesh of one core has one seat");
+    let shards = Rc::new(ChainShards {
+        shards: 0,
+        hash_size: 1,
+        control_dbs: Vec::new(),
+    });
+    let transport = Transport::start(cfg, seat, shards).await?;
+    transport.set_generation(d.generation());
+    let (outbox, outbox_rx) = local_channel::new_unbounded();
+    let peers = Rc::new(Peers {
+        transport: transport.clone(),
+        outbox,
+        next_seq: Cell::new(1),
+        pending: RefCell::new(HashMap::new()),
+    });
+    if d.peers.set(peers.clone()).is_err() {
+        return Err(DaemonError::sys(
+            "start transport",
+            io::Error::other("transport started twice"),
+        ));
+    }
+    glommio::spawn_local(outbox_task(transport.clone(), outbox_rx)).detach();
+    glommio::spawn_local(receive_task(d.clone(), transport.clone())).detach();
+    glommio::spawn_local(event_task(d.clone(), transport.clone())).detach();
+    glommio::spawn_local(liveness_task(d.clone(), transport)).detach();
+    Ok(())
+}
+
+/// Stops the transport (shutdown).
+pub fn stop(d: &Daemon) {
+    if let Some(p) = d.peers.get() {
+        p.transport.stop();
+        for (_, p) in p.pending.borrow_mut().drain() {
+            let _ = p.tx.try_send(Err(not_connected(p.dest)));
+        }
+    }
+}
+
+async fn outbox_task(t: Rc<Transport>, rx: LocalReceiver<(u32, Vec<u8>)>) {
+    while let Some((pnn, bytes)) = rx.recv().await {
+        match t.send(pnn, bytes).await {
+            Ok(Sent::Dropped) => tracing::debug!("packet to node {pnn} dropped: not connected"),
+            Ok(_) => {}
+            Err(e) => tracing::error!("send to node {pnn}: {e}"),
+        }
+    }
+}
+
+/// The transport keeps its own keepalive accounting; the membership table
+/// counts a node as heard from whenever the transport has it connected, so
+/// the two never disagree about who is dead.
+async fn liveness_task(d: Rc<Daemon>, t: Rc<Transport>) {
+    loop {
+        glommio::timer::sleep(Duration::from_millis(500)).await;
+        if d.shutdown.get() {
+            return;
+        }
+        t.set_generation(d.generation());
+        let n = d.id.nodes.entries.len() as u32;
+        let mut node = d.node.borrow_mut();
+        for pnn in 0..n {
+            if pnn != d.pnn() && t.is_connected(pnn) {
+                node.membership.on_rx(pnn);
+            }
+        }
+    }
+}
+
+async fn event_task(d: Rc<Daemon>, t: Rc<Transport>) {
+    while let Some(ev) = t.next_event().await {
+        match ev {
+            NodeEvent::Connected(pnn) => {
+                tracing::info!("Node {pnn} connected");
+                d.node.borrow_mut().membership.on_transport_connected(pnn);
+            }
+            NodeEvent::Disconnected(pnn) => {
+                tracing::error!("Node {pnn} is dead");
+                d.node.borrow_mut().membership.node_dead(pnn);
+                fail_pending(&d, pnn);
+                crate::calls::node_dead(&d, pnn);
+            }
+            NodeEvent::VersionMismatch { pnn, theirs, ours } => {
+                tracing::error!(
+                    "Node {pnn} runs an incompatible version ({theirs:?}, ours 0x{ours:x}): shutting down"
+                );
+                d.shutdown.set(true);
+            }
+        }
+    }
+}
+
+fn fail_pending(d: &Daemon, pnn: u32) {
+    let Some(p) = d.peers.get() else { return };
+    let gone: Vec<u32> = p
+        .pending
+        .borrow()
+        .iter()
+        .filter(|(_, v)| v.dest == pnn)
+        .map(|(k, _)| *k)
+        .collect();
+    for reqid in gone {
+        if let Some(slot) = p.pending.borrow_mut().remove(&reqid) {
+            let _ = slot.tx.try_send(Err(not_connected(pnn)));
+        }
+    }
+}
+
+async fn receive_task(d: Rc<Daemon>, t: Rc<Transport>) {
+    while let Some(Received { from, bytes }) = t.recv().await {
+        let hdr = match RawHeader::parse(&bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("bad packet from node {from}: {e}");
+                continue;
+            }
+        };
+        d.node.borrow_mut().membership.on_rx(from);
+        let banned = d.node.borrow().membership.own_flags() & NODE_FLAGS_BANNED != 0;
+        if !accept_packet(&hdr, d.generation(), banned) {
+            tracing::debug!(
+                "packet {} from node {from} dropped (generation {} vs ours {}, banned {banned})",
+                hdr.operation,
+                hdr.generation,
+                d.generation()
+            );
+            continue;
+        }
+        count_node_packet(&d, &hdr);
+        match hdr.operation() {
+            Ok(Operation::ReqControl) => {
+                glommio::spawn_local(serve_peer_control(d.clone(), from, bytes)).detach();
+            }
+            Ok(Operation::ReplyControl) => complete_control(&d, from, &bytes),
+            Ok(Operation::ReqMessage) => match Packet::decode(&bytes, &d.limits) {
+                Ok(Packet {
+                    payload: Payload::ReqMessage(m),
+                    ..
+                }) => {
+                    let data = message_bytes(&m);
+                    deliver_local(
+                        &d,
+                        &OutMessage {
+                            pnn: d.pnn(),
+                            srvid: m.srvid,
+                            data,
+                        },
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("bad message from node {from}: {e}"),
+            },
+            Ok(
+                Operation::ReqCall
+                | Operation::ReplyCall
+                | Operation::ReplyError
+                | Operation::ReqDmaster
+                | Operation::ReplyDmaster,
+            ) => crate::calls::peer_packet(&d, from, bytes),
+            Ok(Operation::ReqTunnel) => crate::calls::peer_tunnel(&d, from, bytes),
+            Ok(op) => tracing::debug!("{} from node {from} ignored", op.name()),
+            Err(_) => tracing::error!(
+                "unknown operation {} from node {from} dropped",
+                hdr.operation
+            ),
+        }
+    }
+}
+
+fn count_node_packet(d: &Daemon, hdr: &RawHeader) {
+    let op = hdr.operation();
+    d.stats.borrow_mut().count(|s| {
+        s.node_packets_recv += 1;
+        match op {
+            Ok(Operation::ReqCall) => s.node.req_call += 1,
+            Ok(Operation::ReplyCall) => s.node.reply_call += 1,
+            Ok(Operation::ReqDmaster) => s.node.req_dmaster += 1,
+            Ok(Operation::ReplyDmaster) => s.node.reply_dmaster += 1,
+            Ok(Operation::ReplyError) => s.node.reply_error += 1,
+            Ok(Operation::ReqMessage) => s.node.req_message += 1,
+            Ok(Operation::ReqControl) => s.node.req_control += 1,
+            Ok(Operation::ReplyControl) => s.node.reply_control += 1,
+            Ok(Operation::ReqTunnel) => s.node.req_tunnel += 1,
+            _ => {}
+        }
+    });
+}
+
+/// The raw data of a message.
+pub fn message_bytes(m: &ReqMessage<'_>) -> Vec<u8> {
+    match &m.data {
+        ctdb_protocol::Data::Raw(b) => b.to_vec(),
+        ctdb_protocol::Data::Typed(t) => {
+            let mut v = Vec::new();
+            t.push(&mut v);
+            v
+        }
+    }
+}
+
+/// A control from another node (or from this node to itself): served by
+/// the same code as a client's, retried while deferred, answered to the
+/// sender.
+async fn serve_peer_control(d: Rc<Daemon>, from: u32, bytes: Vec<u8>) {
+    let reply = run_control_locally(&d, &bytes, None).await;
+    for p in reply {
+        send_packet(&d, from, p);
+    }
+}
+
+/// Runs a control packet on this node; returns the reply packets.
+/// `deadline`: give up waiting on a deferred control then (no reply).
+async fn run_control_locally(
+    d: &Rc<Daemon>,
+    bytes: &[u8],
+    deadline: Option<std::time::Instant>,
+) -> Vec<Vec<u8>> {
+    let deadline = deadline.unwrap_or_else(|| {
+        std::time::Instant::now()
+            + Duration::from_secs(u64::from(d.tunable("DeferredAttachTimeout", 120)))
+    });
+    let mut out = Vec::new();
+    loop {
+        out.clear();
+        match controls::serve_client_packet(d, 0, bytes, &mut out).await {
+            Ok(Outcome::Done) => break,
+            Ok(Outcome::Deferred) => {
+                if std::time::Instant::now() > deadline {
+                    tracing::error!("deferred control from another node timed out");
+                    return Vec::new();
+                }
+                glommio::timer::sleep(DEFER_RETRY).await;
+            }
+            Err(why) => {
+                tracing::error!("bad control from another node: {why}");
+                return Vec::new();
+            }
+        }
+    }
+    split_packets(&out)
+}
+
+/// The whole packets in a buffer of encoded packets.
+pub fn split_packets(buf: &[u8]) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    let mut off = 0;
+    while off + 4 <= buf.len() {
+        let len = u32::from_le_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+        if len < 4 || off + len > buf.len() {
+            break;
+        }
+        v.push(buf[off..off + len].to_vec());
+        off += len;
+    }
+    v
+}
+
+fn complete_control(d: &Daemon, from: u32, bytes: &[u8]) {
+    let Some(p) = d.peers.get() else { return };
+    let reqid = match RawHeader::parse(bytes) {
+        Ok(h) => h.reqid,
+        Err(_) => return,
+    };
+    let slot = p.pending.borrow_mut().remove(&reqid);
+    let Some(slot) = slot else {
+        tracing::debug!("reply {reqid} from node {from} matches no control (late?)");
+        return;
+    };
+    let r = match Packet::decode(bytes, &d.limits) {
+        Ok(Packet {
+            payload: Payload::ReplyControl(r),
+            ..
+        }) => {
+            let mut data = Vec::new();
+            match &r.data {
+                ctdb_protocol::Data::Raw(b) => data.extend_from_slice(b),
+                ctdb_protocol::Data::Typed(t) => t.push(&mut data),
+            }
+            Ok(ControlReply {
+                status: r.status,
+                data,
+                errmsg: r.errmsg.to_vec(),
+            })
+        }
+        Ok(_) => return,
+        Err(e) => Err(DaemonError::sys(
+            "control reply",
+            io::Error::new(io::ErrorKind::InvalidData, format!("from node {from}: {e}")),
+        )),
+    };
+    let _ = slot.tx.try_send(r);
+}
+
+/// Queues a whole packet for node `pnn` (in order with everything queued
+/// before). This node's own pnn is served locally.
+pub fn send_packet(d: &Daemon, pnn: u32, bytes: Vec<u8>) {
+    match d.peers.get() {
+        Some(p) => {
+            d.stats.borrow_mut().count(|s| s.node_packets_sent += 1);
+            if p.outbox.try_send((pnn, bytes)).is_err() {
+                tracing::error!("outbox closed: packet to node {pnn} dropped");
+            }
+        }
+        None => tracing::debug!("packet to node {pnn} dropped: no other nodes"),
+    }
+}
+
+fn next_reqid(p: &Peers) -> u32 {
+    loop {
+        let seq = p.next_seq.get();
+        p.next_seq.set(if seq >= 0x00ff_ffff { 1 } else { seq + 1 });
+        if !p.pending.borrow().contains_key(&seq) {
+            return seq;
+        }
+    }
+}
+
+/// The pnns a destination stands for: one node, or a broadcast expanded
+/// from the node flags (this node included when it qualifies).
+pub fn targets(d: &Daemon, dest: u32) -> Vec<u32> {
+    let dest = if dest == CTDB_CURRENT_NODE {
+        d.pnn()
+    } else {
+        dest
+    };
+    let node = d.node.borrow();
+    let nodes = node.membership.nodemap();
+    let pick = |f: &dyn Fn(u32) -> bool| -> Vec<u32> {
+        nodes
+            .iter()
+            .filter(|(_, fl)| fl & NODE_FLAGS_DELETED == 0 && f(*fl))
+            .map(|(p, _)| *p)
+            .collect()
+    };
+    match dest {
+        CTDB_BROADCAST_ALL => pick(&|_| true),
+        CTDB_BROADCAST_CONNECTED | CTDB_MULTICAST => pick(&|fl| fl & NODE_FLAGS_DISCONNECTED == 0),
+        CTDB_BROADCAST_ACTIVE => pick(&|fl| fl & NODE_FLAGS_INACTIVE == 0),
+        pnn => vec![pnn],
+    }
+}
+
+/// Sends a control to node `dest` (this node included) and waits for its
+/// reply, at most `timeout`. A control with `CTDB_CTRL_FLAG_NOREPLY` in
+/// `flags` returns at once with status 0.
+pub async fn control(
+    d: &Rc<Daemon>,
+    dest: u32,
+    opcode: u32,
+    srvid: u64,
+    flags: u32,
+    data: &[u8],
+    timeout: Duration,
+) -> Result<ControlReply, DaemonError> {
+    let noreply = flags & CTDB_CTRL_FLAG_NOREPLY != 0;
+    let local = dest == d.pnn() || dest == CTDB_CURRENT_NODE;
+    let mut req = ReqControl::raw(opcode, data);
+    req.srvid = srvid;
+    req.flags = flags;
+    if local {
+        let mut pkt = Vec::new();
+        Packet::new(
+            Header::new(d.generation(), d.pnn(), d.pnn(), 0),
+            Payload::ReqControl(req),
+        )
+        .encode(&mut pkt)
+        .map_err(|e| DaemonError::sys("encode control", io::Error::other(e.to_string())))?;
+        let deadline = std::time::Instant::now() + timeout;
+        let replies = run_control_locally(d, &pkt, Some(deadline)).await;
+        if noreply {
+            return Ok(ControlReply::default());
+        }
+        for r in replies {
+            if let Ok(Packet {
+                payload: Payload::ReplyControl(r),
+                ..
+            }) = Packet::decode(&r, &d.limits)
+            {
+                let mut data = Vec::new();
+                match &r.data {
+                    ctdb_protocol::Data::Raw(b) => data.extend_from_slice(b),
+                    ctdb_protocol::Data::Typed(t) => t.push(&mut data),
+                }
+                return Ok(ControlReply {
+                    status: r.status,
+                    data,
+                    errmsg: r.errmsg.to_vec(),
+                });
+            }
+        }
+        return Err(DaemonError::sys(
+            "control to this node",
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("control {opcode}: no reply"),
+            ),
+        ));
+    }
+    let Some(p) = d.peers.get().cloned() else {
+        return Err(not_connected(dest));
+    };
+    if !d.node.borrow().membership.is_connected(dest) {
+        return Err(not_connected(dest));
+    }
+    let reqid = if noreply { 0 } else { next_reqid(&p) };
+    let mut pkt = Vec::new();
+    Packet::new(
+        Header::new(d.generation(), dest, d.pnn(), reqid),
+        Payload::ReqControl(req),
+    )
+    .encode(&mut pkt)
+    .map_err(|e| DaemonError::sys("encode control", io::Error::other(e.to_string())))?;
+    if noreply {
+        send_packet(d, dest, pkt);
+        return Ok(ControlReply::default());
+    }
+    let (tx, rx) = local_channel::new_bounded(1);
+    p.pending.borrow_mut().insert(reqid, Pending { dest, tx });
+    send_packet(d, dest, pkt);
+    let r = futures_lite::future::or(async { rx.recv().await }, async {
+        glommio::timer::sleep(timeout).await;
+        None
+    })
+    .await;
+    p.pending.borrow_mut().remove(&reqid);
+    match r {
+        Some(r) => r,
+        None => Err(DaemonError::sys(
+            "control to node",
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("control {opcode} to node {dest} timed out"),
+            ),
+        )),
+    }
+}
+
+/// A client's control for another node (or a broadcast): sent on, and the
+/// reply relayed to the client with the client's own request id. Runs in
+/// its own task so the client's later packets are not held up.
+pub fn forward_client_control(d: &Rc<Daemon>, client: u32, pkt: &[u8]) {
+    let Ok(hdr) = RawHeader::parse(pkt) else {
+        return;
+    };
+    let Ok(Packet {
+        payload: Payload::ReqControl(c),
+        ..
+    }) = Packet::decode(pkt, &d.limits)
+    else {
+        return;
+    };
+    let opcode = c.opcode;
+    let srvid = c.srvid;
+    let flags = c.flags;
+    let noreply = c.noreply();
+    let mut data = Vec::new();
+    match &c.data {
+        ctdb_protocol::Data::Raw(b) => data.extend_from_slice(b),
+        ctdb_protocol::Data::Typed(t) => t.push(&mut data),
+    }
+    let timeout = Duration::from_secs(u64::from(d.tunable("ControlTimeout", 60).max(1)));
+    let dests = targets(d, hdr.destnode);
+    let broadcast = crate::state::is_broadcast(hdr.destnode);
+    for dest in dests {
+        if dest == d.pnn() {
+            // A broadcast including this node is served by the caller.
+            continue;
+        }
+        let d = d.clone();
+        let data = data.clone();
+        let (client_reqid, client_pnn) = (hdr.reqid, hdr.srcnode);
+        let flags = if broadcast {
+            flags | CTDB_CTRL_FLAG_NOREPLY
+        } else {
+            flags
+        };
+        glommio::spawn_local(async move {
+            let r = control(&d, dest, opcode, srvid, flags, &data, timeout).await;
+            if noreply || broadcast {
+                if let Err(e) = r {
+                    tracing::debug!("control {opcode} to node {dest}: {e}");
+                }
+                return;
+            }
+            let reply = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("control {opcode} to node {dest} failed: {e}");
+                    ControlReply {
+                        status: -1,
+                        data: Vec::new(),
+                        errmsg: b"node is disconnected".to_vec(),
+                    }
+                }
+            };
+            let mut out = Vec::new();
+            let rc = ctdb_protocol::ReplyControl {
+                status: reply.status,
+                data: ctdb_protocol::Data::Raw(&reply.data),
+                errmsg: &reply.errmsg,
+            };
+            if Packet::new(
+                Header::new(d.generation(), client_pnn, dest, client_reqid),
+                Payload::ReplyControl(rc),
+            )
+            .encode(&mut out)
+            .is_ok()
+            {
+                send_to_client(&d, client, out).await;
+            }
+        })
+        .detach();
+    }
+}
+
+/// Sends a packet to a connected local client, if it is still there.
+pub async fn send_to_client(d: &Daemon, client: u32, pkt: Vec<u8>) {
+    let q = d.clients.borrow().get(&client).map(|c| c.queue.clone());
+    if let Some(q) = q {
+        if let Err(e) = q.send(pkt).await {
+            tracing::debug!("reply to client {client} dropped: {e}");
+        } else {
+            d.stats.borrow_mut().count(|s| s.client_packets_sent += 1);
+        }
+    }
+}
+
+/// Delivers a message: to this node's clients and handlers when it is
+/// for this node, over the wire to the other nodes it names.
+pub fn deliver(d: &Daemon, m: &OutMessage) {
+    for pnn in targets(d, m.pnn) {
+        if pnn == d.pnn() {
+            deliver_local(d, &OutMessage { pnn, ..m.clone() });
+            continue;
+        }
+        if d.peers.get().is_none() {
+            tracing::warn!(
+                "message for srvid 0x{:x} to node {pnn} dropped: no link to other nodes",
+                m.srvid
+            );
+            continue;
+        }
+        let mut pkt = Vec::new();
+        if Packet::new(
+            Header::new(d.generation(), pnn, d.pnn(), 0),
+            Payload::ReqMessage(ReqMessage::raw(m.srvid, &m.data)),
+        )
+        .encode(&mut pkt)
+        .is_ok()
+        {
+            send_packet(d, pnn, pkt);
+        }
+    }
+}
+
+/// A message for this node: the daemon's own handlers, in-daemon
+/// subscribers, then every client that registered the srvid.
+pub fn deliver_local(d: &Daemon, m: &OutMessage) {
+    crate::controls::daemon_message(d, m);
+    {
+        let mut subs = d.subscribers.borrow_mut();
+        if let Some(list) = subs.get_mut(&m.srvid) {
+            list.retain(|tx| tx.try_send(m.data.clone()).is_ok());
+            if list.is_empty() {
+                subs.remove(&m.srvid);
+            }
+        }
+    }
+    d.deliver_to_clients(m);
+}
+
+/// Messages to `srvid` on this node, also handed to the returned receiver
+/// until it is dropped (the daemon's own consumers: the recovery driver's
+/// DB_PULL records, LEADER and ELECTION messages).
+pub fn subscribe(d: &Daemon, srvid: u64) -> LocalReceiver<Vec<u8>> {
+    let (tx, rx) = local_channel::new_unbounded();
+    d.subscribers
+        .borrow_mut()
+        .entry(srvid)
+        .or_default()
+        .push(tx);
+    rx
+}
+
+/// Rewrites a packet's routing fields (destination, source, request id).
+pub fn readdress(pkt: &mut [u8], destnode: u32, srcnode: u32, reqid: u32) {
+    put_u32(pkt, OFF_DESTNODE, destnode);
+    put_u32(pkt, OFF_SRCNODE, srcnode);
+    put_u32(pkt, OFF_REQID, reqid);
+}
