@@ -581,6 +581,20 @@ pub fn cluster_control(d: &Daemon, ctl: Control) -> (i32, Vec<u8>) {
     let now = d.start_instant.elapsed().as_millis() as u64;
     let o = d.node.borrow_mut().handle_control(now, &ctl, true);
     apply_effects(d, &o.effects);
+    if let (Control::SetVnnmap(m), Handled::Reply(ControlResult::Ok(_))) = (&ctl, &o.handled) {
+        // The database layer hashes keys over the same map (lmaster).
+        let active = {
+            let node = d.node.borrow();
+            node.membership
+                .nodemap()
+                .iter()
+                .filter(|(_, f)| f & NODE_FLAGS_INACTIVE == 0)
+                .count() as u32
+        };
+        let mut dbs = d.dbs.borrow_mut();
+        dbs.set_vnn_map(m.map.clone());
+        dbs.set_active_nodes(active.max(1));
+    }
     match o.handled {
         Handled::Reply(ControlResult::Ok(r)) => match r {
             Reply::Recmode(m) => (m as i32, Vec::new()),
