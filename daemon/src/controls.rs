@@ -203,11 +203,7 @@ fn serve(
             d.deliver(m);
         }
         for c in &s.controls {
-            tracing::debug!(
-                "node control {} for node {} not sent: no links to other nodes",
-                c.opcode.name(),
-                c.destnode
-            );
+            crate::peers::send_control_noreply(d, c.destnode, c.opcode as u32, &c.data);
         }
         return Ok(if s.deferred {
             Outcome::Deferred

@@ -477,6 +477,30 @@ pub fn targets(d: &Daemon, dest: u32) -> Vec<u32> {
     }
 }
 
+/// Sends a control that wants no reply (`CTDB_CTRL_FLAG_NOREPLY`) to
+/// `dest`, a node or a broadcast; this node's own copy goes through the
+/// transport's loopback, so it is served like any other node's.
+pub fn send_control_noreply(d: &Daemon, dest: u32, opcode: u32, data: &[u8]) {
+    if d.peers.get().is_none() {
+        tracing::debug!("control {opcode} for node {dest} not sent: no other nodes");
+        return;
+    }
+    for pnn in targets(d, dest) {
+        let mut req = ReqControl::raw(opcode, data);
+        req.flags = CTDB_CTRL_FLAG_NOREPLY;
+        let mut pkt = Vec::new();
+        if Packet::new(
+            Header::new(d.generation(), pnn, d.pnn(), 0),
+            Payload::ReqControl(req),
+        )
+        .encode(&mut pkt)
+        .is_ok()
+        {
+            send_packet(d, pnn, pkt);
+        }
+    }
+}
+
 /// Sends a control to node `dest` (this node included) and waits for its
 /// reply, at most `timeout`. A control with `CTDB_CTRL_FLAG_NOREPLY` in
 /// `flags` returns at once with status 0.
