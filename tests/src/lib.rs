@@ -18,6 +18,8 @@
 pub mod addr;
 pub mod cluster;
 pub mod error;
+pub mod must_show;
+pub mod netns;
 pub mod procs;
 pub mod samba;
 pub mod sys;

@@ -1,0 +1,615 @@
+//! Shared pieces of the multi-node "must show" tests (`tests/cluster_*.rs`):
+//! which ctdbd they run, where the test programs are, bounded runs of
+//! external programs, and the questions the tests keep asking the stock
+//! CLI (who is leader, in what state is a node, what do the statistics
+//! say).
+//!
+//! Why a module of its own: every cluster test must run unchanged against
+//! Debian's ctdbd and against ours, so the choice of daemon lives in one
+//! function ([`ctdbd_under_test`]) and everything else talks to the daemon
+//! only through the stock `ctdb` CLI, the Unix socket and the test
+//! programs, never through anything specific to one implementation.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::addr::AddrLease;
+use crate::cluster::{CliOutput, Cluster, ClusterSpec, StatusSummary, DEBIAN_CTDB, DEBIAN_CTDBD};
+use crate::error::{HarnessError, Result};
+
+/// Environment variable naming the ctdbd the cluster tests run.
+pub const CTDBD_ENV: &str = "CTDB_TEST_CTDBD";
+
+/// Environment variable naming the directory of the test programs
+/// (`fetch_ring`, `message_ring`, ... of ctdb-perf).
+pub const PERF_BINS_ENV: &str = "CTDB_TEST_PERF_BINS";
+
+/// The daemon the cluster tests run when `CTDB_TEST_CTDBD` is not set.
+/// Switching the default to our own daemon is this one line.
+pub const DEFAULT_CTDBD: &str = DEBIAN_CTDBD;
+
+/// The ctdbd under test: `$CTDB_TEST_CTDBD` if set, else [`DEFAULT_CTDBD`].
+pub fn ctdbd_under_test() -> PathBuf {
+    std::env::var_os(CTDBD_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CTDBD))
+}
+
+/// The ctdbd under test, or `None` (after printing why the test is
+/// skipped) if that binary does not exist.
+pub fn ctdbd_or_skip(test: &str) -> Option<PathBuf> {
+    let d = ctdbd_under_test();
+    if d.is_file() {
+        eprintln!("{test}: running against {}", d.display());
+        Some(d)
+    } else {
+        eprintln!(
+            "{test}: SKIPPED: no ctdbd at {} (set {CTDBD_ENV} to a daemon to test)",
+            d.display()
+        );
+        None
+    }
+}
+
+/// The CLI the cluster tests always use: the stock one.
+pub fn cli() -> &'static Path {
+    Path::new(DEBIAN_CTDB)
+}
+
+/// The test program `name` of ctdb-perf: in `$CTDB_TEST_PERF_BINS`, else
+/// next to the running test binary's profile directory
+/// (`target/<profile>/deps/<test>` -> `target/<profile>/<name>`), where
+/// `cargo build --release -p ctdb-perf --bins` puts it.
+pub fn perf_bin(name: &str) -> Result<PathBuf> {
+    let dir = match std::env::var_os(PERF_BINS_ENV) {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| HarnessError::Io {
+                what: "find the running test binary",
+                path: PathBuf::from("/proc/self/exe"),
+                source: e,
+            })?;
+            exe.parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        }
+    };
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(HarnessError::BadSpec(format!(
+            "test program {} not found: build it with \
+             `cargo build --release -p ctdb-perf --bins` (same target dir and profile) \
+             or set {PERF_BINS_ENV}",
+            p.display()
+        )))
+    }
+}
+
+/// A cluster on its own block of loopback addresses; the block is
+/// released after the daemons are stopped (fields drop in order).
+#[derive(Debug)]
+pub struct TestCluster {
+    /// The cluster.
+    pub cluster: Cluster,
+    _lease: AddrLease,
+}
+
+impl std::ops::Deref for TestCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+impl std::ops::DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.cluster
+    }
+}
+
+impl TestCluster {
+    /// Reserve addresses and write (not start) a cluster of `nodes` nodes
+    /// running `ctdbd`, after `adjust` had its say on the spec (cluster
+    /// lock, tunables, extra configuration).
+    pub fn create(
+        nodes: usize,
+        ctdbd: &Path,
+        adjust: impl FnOnce(&mut ClusterSpec),
+    ) -> Result<TestCluster> {
+        let lease = AddrLease::reserve()?;
+        let mut spec = ClusterSpec::new(nodes, lease.first(), ctdbd);
+        adjust(&mut spec);
+        Ok(TestCluster {
+            cluster: Cluster::create(spec)?,
+            _lease: lease,
+        })
+    }
+
+    /// [`TestCluster::create`], start every node and wait (at most
+    /// `limit`) until all are OK.
+    pub fn start(
+        nodes: usize,
+        ctdbd: &Path,
+        limit: Duration,
+        adjust: impl FnOnce(&mut ClusterSpec),
+    ) -> Result<TestCluster> {
+        let mut c = TestCluster::create(nodes, ctdbd, adjust)?;
+        c.start_all()?;
+        c.wait_all_ok(cli(), limit)?;
+        Ok(c)
+    }
+
+    /// The cluster lock file the harness configures when asked to.
+    pub fn lock_file(&self) -> PathBuf {
+        self.cluster
+            .dir()
+            .join("shared")
+            .join(".ctdb")
+            .join("cluster.lock")
+    }
+}
+
+/// Output of a program run by [`run_bounded`] / [`Bounded::finish`].
+#[derive(Debug, Clone)]
+pub struct Ran {
+    /// What was run (for messages).
+    pub what: String,
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// True if it overran its limit and was killed.
+    pub overran: bool,
+    /// How long it ran.
+    pub took: Duration,
+}
+
+impl Ran {
+    /// Exited 0 in time.
+    pub fn ok(&self) -> bool {
+        self.code == 0 && !self.overran
+    }
+}
+
+/// A child process with a time limit, killed by pid when it overruns and
+/// always reaped.
+#[derive(Debug)]
+pub struct Bounded {
+    what: String,
+    child: Option<Child>,
+    started: Instant,
+    limit: Duration,
+}
+
+impl Bounded {
+    /// Spawn `cmd` (its stdout and stderr are captured; stdin gets `input`
+    /// if given, else nothing).
+    pub fn spawn(mut cmd: Command, limit: Duration, input: Option<&[u8]>) -> Result<Bounded> {
+        let what = format!("{cmd:?}");
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn {
+            program: PathBuf::from(cmd.get_program()),
+            source,
+        })?;
+        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A program that exits early closes the pipe: not our error.
+            let _ = stdin.write_all(data);
+        }
+        Ok(Bounded {
+            what,
+            child: Some(child),
+            started: Instant::now(),
+            limit,
+        })
+    }
+
+    /// The pid of the running program.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Wait for the program (killing it by pid at its limit) and collect
+    /// its output.
+    pub fn finish(mut self) -> Ran {
+        let Some(mut child) = self.child.take() else {
+            return Ran {
+                what: self.what.clone(),
+                code: -1,
+                stdout: String::new(),
+                stderr: "already finished".into(),
+                overran: false,
+                took: Duration::ZERO,
+            };
+        };
+        // Drain the pipes in threads so a chatty program cannot block.
+        let out = child.stdout.take().map(drain);
+        let err = child.stderr.take().map(drain);
+        let mut overran = false;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if self.started.elapsed() > self.limit => {
+                    overran = true;
+                    let _ = child.kill();
+                    break child.wait().ok();
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(20)),
+                Err(_) => break child.wait().ok(),
+            }
+        };
+        let join = |h: Option<thread::JoinHandle<String>>| {
+            h.and_then(|h| h.join().ok()).unwrap_or_default()
+        };
+        Ran {
+            what: self.what.clone(),
+            code: status.and_then(|s| s.code()).unwrap_or(-1),
+            stdout: join(out),
+            stderr: join(err),
+            overran,
+            took: self.started.elapsed(),
+        }
+    }
+}
+
+impl Drop for Bounded {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn drain(mut r: impl std::io::Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Run `cmd` to completion within `limit` (killed by pid if it overruns).
+pub fn run_bounded(cmd: Command, limit: Duration, input: Option<&[u8]>) -> Result<Ran> {
+    Ok(Bounded::spawn(cmd, limit, input)?.finish())
+}
+
+/// A command for the test program `name` talking to node `i` of `cluster`
+/// (its socket and environment).
+pub fn perf_command(cluster: &Cluster, i: usize, name: &str) -> Result<Command> {
+    let mut cmd = Command::new(perf_bin(name)?);
+    cmd.envs(cluster.env(i)?);
+    Ok(cmd)
+}
+
+/// Run the stock CLI against node `i` with a time limit on the process.
+pub fn ctdb_bounded<S: AsRef<OsStr>>(
+    cluster: &Cluster,
+    i: usize,
+    args: &[S],
+    limit: Duration,
+    input: Option<&[u8]>,
+) -> Result<Ran> {
+    let mut cmd = Command::new(cli());
+    cmd.args(args)
+        .env_remove("CTDB_TOOL_SETPGID")
+        .envs(cluster.env(i)?);
+    run_bounded(cmd, limit, input)
+}
+
+/// Run the stock CLI against node `i` and insist on exit status 0; the
+/// error message carries the command and its output.
+pub fn ctdb_ok<S: AsRef<OsStr> + std::fmt::Debug>(
+    cluster: &Cluster,
+    i: usize,
+    args: &[S],
+) -> std::result::Result<String, String> {
+    let r = ctdb_bounded(cluster, i, args, Duration::from_secs(60), None)
+        .map_err(|e| format!("ctdb {args:?} on node {i}: {e}"))?;
+    if r.ok() {
+        Ok(r.stdout)
+    } else {
+        Err(format!(
+            "ctdb {args:?} on node {i}: exit {}{}\n{}{}",
+            r.code,
+            if r.overran { " (overran)" } else { "" },
+            r.stdout,
+            r.stderr
+        ))
+    }
+}
+
+/// The leader node `i` has heard of (`ctdb -T SECS leader`): `None` when
+/// it knows none (UNKNOWN) or the CLI fails.
+pub fn leader_seen_by(cluster: &Cluster, i: usize, secs: u32) -> Option<u32> {
+    let t = secs.to_string();
+    let r = ctdb_bounded(
+        cluster,
+        i,
+        &["-T", t.as_str(), "leader"],
+        Duration::from_secs(u64::from(secs) + 10),
+        None,
+    )
+    .ok()?;
+    if !r.ok() {
+        return None;
+    }
+    r.stdout.trim().parse().ok()
+}
+
+/// Poll `f` every `every` until it gives `Some` or `limit` passes; the
+/// error names `what` and the last state `f` described.
+pub fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> std::result::Result<T, String>,
+) -> std::result::Result<T, String> {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(last) => {
+                if start.elapsed() >= limit {
+                    return Err(format!(
+                        "{what}: not reached after {:?}; last: {last}",
+                        start.elapsed()
+                    ));
+                }
+            }
+        }
+        thread::sleep(every);
+    }
+}
+
+/// Wait until every node of `nodes` names the same leader, and that leader
+/// is one of `candidates`; returns it.
+pub fn wait_agreed_leader(
+    cluster: &Cluster,
+    nodes: &[usize],
+    candidates: &[u32],
+    limit: Duration,
+) -> std::result::Result<u32, String> {
+    wait_for(
+        &format!("nodes {nodes:?} agreeing on a leader among {candidates:?}"),
+        limit,
+        Duration::from_millis(300),
+        || {
+            let seen: Vec<Option<u32>> = nodes
+                .iter()
+                .map(|&i| leader_seen_by(cluster, i, 3))
+                .collect();
+            match seen.first().copied().flatten() {
+                Some(l) if seen.iter().all(|s| *s == Some(l)) && candidates.contains(&l) => Ok(l),
+                _ => Err(format!("leaders seen: {seen:?}")),
+            }
+        },
+    )
+}
+
+/// `ctdb status` of node `i`, parsed; `Err` with the output if the CLI
+/// failed.
+pub fn status_of(cluster: &Cluster, i: usize) -> std::result::Result<StatusSummary, String> {
+    let r = ctdb_bounded(
+        cluster,
+        i,
+        &["-T", "5", "status"],
+        Duration::from_secs(20),
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    if r.ok() {
+        Ok(StatusSummary::parse(&r.stdout))
+    } else {
+        Err(format!("exit {}: {}{}", r.code, r.stdout, r.stderr))
+    }
+}
+
+/// The state words node `from` shows for node `pnn` (e.g. `"OK"`,
+/// `"STOPPED|INACTIVE"`), without the `(THIS NODE)` marker.
+pub fn state_of(cluster: &Cluster, from: usize, pnn: u32) -> std::result::Result<String, String> {
+    let s = status_of(cluster, from)?;
+    s.nodes
+        .iter()
+        .find(|(p, _, _)| *p == pnn)
+        .map(|(_, _, st)| st.trim_end_matches(" (THIS NODE)").to_string())
+        .ok_or_else(|| format!("node {from} does not list pnn {pnn}: {s:?}"))
+}
+
+/// Wait until every node of `nodes` shows all of `pnns` as exactly OK, in
+/// normal recovery mode.
+pub fn wait_nodes_ok(
+    cluster: &Cluster,
+    nodes: &[usize],
+    pnns: &[u32],
+    limit: Duration,
+) -> std::result::Result<(), String> {
+    wait_for(
+        &format!("nodes {nodes:?} showing {pnns:?} OK"),
+        limit,
+        Duration::from_millis(300),
+        || {
+            for &i in nodes {
+                let s = status_of(cluster, i).map_err(|e| format!("node {i}: {e}"))?;
+                if !s.recovery_normal {
+                    return Err(format!("node {i}: recovery mode not NORMAL: {s:?}"));
+                }
+                for &p in pnns {
+                    let st = s
+                        .nodes
+                        .iter()
+                        .find(|(q, _, _)| *q == p)
+                        .map(|(_, _, st)| st.trim_end_matches(" (THIS NODE)"))
+                        .unwrap_or("missing");
+                    if st != "OK" {
+                        return Err(format!("node {i} shows {p} as {st}: {s:?}"));
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// The value of counter `name` (e.g. `"req_dmaster"`) in `ctdb statistics`
+/// output, in the section `section` (`"node"`, `"client"`, or `""` for
+/// the top level).
+pub fn statistic(text: &str, section: &str, name: &str) -> Option<u64> {
+    let mut current = "";
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        let second = words.next();
+        if indent <= 1 {
+            if second.is_none() {
+                current = first;
+                continue;
+            }
+            current = "";
+        }
+        if current == section && first == name {
+            return second.and_then(|v| v.parse().ok());
+        }
+    }
+    None
+}
+
+/// The sum of the `hop_count_buckets:` line of `ctdb statistics` output.
+pub fn hop_count_total(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix("hop_count_buckets:"))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|w| w.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The keys `ctdb cattdb` / `ctdb catdb` printed (`key(N) = "..."`), as the
+/// CLI escapes them.
+pub fn dumped_keys(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("key(")?;
+            let q = rest.find(" = \"")?;
+            let k = &rest[q + 4..];
+            Some(k.strip_suffix('"').unwrap_or(k).to_string())
+        })
+        .collect()
+}
+
+/// The node whose process (ctdbd or one of its helpers, found by
+/// `CTDB_BASE`) holds a POSIX lock on `lock_file`, from `/proc/locks`.
+pub fn lock_holder(cluster: &Cluster, lock_file: &Path) -> Option<usize> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(lock_file).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    for line in locks.lines() {
+        // "1: POSIX  ADVISORY  WRITE 1234 00:2a:5678 0 EOF"
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() < 6 || w[1] != "POSIX" {
+            continue;
+        }
+        let Some(file_ino) = w[5].rsplit(':').next().and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
+        if file_ino != ino {
+            continue;
+        }
+        let Ok(pid) = w[4].parse::<u32>() else {
+            continue;
+        };
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        for var in env.split(|&c| c == 0) {
+            let Some(base) = var.strip_prefix(b"CTDB_BASE=") else {
+                continue;
+            };
+            let base = String::from_utf8_lossy(base);
+            for i in 0..cluster.len() {
+                if cluster.base(i).ok()?.display().to_string() == base {
+                    return Some(i);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Assert-style helper: panic with `msg`, then the log tails of every node.
+pub fn fail_with_logs(cluster: &Cluster, msg: &str) -> ! {
+    let mut text = format!("{msg}\n");
+    for i in 0..cluster.len() {
+        text.push_str(&format!(
+            "--- end of node {i}'s log:\n{}\n",
+            cluster.log_tail(i, 25)
+        ));
+    }
+    panic!("{text}")
+}
+
+/// Unwrap a `Result<T, String>` or fail with every node's log tail.
+pub fn must<T>(cluster: &Cluster, r: std::result::Result<T, String>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => fail_with_logs(cluster, &e),
+    }
+}
+
+/// Convenience: the CLI output of one call as a [`Ran`]-like string for
+/// messages.
+pub fn describe(out: &CliOutput) -> String {
+    format!("exit {}: {}{}", out.code(), out.stdout, out.stderr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_are_read_by_section() {
+        let text = " num_clients                        2\n node\n     req_call                       1\n     req_dmaster                    7\n client\n     req_call                       2\n max_hop_count                      3\n hop_count_buckets: 1 2 0 4\n";
+        assert_eq!(statistic(text, "node", "req_call"), Some(1));
+        assert_eq!(statistic(text, "client", "req_call"), Some(2));
+        assert_eq!(statistic(text, "node", "req_dmaster"), Some(7));
+        assert_eq!(statistic(text, "", "num_clients"), Some(2));
+        assert_eq!(statistic(text, "", "max_hop_count"), Some(3));
+        assert_eq!(statistic(text, "node", "max_hop_count"), None);
+        assert_eq!(hop_count_total(text), 7);
+    }
+
+    #[test]
+    fn dumped_keys_are_listed() {
+        let text = "key(2) = \"a1\"\ndmaster: 0\nkey(23) = \"__db_sequence_number__\\00\"\n";
+        assert_eq!(dumped_keys(text), vec!["a1", "__db_sequence_number__\\00"]);
+    }
+
+    #[test]
+    fn a_program_that_overruns_is_killed() {
+        let mut cmd = Command::new("/bin/sleep");
+        cmd.arg("30");
+        let r = run_bounded(cmd, Duration::from_millis(200), None).unwrap();
+        assert!(r.overran && !r.ok(), "{r:?}");
+        assert!(r.took < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn missing_test_program_is_named() {
+        let e = perf_bin("no_such_program_xyz").unwrap_err().to_string();
+        assert!(e.contains("no_such_program_xyz"), "{e}");
+    }
+}
