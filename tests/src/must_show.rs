@@ -295,6 +295,59 @@ pub fn perf_command(cluster: &Cluster, i: usize, name: &str) -> Result<Command> 
     Ok(cmd)
 }
 
+/// Run the test program `name args` on every node of `cluster` at once
+/// (as upstream's `testprog_onnode -p all`), each copy bounded by `limit`;
+/// returns each node's run, in node order.
+pub fn perf_on_all(
+    cluster: &Cluster,
+    name: &str,
+    args: &[&str],
+    limit: Duration,
+) -> Result<Vec<Ran>> {
+    let mut running = Vec::new();
+    for i in 0..cluster.len() {
+        let mut cmd = perf_command(cluster, i, name)?;
+        cmd.args(args);
+        running.push(Bounded::spawn(cmd, limit, None)?);
+    }
+    Ok(running.into_iter().map(Bounded::finish).collect())
+}
+
+/// Upstream's `sanity_check_output` over the copies' outputs: every line is
+/// "Waiting for cluster" or satisfies `ok`, and "Waiting for cluster"
+/// appears exactly once (printed by node 0).
+pub fn sanity_check(runs: &[Ran], ok: impl Fn(&str) -> bool) -> std::result::Result<(), String> {
+    let mut waiting = 0;
+    for (i, r) in runs.iter().enumerate() {
+        if !r.ok() {
+            return Err(format!(
+                "copy on node {i} failed: exit {}{}\n{}{}",
+                r.code,
+                if r.overran { " (overran)" } else { "" },
+                r.stdout,
+                r.stderr
+            ));
+        }
+        for line in r.stdout.lines() {
+            if line == "Waiting for cluster" {
+                waiting += 1;
+            } else if !ok(line) {
+                return Err(format!("node {i}: unexpected line {line:?}"));
+            }
+        }
+    }
+    if waiting != 1 {
+        return Err(format!("\"Waiting for cluster\" {waiting} times, want 1"));
+    }
+    Ok(())
+}
+
+/// The number in `...PREFIX<number>SUFFIX...` of `line`.
+pub fn number_between(line: &str, prefix: &str, suffix: &str) -> Option<f64> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    rest[..rest.find(suffix)?].trim().parse().ok()
+}
+
 /// Run the stock CLI against node `i` with a time limit on the process.
 pub fn ctdb_bounded<S: AsRef<OsStr>>(
     cluster: &Cluster,
@@ -590,6 +643,15 @@ mod tests {
         assert_eq!(statistic(text, "", "max_hop_count"), Some(3));
         assert_eq!(statistic(text, "node", "max_hop_count"), None);
         assert_eq!(hop_count_total(text), 7);
+    }
+
+    #[test]
+    fn numbers_are_cut_out_of_lines() {
+        let l = "Ring[1]: 123.50 msgs/sec (+ve=10 -ve=11)";
+        assert_eq!(number_between(l, "]: ", " msgs/sec"), Some(123.5));
+        assert_eq!(number_between(l, "+ve=", " "), Some(10.0));
+        assert_eq!(number_between(l, "-ve=", ")"), Some(11.0));
+        assert_eq!(number_between(l, "x=", ")"), None);
     }
 
     #[test]
