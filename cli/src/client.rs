@@ -15,7 +15,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crate::wire::{self, op, ControlReply, ControlRequest, Header, CTDB_SRVID_LEADER};
+use crate::wire::{self, ControlData, ControlReply, ControlRequest, Header, CTDB_SRVID_LEADER};
 
 pub const ETIMEDOUT: i32 = libc::ETIMEDOUT;
 pub const EPROTO: i32 = libc::EPROTO;
@@ -67,7 +67,7 @@ impl Client {
         let reply = c.control(
             wire::CTDB_CURRENT_NODE,
             None,
-            &ControlRequest::new(op::GET_PNN, Vec::new()),
+            &ControlRequest::new(ControlData::GetPnn),
         )?;
         if reply.status < 0 {
             return Err(reply.status);
@@ -238,7 +238,7 @@ impl Client {
     /// REGISTER_SRVID on the local daemon; later messages to `srvid` are
     /// queued for [`Client::wait_message`].
     pub fn register_srvid(&mut self, srvid: u64) -> Result<(), i32> {
-        let mut req = ControlRequest::new(op::REGISTER_SRVID, Vec::new());
+        let mut req = ControlRequest::new(ControlData::RegisterSrvid);
         req.srvid = srvid;
         let pnn = self.pnn;
         let r = self.control(pnn, None, &req)?;
@@ -250,7 +250,7 @@ impl Client {
     }
 
     pub fn deregister_srvid(&mut self, srvid: u64) -> Result<(), i32> {
-        let mut req = ControlRequest::new(op::DEREGISTER_SRVID, Vec::new());
+        let mut req = ControlRequest::new(ControlData::DeregisterSrvid);
         req.srvid = srvid;
         let pnn = self.pnn;
         self.registered.remove(&srvid);

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use crate::sys;
 use crate::wire::{
-    self, DbStatistics, Iface, LtdbHeader, NodeMap, PublicIp, PublicIpInfo, Statistics, Uptime,
+    self, DbStatistics, Iface, LatencyCounter, LtdbHeader, NodeMap, PublicIp, PublicIpInfo,
+    RecBuffer, SockAddr, Statistics, Uptime, Wire,
 };
 
 /// The separator for machine-readable output.
@@ -73,24 +74,120 @@ pub fn uptime(pnn: u32, u: &Uptime) -> String {
         o,
         "Current time of node {:<4}     :                {}",
         pnn,
-        sys::ctime(u.current_time.sec)
+        sys::ctime(u.current_time.tv_sec)
     );
     let _ = write!(
         o,
         "Ctdbd start time              : {} {}",
-        dhms(u.current_time.sec - u.ctdbd_start_time.sec),
-        sys::ctime(u.ctdbd_start_time.sec)
+        dhms(u.current_time.tv_sec - u.ctdbd_start_time.tv_sec),
+        sys::ctime(u.ctdbd_start_time.tv_sec)
     );
     let _ = write!(
         o,
         "Time of last recovery/failover: {} {}",
-        dhms(u.current_time.sec - u.last_recovery_finished.sec),
-        sys::ctime(u.last_recovery_finished.sec)
+        dhms(u.current_time.tv_sec - u.last_recovery_finished.tv_sec),
+        sys::ctime(u.last_recovery_finished.tv_sec)
     );
-    let d = (u.last_recovery_finished.sec - u.last_recovery_started.sec) as f64
-        + (u.last_recovery_finished.usec - u.last_recovery_started.usec) as f64 * 1.0e-6;
+    let d = (u.last_recovery_finished.tv_sec - u.last_recovery_started.tv_sec) as f64
+        + (u.last_recovery_finished.tv_usec - u.last_recovery_started.tv_usec) as f64 * 1.0e-6;
     let _ = writeln!(o, "Duration of last recovery/failover: {d:.6} seconds");
     o
+}
+
+/// Names of the counters `statistics` prints, in print order.
+pub const STATS_FIELDS: [&str; 38] = [
+    "num_clients",
+    "frozen",
+    "recovering",
+    "num_recoveries",
+    "client_packets_sent",
+    "client_packets_recv",
+    "node_packets_sent",
+    "node_packets_recv",
+    "keepalive_packets_sent",
+    "keepalive_packets_recv",
+    "node.req_call",
+    "node.reply_call",
+    "node.req_dmaster",
+    "node.reply_dmaster",
+    "node.reply_error",
+    "node.req_message",
+    "node.req_control",
+    "node.reply_control",
+    "node.req_tunnel",
+    "client.req_call",
+    "client.req_message",
+    "client.req_control",
+    "client.req_tunnel",
+    "timeouts.call",
+    "timeouts.control",
+    "timeouts.traverse",
+    "locks.num_calls",
+    "locks.num_current",
+    "locks.num_pending",
+    "locks.num_failed",
+    "total_calls",
+    "pending_calls",
+    "childwrite_calls",
+    "pending_childwrite_calls",
+    "memory_used",
+    "max_hop_count",
+    "total_ro_delegations",
+    "total_ro_revokes",
+];
+
+/// The values of [`STATS_FIELDS`], in the same order.
+fn stats_fields(s: &Statistics) -> [u32; 38] {
+    let (n, c, t, l) = (&s.node, &s.client, &s.timeouts, &s.locks);
+    [
+        s.num_clients,
+        s.frozen,
+        s.recovering,
+        s.num_recoveries,
+        s.client_packets_sent,
+        s.client_packets_recv,
+        s.node_packets_sent,
+        s.node_packets_recv,
+        s.keepalive_packets_sent,
+        s.keepalive_packets_recv,
+        n.req_call,
+        n.reply_call,
+        n.req_dmaster,
+        n.reply_dmaster,
+        n.reply_error,
+        n.req_message,
+        n.req_control,
+        n.reply_control,
+        n.req_tunnel,
+        c.req_call,
+        c.req_message,
+        c.req_control,
+        c.req_tunnel,
+        t.call,
+        t.control,
+        t.traverse,
+        l.num_calls,
+        l.num_current,
+        l.num_pending,
+        l.num_failed,
+        s.total_calls,
+        s.pending_calls,
+        s.childwrite_calls,
+        s.pending_childwrite_calls,
+        s.memory_used,
+        s.max_hop_count,
+        s.total_ro_delegations,
+        s.total_ro_revokes,
+    ]
+}
+
+/// Mean of a latency counter, 0 with no samples.
+fn avg(l: &LatencyCounter) -> f64 {
+    if l.num != 0 {
+        l.total / l.num as f64
+    } else {
+        0.0
+    }
 }
 
 pub fn statistics_machine(s: &Statistics, header: bool, sep: MachineSep<'_>) -> String {
@@ -100,7 +197,7 @@ pub fn statistics_machine(s: &Statistics, header: bool, sep: MachineSep<'_>) -> 
         let _ = write!(o, "CTDB version{sep}");
         let _ = write!(o, "Current time of statistics{sep}");
         let _ = write!(o, "Statistics collected since{sep}");
-        for n in wire::STATS_FIELDS {
+        for n in STATS_FIELDS {
             let _ = write!(o, "{n}{sep}");
         }
         for what in [
@@ -117,23 +214,23 @@ pub fn statistics_machine(s: &Statistics, header: bool, sep: MachineSep<'_>) -> 
         o.push('\n');
     }
     let _ = write!(o, "{}{sep}", wire::CTDB_PROTOCOL);
-    let _ = write!(o, "{}{sep}", s.current_time.sec as u32);
-    let _ = write!(o, "{}{sep}", s.start_time.sec as u32);
-    for v in &s.fields {
+    let _ = write!(o, "{}{sep}", s.statistics_current_time.tv_sec as u32);
+    let _ = write!(o, "{}{sep}", s.statistics_start_time.tv_sec as u32);
+    for v in &stats_fields(s) {
         let _ = write!(o, "{v}{sep}");
     }
-    let lat = |o: &mut String, l: &wire::Latency, signed: bool| {
+    let lat = |o: &mut String, l: &LatencyCounter, signed: bool| {
         if signed {
             let _ = write!(o, "{}{sep}", l.num);
         } else {
             let _ = write!(o, "{}{sep}", l.num as u32);
         }
-        let _ = write!(o, "{:.6}{sep}{:.6}{sep}{:.6}{sep}", l.min, l.avg(), l.max);
+        let _ = write!(o, "{:.6}{sep}{:.6}{sep}{:.6}{sep}", l.min, avg(l), l.max);
     };
     lat(&mut o, &s.reclock_ctdbd, false);
     lat(&mut o, &s.reclock_recd, false);
     lat(&mut o, &s.call_latency, true);
-    lat(&mut o, &s.locks_latency, false);
+    lat(&mut o, &s.locks.latency, false);
     lat(&mut o, &s.childwrite_latency, true);
     o.push('\n');
     o
@@ -168,13 +265,13 @@ fn buckets(o: &mut String, label: &str, b: &[u32; 16]) {
     o.push('\n');
 }
 
-fn latency_line(o: &mut String, label: &str, l: &wire::Latency) {
+fn latency_line(o: &mut String, label: &str, l: &LatencyCounter) {
     let _ = writeln!(
         o,
         " {:<30}     {:.6}/{:.6}/{:.6} sec out of {}",
         label,
         l.min,
-        l.avg(),
+        avg(l),
         l.max,
         l.num
     );
@@ -186,18 +283,18 @@ pub fn statistics(s: &Statistics) -> String {
     let _ = write!(
         o,
         "Current time of statistics  :                {}",
-        sys::ctime(s.current_time.sec)
+        sys::ctime(s.statistics_current_time.tv_sec)
     );
     let _ = write!(
         o,
         "Statistics collected since  : {} {}",
-        dhms(s.current_time.sec - s.start_time.sec),
-        sys::ctime(s.start_time.sec)
+        dhms(s.statistics_current_time.tv_sec - s.statistics_start_time.tv_sec),
+        sys::ctime(s.statistics_start_time.tv_sec)
     );
-    counter_table(&mut o, &wire::STATS_FIELDS, &s.fields);
+    counter_table(&mut o, &STATS_FIELDS, &stats_fields(s));
     buckets(&mut o, "hop_count_buckets", &s.hop_count_bucket);
-    buckets(&mut o, "lock_buckets", &s.locks_buckets);
-    latency_line(&mut o, "locks_latency      MIN/AVG/MAX", &s.locks_latency);
+    buckets(&mut o, "lock_buckets", &s.locks.buckets);
+    latency_line(&mut o, "locks_latency      MIN/AVG/MAX", &s.locks.latency);
     latency_line(&mut o, "reclock_ctdbd      MIN/AVG/MAX", &s.reclock_ctdbd);
     latency_line(&mut o, "reclock_recd       MIN/AVG/MAX", &s.reclock_recd);
     latency_line(&mut o, "call_latency       MIN/AVG/MAX", &s.call_latency);
@@ -223,20 +320,21 @@ pub fn dbstatistics(name: &str, s: &DbStatistics) -> String {
     let values = [
         s.db_ro_delegations,
         s.db_ro_revokes,
-        s.locks[0],
-        s.locks[1],
-        s.locks[2],
-        s.locks[3],
+        s.locks.num_calls,
+        s.locks.num_current,
+        s.locks.num_pending,
+        s.locks.num_failed,
     ];
     counter_table(&mut o, &names, &values);
     buckets(&mut o, "hop_count_buckets", &s.hop_count_bucket);
-    buckets(&mut o, "lock_buckets", &s.locks_buckets);
-    latency_line(&mut o, "locks_latency      MIN/AVG/MAX", &s.locks_latency);
+    buckets(&mut o, "lock_buckets", &s.locks.buckets);
+    latency_line(&mut o, "locks_latency      MIN/AVG/MAX", &s.locks.latency);
     latency_line(&mut o, "vacuum_latency     MIN/AVG/MAX", &s.vacuum_latency);
-    let _ = writeln!(o, " Num Hot Keys:     {}", s.hot_keys.len());
-    for (count, key) in &s.hot_keys {
-        let _ = write!(o, "     Count:{} Key:", *count as i32);
-        for b in key {
+    let hot_keys = &s.hot_keys[..(s.num_hot_keys as usize).min(s.hot_keys.len())];
+    let _ = writeln!(o, " Num Hot Keys:     {}", hot_keys.len());
+    for k in hot_keys {
+        let _ = write!(o, "     Count:{} Key:", k.count as i32);
+        for b in k.key {
             let _ = write!(o, "{b:02x}");
         }
         o.push('\n');
@@ -272,7 +370,7 @@ pub fn public_ips(
         let _ = writeln!(o, "Public IPs on node {pnn}");
     }
     for (i, ip) in ips.iter().enumerate() {
-        let addr = ip.addr.to_string_port(false);
+        let addr = wire::addr_text(&ip.addr, false);
         if machine {
             let _ = write!(o, "{sep}{addr}{sep}{}{sep}", ip.pnn as i32);
         } else {
@@ -292,18 +390,18 @@ pub fn public_ips(
         if let Some(Some(info)) = infos.get(i) {
             for (j, iface) in info.ifaces.iter().enumerate() {
                 conf = Some(match conf {
-                    None => iface.name.clone(),
-                    Some(c) => format!("{c},{}", iface.name),
+                    None => wire::iface_name(iface),
+                    Some(c) => format!("{c},{}", wire::iface_name(iface)),
                 });
                 if info.active_idx as usize == j {
-                    active = Some(iface.name.clone());
+                    active = Some(wire::iface_name(iface));
                 }
                 if iface.link_state == 0 {
                     continue;
                 }
                 avail = Some(match avail {
-                    None => iface.name.clone(),
-                    Some(a) => format!("{a},{}", iface.name),
+                    None => wire::iface_name(iface),
+                    Some(a) => format!("{a},{}", wire::iface_name(iface)),
                 });
             }
         }
@@ -327,7 +425,7 @@ pub fn public_ips(
 
 pub fn ipinfo(pnn: u32, info: &PublicIpInfo) -> String {
     let mut o = String::new();
-    let addr = info.ip.addr.to_string_port(false);
+    let addr = wire::addr_text(&info.ip.addr, false);
     let _ = writeln!(o, "Public IP[{addr}] info on node {pnn}");
     let _ = writeln!(
         o,
@@ -340,7 +438,7 @@ pub fn ipinfo(pnn: u32, info: &PublicIpInfo) -> String {
             o,
             "Interface[{}]: Name:{} Link:{} References:{}{}",
             i + 1,
-            iface.name,
+            wire::iface_name(iface),
             if iface.link_state == 0 { "down" } else { "up" },
             iface.references,
             if i as u32 == info.active_idx {
@@ -370,13 +468,15 @@ pub fn ifaces(list: &[Iface], pnn: u32, machine: bool, sep: MachineSep<'_>) -> S
             let _ = writeln!(
                 o,
                 "{sep}{}{sep}{}{sep}{}{sep}",
-                i.name, i.link_state, i.references
+                wire::iface_name(i),
+                i.link_state,
+                i.references
             );
         } else {
             let _ = writeln!(
                 o,
                 "name:{} link:{} references:{}",
-                i.name,
+                wire::iface_name(i),
                 if i.link_state != 0 { "up" } else { "down" },
                 i.references
             );
@@ -578,11 +678,11 @@ pub fn parse_nodes_file(text: &str) -> Result<NodeMap, String> {
         } else {
             (node, 0)
         };
-        let ip = wire::parse_ip(addr).ok_or_else(|| addr.to_string())?;
+        let addr = SockAddr::parse_ip(addr).ok_or_else(|| addr.to_string())?;
         map.nodes.push(wire::NodeAndFlags {
             pnn: map.nodes.len() as u32,
             flags,
-            addr: wire::SockAddr::new(ip, 0),
+            addr,
         });
     }
     Ok(map)
@@ -593,7 +693,7 @@ pub fn nodemap_identical(a: &NodeMap, b: &NodeMap) -> bool {
         && a.nodes
             .iter()
             .zip(&b.nodes)
-            .all(|(x, y)| x.pnn == y.pnn && x.flags == y.flags && x.addr.ip == y.addr.ip)
+            .all(|(x, y)| x.pnn == y.pnn && x.flags == y.flags && x.addr.ip() == y.addr.ip())
 }
 
 #[derive(Default)]
@@ -616,7 +716,7 @@ pub fn check_node_file_changes(nm: &NodeMap, fnm: &NodeMap) -> (Printed, bool, b
                 p.stderr,
                 "Node {} ({}) missing from nodes file",
                 n.pnn,
-                n.addr.to_string_port(false)
+                wire::addr_text(&n.addr, false)
             );
             failed = true;
             i += 1;
@@ -630,8 +730,8 @@ pub fn check_node_file_changes(nm: &NodeMap, fnm: &NodeMap) -> (Printed, bool, b
                     p.stderr,
                     "Node {} has changed IP address (was {}, now {})",
                     n.pnn,
-                    n.addr.to_string_port(false),
-                    f.addr.to_string_port(false)
+                    wire::addr_text(&n.addr, false),
+                    wire::addr_text(&f.addr, false)
                 );
                 failed = true;
             } else if n.flags & wire::NODE_FLAGS_DISCONNECTED != 0 {
@@ -755,27 +855,14 @@ impl Backup {
 /// A record as (key, data).
 pub type KeyData = (Vec<u8>, Vec<u8>);
 
-/// The (key, data) pairs of a record buffer in wire form.
+/// The (key, data) pairs of a record buffer in wire form (bytes after
+/// the records are ignored).
 pub fn rec_buffer_records(buf: &[u8]) -> Result<Vec<KeyData>, ctdb_protocol::ProtocolError> {
-    let mut r = ctdb_protocol::wire::Reader::new(buf);
-    let _db_id = r.u32("rec_buffer.db_id")?;
-    let count = r.u32("rec_buffer.count")?;
-    let mut out = Vec::new();
-    let mut rest = r.remaining();
-    for _ in 0..count {
-        if rest.len() < 16 {
-            return Err(ctdb_protocol::ProtocolError::Short {
-                what: "rec_data",
-                need: 16,
-                have: rest.len(),
-            });
-        }
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let (_, key, data) = wire::parse_rec_data(rest)?;
-        out.push((key, data));
-        rest = rest.get(len.max(16)..).unwrap_or(&[]);
-    }
-    Ok(out)
+    let recs = RecBuffer::pull(&mut ctdb_protocol::wire::Reader::new(buf))?;
+    Ok(recs
+        .iter()
+        .map(|r| (r.key.to_vec(), r.data.to_vec()))
+        .collect())
 }
 
 #[cfg(test)]
@@ -819,7 +906,7 @@ mod tests {
         let m = parse_nodes_file("127.0.0.1\n#127.0.0.2\n\n 127.0.0.3 \n\n").unwrap();
         assert_eq!(m.nodes.len(), 3);
         assert_eq!(m.nodes[1].flags, wire::NODE_FLAGS_DELETED);
-        assert_eq!(m.nodes[2].addr.to_string_port(false), "127.0.0.3");
+        assert_eq!(wire::addr_text(&m.nodes[2].addr, false), "127.0.0.3");
         assert_eq!(parse_nodes_file("1.2.3\n").unwrap_err(), "1.2.3");
     }
 
@@ -828,6 +915,7 @@ mod tests {
         let h = LtdbHeader {
             rsn: 3,
             dmaster: 1,
+            reserved1: 0,
             flags: 0x0001_0000,
         };
         assert_eq!(

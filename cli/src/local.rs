@@ -10,10 +10,13 @@
 //! TRANS3_COMMIT, which the daemon applies on every node.
 
 use ctdb_engine::{CoreStore, Database, OpenOptions, StoreFlag, Walk};
+use ctdb_protocol::types::KeyData;
 
 use crate::client::EPROTO;
 use crate::tool::Ctx;
-use crate::wire::{self, op, ControlRequest, LtdbHeader, LTDB_HEADER_LEN};
+use crate::wire::{
+    self, ltdb_value, ControlData, ControlRequest, LtdbHeader, RecBufferBuilder, LTDB_HEADER_SIZE,
+};
 
 /// The local file of an attached database.
 pub struct LocalDb {
@@ -43,7 +46,7 @@ pub struct RecordHandle {
 
 impl RecordHandle {
     pub fn data(&self) -> &[u8] {
-        self.record.get(LTDB_HEADER_LEN..).unwrap_or(&[])
+        self.record.get(LTDB_HEADER_SIZE..).unwrap_or(&[])
     }
 
     pub fn release(self, db: &mut LocalDb) {
@@ -79,7 +82,7 @@ pub fn fetch_lock(
         };
         let mut migrate = true;
         if let Some(rec) = &rec {
-            let header = match LtdbHeader::parse(rec) {
+            let header = match wire::ltdb_header(rec) {
                 Ok(h) => h,
                 Err(_) => {
                     let _ = db.store.chainunlock(key);
@@ -152,17 +155,16 @@ pub fn delete_record(ctx: &mut Ctx, db: &mut LocalDb, h: &RecordHandle) -> Resul
         eprintln!("fetch_lock delete: {} tdb_store failed, {e}", db.name);
         return Err(libc::EIO);
     }
-    let mut d = Vec::new();
-    d.extend_from_slice(&db.db_id.to_ne_bytes());
-    d.extend_from_slice(&[0u8; 4]);
-    h.header.push(&mut d);
-    d.extend_from_slice(&(h.key.len() as u32).to_ne_bytes());
-    d.extend_from_slice(&h.key);
+    let key = KeyData {
+        db_id: db.db_id,
+        header: h.header,
+        key: &h.key,
+    };
     let pnn = ctx.pnn;
     let r = ctx.client.control(
         pnn,
         None,
-        &ControlRequest::new(op::SCHEDULE_FOR_DELETION, d),
+        &ControlRequest::new(ControlData::ScheduleForDeletion(key)),
     );
     let e = match r {
         Ok(r) if r.status == 0 => return Ok(()),
@@ -176,25 +178,19 @@ pub fn delete_record(ctx: &mut Ctx, db: &mut LocalDb, h: &RecordHandle) -> Resul
     Err(e)
 }
 
-fn ltdb_value(h: &LtdbHeader, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(LTDB_HEADER_LEN + data.len());
-    h.push(&mut v);
-    v.extend_from_slice(data);
-    v
-}
-
 /// `ctdb_ltdb_fetch()`: a missing (or too short) record reads as an empty
 /// value with dmaster CTDB_UNKNOWN_PNN.
 pub fn ltdb_fetch(db: &mut LocalDb, key: &[u8]) -> Result<(LtdbHeader, Vec<u8>), i32> {
     match db.store.fetch(key) {
-        Ok(Some(rec)) if rec.len() >= LTDB_HEADER_LEN => {
-            let h = LtdbHeader::parse(&rec).map_err(|_| EPROTO)?;
-            Ok((h, rec[LTDB_HEADER_LEN..].to_vec()))
+        Ok(Some(rec)) if rec.len() >= LTDB_HEADER_SIZE => {
+            let h = wire::ltdb_header(&rec).map_err(|_| EPROTO)?;
+            Ok((h, rec[LTDB_HEADER_SIZE..].to_vec()))
         }
         Ok(_) => Ok((
             LtdbHeader {
                 rsn: 0,
                 dmaster: wire::CTDB_UNKNOWN_PNN,
+                reserved1: 0,
                 flags: 0,
             },
             Vec::new(),
@@ -312,7 +308,7 @@ fn g_lock_lock(ctx: &mut Ctx, glock: &mut LocalDb, name: &str, me: GLock) -> Res
             let r = ctx.client.control(
                 l.vnn,
                 None,
-                &ControlRequest::new(op::PROCESS_EXISTS, (l.pid as u32).to_ne_bytes().to_vec()),
+                &ControlRequest::new(ControlData::ProcessExists(l.pid as i32)),
             );
             match r {
                 Ok(r) if r.status == 0 => {
@@ -442,17 +438,12 @@ impl Transaction {
         Ok(())
     }
 
-    fn recbuf(&self, db_id: u32) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&db_id.to_ne_bytes());
-        v.extend_from_slice(&(self.records.len() as u32).to_ne_bytes());
+    fn recbuf(&self, db_id: u32) -> RecBufferBuilder {
+        let mut b = RecBufferBuilder::new(db_id);
         for (k, h, d) in &self.records {
-            let mut data = Vec::with_capacity(LTDB_HEADER_LEN + d.len());
-            h.push(&mut data);
-            data.extend_from_slice(d);
-            wire::push_rec_data(&mut v, 0, k, &data);
+            b.add(0, Some(h), k, d);
         }
-        v
+        b
     }
 
     fn db_seqnum(db: &mut LocalDb) -> Result<u64, i32> {
@@ -493,7 +484,8 @@ impl Transaction {
         )?;
         let pnn = ctx.pnn;
         loop {
-            let req = ControlRequest::new(op::TRANS3_COMMIT, self.recbuf(db.db_id));
+            let recs = self.recbuf(db.db_id);
+            let req = ControlRequest::new(ControlData::Trans3Commit(recs.as_rec_buffer()));
             match ctx.client.control(pnn, None, &req) {
                 Err(e) => {
                     eprintln!(

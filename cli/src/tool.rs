@@ -8,17 +8,25 @@
 
 use std::time::{Duration, Instant};
 
+use ctdb_protocol::types::{
+    AddrInfo, BanState, PidSrvid, PullDbExt, StringN, TransDb, TraverseStartExt, Tunable,
+};
+use ctdb_protocol::{DbIdPad, Reader};
+
 use crate::client::{Client, EPROTO};
 use crate::format::{self, MachineSep};
 use crate::local::{self, LocalDb, Transaction};
 use crate::options::{self, Options, Parsed};
-use crate::wire::{self, op, ControlRequest, NodeMap, SockAddr};
+use crate::wire::{
+    self, ControlData, ControlRequest, CtdbString, LtdbHeader, NodeMap, RecBufferBuilder, RecData,
+    SockAddr, Wire,
+};
+
+/// A control whose input is one `u32` (a db id, a flag), as its variant constructor.
+type U32Control = fn(u32) -> ControlData<'static>;
 
 /// Upstream's `SAMBA_VERSION_STRING` for the release we mirror.
 pub const VERSION_STRING: &str = "4.17.12-Debian";
-
-const SRVID_CTDB_TOOL: u64 = wire::CTDB_SRVID_TOOL_RANGE | 0x0001_0000_0000_0000;
-const SRVID_CTDB_PUSHDB: u64 = wire::CTDB_SRVID_TOOL_RANGE | 0x0002_0000_0000_0000;
 
 type DaemonFn = fn(&mut Ctx, &[String]) -> i32;
 type LocalFn = fn(&Options, &[String]) -> i32;
@@ -276,7 +284,7 @@ fn process_command(cmd: &Cmd, opts: Options, args: &[String]) -> i32 {
 
     let pnn = client.pnn();
     let mut ctx = Ctx {
-        srvid: SRVID_CTDB_TOOL | (((std::process::id() & 0xFFFF) as u64) << 16),
+        srvid: wire::SRVID_CTDB_TOOL | (((std::process::id() & 0xFFFF) as u64) << 16),
         opts,
         client,
         pnn,
@@ -314,7 +322,7 @@ fn find_node_xpnn() -> bool {
         if n.flags & wire::NODE_FLAGS_DELETED != 0 {
             continue;
         }
-        if let Some(ip) = n.addr.ip {
+        if let Some(ip) = n.addr.ip() {
             if std::net::TcpListener::bind((ip, 0)).is_ok() {
                 return true;
             }
@@ -401,24 +409,15 @@ impl Ctx {
         }
     }
 
-    fn ctrl(&mut self, name: &str, dest: u32, opcode: u32, data: Vec<u8>) -> Result<Vec<u8>, i32> {
+    fn ctrl(&mut self, name: &str, dest: u32, input: ControlData<'_>) -> Result<Vec<u8>, i32> {
         let t = self.timeout();
-        self.ctrl_timeout(name, dest, t, ControlRequest::new(opcode, data))
+        self.ctrl_timeout(name, dest, t, ControlRequest::new(input))
     }
 
     /// A control whose result is the status itself (PING, GET_RECMODE...).
-    fn ctrl_status(
-        &mut self,
-        name: &str,
-        dest: u32,
-        opcode: u32,
-        data: Vec<u8>,
-    ) -> Result<i32, i32> {
+    fn ctrl_status(&mut self, name: &str, dest: u32, input: ControlData<'_>) -> Result<i32, i32> {
         let t = self.timeout();
-        match self
-            .client
-            .control(dest, t, &ControlRequest::new(opcode, data))
-        {
+        match self.client.control(dest, t, &ControlRequest::new(input)) {
             Err(e) => {
                 eprintln!("Control {name} failed to node {dest}, ret={e}");
                 Err(e)
@@ -427,16 +426,17 @@ impl Ctx {
         }
     }
 
-    fn decode<T>(name: &str, r: Result<T, ctdb_protocol::ProtocolError>) -> Result<T, i32> {
-        r.map_err(|_| {
+    /// Decodes a reply's data as the control's output type.
+    fn decode<'a, T: Wire<'a>>(name: &str, data: &'a [u8]) -> Result<T, i32> {
+        T::from_bytes(data).map_err(|_| {
             eprintln!("Control {name} failed, ret={}", libc::EMSGSIZE);
             libc::EMSGSIZE
         })
     }
 
     fn get_nodemap_from(&mut self, dest: u32) -> Result<NodeMap, i32> {
-        let d = self.ctrl("GET_NODEMAP", dest, op::GET_NODEMAP, Vec::new())?;
-        Self::decode("GET_NODEMAP", NodeMap::parse(&d))
+        let d = self.ctrl("GET_NODEMAP", dest, ControlData::GetNodemap)?;
+        Self::decode::<NodeMap>("GET_NODEMAP", &d)
     }
 
     /// Upstream's `get_nodemap()`: cached; asks another node if this one is
@@ -457,15 +457,13 @@ impl Ctx {
                     return None;
                 }
             };
-            let banned = map
-                .find(current)
+            let banned = wire::find_node(&map, current)
                 .map(|n| n.flags & wire::NODE_FLAGS_BANNED != 0)
                 .unwrap_or(false);
             if banned && !map.nodes.is_empty() {
                 loop {
                     current = (current + 1) % map.nodes.len() as u32;
-                    let ok = map
-                        .find(current)
+                    let ok = wire::find_node(&map, current)
                         .map(|n| {
                             n.flags & (wire::NODE_FLAGS_DELETED | wire::NODE_FLAGS_DISCONNECTED)
                                 == 0
@@ -494,7 +492,7 @@ impl Ctx {
             Some(m) => m,
             None => return false,
         };
-        let node = match map.find(pnn as u32) {
+        let node = match wire::find_node(&map, pnn as u32) {
             Some(n) => *n,
             None => {
                 eprintln!("Node {} does not exist", pnn as u32);
@@ -513,8 +511,8 @@ impl Ctx {
     }
 
     fn get_runstate(&mut self, dest: u32) -> Result<u32, i32> {
-        let d = self.ctrl("GET_RUNSTATE", dest, op::GET_RUNSTATE, Vec::new())?;
-        Self::decode("GET_RUNSTATE", wire::parse_u32(&d, "runstate"))
+        let d = self.ctrl("GET_RUNSTATE", dest, ControlData::GetRunstate)?;
+        Self::decode::<u32>("GET_RUNSTATE", &d)
     }
 
     /// Upstream's `get_nodemap_unknown()`: other nodes show as UNKNOWN until
@@ -543,8 +541,8 @@ impl Ctx {
     }
 
     fn get_ifaces(&mut self, dest: u32) -> Result<Vec<wire::Iface>, i32> {
-        let d = self.ctrl("GET_IFACES", dest, op::GET_IFACES, Vec::new())?;
-        Self::decode("GET_IFACES", wire::parse_iface_list(&d))
+        let d = self.ctrl("GET_IFACES", dest, ControlData::GetIfaces)?;
+        Self::decode::<wire::IfaceList>("GET_IFACES", &d).map(|l| l.ifaces)
     }
 
     /// PARTIALLYONLINE: a healthy node with a link-down interface.
@@ -582,7 +580,7 @@ impl Ctx {
             let po = if self.partially_online(n) { "1" } else { "0" };
             let row = [
                 n.pnn.to_string(),
-                n.addr.to_string_port(false),
+                wire::addr_text(&n.addr, false),
                 b(wire::NODE_FLAGS_DISCONNECTED).into(),
                 b(wire::NODE_FLAGS_UNKNOWN).into(),
                 b(wire::NODE_FLAGS_BANNED).into(),
@@ -626,7 +624,7 @@ impl Ctx {
             println!(
                 "pnn:{} {:<16} {}{}",
                 n.pnn,
-                n.addr.to_string_port(false),
+                wire::addr_text(&n.addr, false),
                 state,
                 if n.pnn == mypnn { " (THIS NODE)" } else { "" }
             );
@@ -645,27 +643,22 @@ impl Ctx {
     }
 
     fn get_dbmap(&mut self, dest: u32) -> Result<Vec<wire::DbId>, i32> {
-        let d = self.ctrl("GET_DBMAP", dest, op::GET_DBMAP, Vec::new())?;
-        Self::decode("GET_DBMAP", wire::parse_dbid_map(&d))
+        let d = self.ctrl("GET_DBMAP", dest, ControlData::GetDbmap)?;
+        Self::decode::<wire::DbIdMap>("GET_DBMAP", &d).map(|m| m.dbs)
     }
 
     fn get_dbname(&mut self, dest: u32, db_id: u32) -> Result<String, i32> {
-        let d = self.ctrl("GET_DBNAME", dest, op::GET_DBNAME, wire::u32_data(db_id))?;
+        let d = self.ctrl("GET_DBNAME", dest, ControlData::GetDbname(db_id))?;
         Ok(wire::parse_string(&d).unwrap_or_default())
     }
 
     fn getdbpath(&mut self, dest: u32, db_id: u32) -> Result<String, i32> {
-        let d = self.ctrl("GETDBPATH", dest, op::GETDBPATH, wire::u32_data(db_id))?;
+        let d = self.ctrl("GETDBPATH", dest, ControlData::Getdbpath(db_id))?;
         Ok(wire::parse_string(&d).unwrap_or_default())
     }
 
     fn db_get_health(&mut self, dest: u32, db_id: u32) -> Result<Option<String>, i32> {
-        let d = self.ctrl(
-            "DB_GET_HEALTH",
-            dest,
-            op::DB_GET_HEALTH,
-            wire::u32_data(db_id),
-        )?;
+        let d = self.ctrl("DB_GET_HEALTH", dest, ControlData::DbGetHealth(db_id))?;
         Ok(wire::parse_string(&d))
     }
 
@@ -707,19 +700,22 @@ impl Ctx {
     /// local TDB file with the daemon's open flags.
     pub(crate) fn attach(&mut self, name: &str, flags: u8) -> Result<LocalDb, i32> {
         let pnn = self.pnn;
-        let (opcode, cname) = if flags & wire::CTDB_DB_FLAGS_PERSISTENT != 0 {
-            (op::DB_ATTACH_PERSISTENT, "DB_ATTACH_PERSISTENT")
+        let name_data = CtdbString::new(name);
+        let (input, cname) = if flags & wire::CTDB_DB_FLAGS_PERSISTENT != 0 {
+            (
+                ControlData::DbAttachPersistent(name_data),
+                "DB_ATTACH_PERSISTENT",
+            )
         } else if flags & wire::CTDB_DB_FLAGS_REPLICATED != 0 {
-            (op::DB_ATTACH_REPLICATED, "DB_ATTACH_REPLICATED")
+            (
+                ControlData::DbAttachReplicated(name_data),
+                "DB_ATTACH_REPLICATED",
+            )
         } else {
-            (op::DB_ATTACH, "DB_ATTACH")
+            (ControlData::DbAttach(name_data), "DB_ATTACH")
         };
         let t = self.timeout();
-        let r = self.client.control(
-            pnn,
-            t,
-            &ControlRequest::new(opcode, wire::string_data(name)),
-        );
+        let r = self.client.control(pnn, t, &ControlRequest::new(input));
         let db_id = match r {
             Ok(r) if r.status == 0 && r.data.len() >= 4 => {
                 u32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]])
@@ -734,25 +730,25 @@ impl Ctx {
                 return Err(e);
             }
         };
-        let path = match self.client.control(
-            pnn,
-            t,
-            &ControlRequest::new(op::GETDBPATH, wire::u32_data(db_id)),
-        ) {
-            Ok(r) if r.status == 0 => wire::parse_string(&r.data).unwrap_or_default(),
-            Ok(r) => {
-                eprintln!("attach: {name} GETDBPATH failed, ret={}", r.status);
-                return Err(r.status);
-            }
-            Err(e) => {
-                eprintln!("attach: {name} GETDBPATH failed, ret={e}");
-                return Err(e);
-            }
-        };
+        let path =
+            match self
+                .client
+                .control(pnn, t, &ControlRequest::new(ControlData::Getdbpath(db_id)))
+            {
+                Ok(r) if r.status == 0 => wire::parse_string(&r.data).unwrap_or_default(),
+                Ok(r) => {
+                    eprintln!("attach: {name} GETDBPATH failed, ret={}", r.status);
+                    return Err(r.status);
+                }
+                Err(e) => {
+                    eprintln!("attach: {name} GETDBPATH failed, ret={e}");
+                    return Err(e);
+                }
+            };
         match self.client.control(
             pnn,
             t,
-            &ControlRequest::new(op::DB_GET_HEALTH, wire::u32_data(db_id)),
+            &ControlRequest::new(ControlData::DbGetHealth(db_id)),
         ) {
             Ok(r) if r.status == 0 => {
                 if let Some(reason) = wire::parse_string(&r.data) {
@@ -778,7 +774,7 @@ impl Ctx {
         match self.client.control(
             pnn,
             t,
-            &ControlRequest::new(op::DB_OPEN_FLAGS, wire::u32_data(db_id)),
+            &ControlRequest::new(ControlData::DbOpenFlags(db_id)),
         ) {
             Ok(r) if r.status == 0 && r.data.len() >= 4 => {
                 let tdb_flags = u32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]);
@@ -810,41 +806,41 @@ impl Ctx {
     fn set_db_flags(&mut self, db_id: u32, flags: u8) -> Result<(), i32> {
         let pnn = self.pnn;
         let t = self.timeout();
-        let map =
-            match self
-                .client
-                .control(pnn, t, &ControlRequest::new(op::GET_NODEMAP, Vec::new()))
-            {
-                Ok(r) if r.status == 0 => NodeMap::parse(&r.data).map_err(|_| EPROTO)?,
-                Ok(r) => {
-                    eprintln!(
-                        "set_db_flags: 0x{db_id:08x} GET_NODEMAP failed, ret={}",
-                        r.status
-                    );
-                    return Err(r.status);
-                }
-                Err(e) => {
-                    eprintln!("set_db_flags: 0x{db_id:08x} GET_NODEMAP failed, ret={e}");
-                    return Err(e);
-                }
-            };
+        let map = match self
+            .client
+            .control(pnn, t, &ControlRequest::new(ControlData::GetNodemap))
+        {
+            Ok(r) if r.status == 0 => NodeMap::from_bytes(&r.data).map_err(|_| EPROTO)?,
+            Ok(r) => {
+                eprintln!(
+                    "set_db_flags: 0x{db_id:08x} GET_NODEMAP failed, ret={}",
+                    r.status
+                );
+                return Err(r.status);
+            }
+            Err(e) => {
+                eprintln!("set_db_flags: 0x{db_id:08x} GET_NODEMAP failed, ret={e}");
+                return Err(e);
+            }
+        };
         let nodes = list_of_nodes(&map, wire::NODE_FLAGS_DISCONNECTED, wire::CTDB_UNKNOWN_PNN);
-        for (bit, opcode, cname) in [
+        let setters: [(u8, U32Control, &str); 2] = [
             (
                 wire::CTDB_DB_FLAGS_READONLY,
-                op::SET_DB_READONLY,
+                ControlData::SetDbReadonly,
                 "SET_DB_READONLY",
             ),
             (
                 wire::CTDB_DB_FLAGS_STICKY,
-                op::SET_DB_STICKY,
+                ControlData::SetDbSticky,
                 "SET_DB_STICKY",
             ),
-        ] {
+        ];
+        for (bit, input, cname) in setters {
             if flags & bit == 0 {
                 continue;
             }
-            let req = ControlRequest::new(opcode, wire::u32_data(db_id));
+            let req = ControlRequest::new(input(db_id));
             for r in self.client.control_multi(&nodes, t, &req) {
                 let e = match r {
                     Ok(r) if r.status == 0 => continue,
@@ -982,8 +978,7 @@ impl Ctx {
                     return Err(e);
                 }
             };
-            let recmode = match self.ctrl_status("GET_RECMODE", leader, op::GET_RECMODE, Vec::new())
-            {
+            let recmode = match self.ctrl_status("GET_RECMODE", leader, ControlData::GetRecmode) {
                 Ok(s) if s >= 0 => s,
                 Ok(s) => {
                     eprintln!("Control GET_RECMODE failed, ret={s}");
@@ -1000,8 +995,8 @@ impl Ctx {
                 continue;
             }
             let vnn = match self
-                .ctrl("GETVNNMAP", leader, op::GETVNNMAP, Vec::new())
-                .and_then(|d| Self::decode("GETVNNMAP", wire::VnnMap::parse(&d)))
+                .ctrl("GETVNNMAP", leader, ControlData::Getvnnmap)
+                .and_then(|d| Self::decode::<wire::VnnMap>("GETVNNMAP", &d))
             {
                 Ok(v) => v,
                 Err(e) => {
@@ -1032,7 +1027,7 @@ fn parse_nodestring(ctx: &mut Ctx, s: Option<&str>) -> Option<NodeMap> {
     let mut out = NodeMap::default();
     match s {
         None => {
-            if let Some(n) = map.find(ctx.cmd_pnn) {
+            if let Some(n) = wire::find_node(&map, ctx.cmd_pnn) {
                 out.nodes.push(*n);
             }
         }
@@ -1046,7 +1041,7 @@ fn parse_nodestring(ctx: &mut Ctx, s: Option<&str>) -> Option<NodeMap> {
                         return None;
                     }
                 };
-                match map.find(pnn) {
+                match wire::find_node(&map, pnn) {
                     Some(n) => out.nodes.push(*n),
                     None => {
                         eprintln!("Node {pnn} does not exist");
@@ -1086,13 +1081,13 @@ fn control_status(ctx: &mut Ctx, args: &[String]) -> i32 {
         return 0;
     }
     let vnn = match ctx
-        .ctrl("GETVNNMAP", cmd_pnn, op::GETVNNMAP, Vec::new())
-        .and_then(|d| Ctx::decode("GETVNNMAP", wire::VnnMap::parse(&d)))
+        .ctrl("GETVNNMAP", cmd_pnn, ControlData::Getvnnmap)
+        .and_then(|d| Ctx::decode::<wire::VnnMap>("GETVNNMAP", &d))
     {
         Ok(v) => v,
         Err(e) => return e,
     };
-    let recmode = match ctx.ctrl_status("GET_RECMODE", cmd_pnn, op::GET_RECMODE, Vec::new()) {
+    let recmode = match ctx.ctrl_status("GET_RECMODE", cmd_pnn, ControlData::GetRecmode) {
         Ok(s) if s >= 0 => s,
         Ok(s) => {
             eprintln!("Control GET_RECMODE failed, ret={s}");
@@ -1130,8 +1125,8 @@ fn control_status(ctx: &mut Ctx, args: &[String]) -> i32 {
 fn control_uptime(ctx: &mut Ctx, _: &[String]) -> i32 {
     let cmd_pnn = ctx.cmd_pnn;
     let up = match ctx
-        .ctrl("UPTIME", cmd_pnn, op::UPTIME, Vec::new())
-        .and_then(|d| Ctx::decode("UPTIME", wire::Uptime::parse(&d)))
+        .ctrl("UPTIME", cmd_pnn, ControlData::Uptime)
+        .and_then(|d| Ctx::decode::<wire::Uptime>("UPTIME", &d))
     {
         Ok(u) => u,
         Err(e) => return e,
@@ -1143,7 +1138,7 @@ fn control_uptime(ctx: &mut Ctx, _: &[String]) -> i32 {
 fn control_ping(ctx: &mut Ctx, _: &[String]) -> i32 {
     let cmd_pnn = ctx.cmd_pnn;
     let start = Instant::now();
-    let n = match ctx.ctrl_status("PING", cmd_pnn, op::PING, Vec::new()) {
+    let n = match ctx.ctrl_status("PING", cmd_pnn, ControlData::Ping) {
         Ok(s) if s >= 0 => s,
         Ok(s) => {
             eprintln!("Control PING failed, ret={s}");
@@ -1192,8 +1187,9 @@ fn control_runstate(ctx: &mut Ctx, args: &[String]) -> i32 {
 
 fn list_tunables(ctx: &mut Ctx) -> Result<Vec<String>, i32> {
     let cmd_pnn = ctx.cmd_pnn;
-    let d = ctx.ctrl("LIST_TUNABLES", cmd_pnn, op::LIST_TUNABLES, Vec::new())?;
-    Ctx::decode("LIST_TUNABLES", wire::parse_var_list(&d))
+    let d = ctx.ctrl("LIST_TUNABLES", cmd_pnn, ControlData::ListTunables)?;
+    Ctx::decode::<wire::VarList>("LIST_TUNABLES", &d)
+        .map(|l| l.names.into_iter().map(str::to_string).collect())
 }
 
 fn getvar(ctx: &mut Ctx, name: &str) -> i32 {
@@ -1208,12 +1204,14 @@ fn getvar(ctx: &mut Ctx, name: &str) -> i32 {
         println!("No such tunable {name}");
         return 1;
     }
-    let mut data = Vec::new();
-    wire::push_stringn(&mut data, name);
     let cmd_pnn = ctx.cmd_pnn;
     let value = match ctx
-        .ctrl("GET_TUNABLE", cmd_pnn, op::GET_TUNABLE, data)
-        .and_then(|d| Ctx::decode("GET_TUNABLE", wire::parse_u32(&d, "tunable value")))
+        .ctrl(
+            "GET_TUNABLE",
+            cmd_pnn,
+            ControlData::GetTunable(StringN::new(name)),
+        )
+        .and_then(|d| Ctx::decode::<u32>("GET_TUNABLE", &d))
     {
         Ok(v) => v,
         Err(e) => return e,
@@ -1248,11 +1246,9 @@ fn control_setvar(ctx: &mut Ctx, args: &[String]) -> i32 {
         Some(v) => v as u32,
         None => return libc::EINVAL,
     };
-    let mut data = Vec::new();
-    data.extend_from_slice(&value.to_ne_bytes());
-    wire::push_stringn(&mut data, &args[0]);
     let cmd_pnn = ctx.cmd_pnn;
-    match ctx.ctrl("SET_TUNABLE", cmd_pnn, op::SET_TUNABLE, data) {
+    let tunable = Tunable::new(&args[0], value);
+    match ctx.ctrl("SET_TUNABLE", cmd_pnn, ControlData::SetTunable(tunable)) {
         Ok(_) => 0,
         Err(1) => {
             eprintln!("Setting obsolete tunable variable '{}'", args[0]);
@@ -1282,13 +1278,9 @@ fn control_statistics(ctx: &mut Ctx, args: &[String]) -> i32 {
     }
     let cmd_pnn = ctx.cmd_pnn;
     let s = match ctx
-        .ctrl("STATISTICS", cmd_pnn, op::STATISTICS, Vec::new())
-        .and_then(|d| {
-            Ctx::decode(
-                "STATISTICS",
-                wire::Statistics::pull(&mut ctdb_protocol::wire::Reader::new(&d)),
-            )
-        }) {
+        .ctrl("STATISTICS", cmd_pnn, ControlData::Statistics)
+        .and_then(|d| Ctx::decode::<wire::Statistics>("STATISTICS", &d))
+    {
         Ok(s) => s,
         Err(e) => return e,
     };
@@ -1305,12 +1297,7 @@ fn control_statistics_reset(ctx: &mut Ctx, args: &[String]) -> i32 {
         usage(Some("statisticsreset"));
     }
     let cmd_pnn = ctx.cmd_pnn;
-    match ctx.ctrl(
-        "STATISTICS_RESET",
-        cmd_pnn,
-        op::STATISTICS_RESET,
-        Vec::new(),
-    ) {
+    match ctx.ctrl("STATISTICS_RESET", cmd_pnn, ControlData::StatisticsReset) {
         Ok(_) => 0,
         Err(e) => e,
     }
@@ -1323,20 +1310,15 @@ fn control_stats(ctx: &mut Ctx, args: &[String]) -> i32 {
     let count = args.first().map(|a| format::atoi(a)).unwrap_or(0);
     let cmd_pnn = ctx.cmd_pnn;
     let list = match ctx
-        .ctrl(
-            "GET_STAT_HISTORY",
-            cmd_pnn,
-            op::GET_STAT_HISTORY,
-            Vec::new(),
-        )
-        .and_then(|d| Ctx::decode("GET_STAT_HISTORY", wire::parse_stat_history(&d)))
+        .ctrl("GET_STAT_HISTORY", cmd_pnn, ControlData::GetStatHistory)
+        .and_then(|d| Ctx::decode::<wire::StatisticsList>("GET_STAT_HISTORY", &d).map(|l| l.stats))
     {
         Ok(l) => l,
         Err(e) => return e,
     };
     let mut show_header = true;
     for (i, s) in list.iter().enumerate() {
-        if s.start_time.sec == 0 {
+        if s.statistics_start_time.tv_sec == 0 {
             continue;
         }
         if ctx.opts.machinereadable {
@@ -1353,8 +1335,8 @@ fn control_stats(ctx: &mut Ctx, args: &[String]) -> i32 {
 }
 
 fn get_public_ips(ctx: &mut Ctx, dest: u32) -> Result<Vec<wire::PublicIp>, i32> {
-    let d = ctx.ctrl("GET_PUBLIC_IPS", dest, op::GET_PUBLIC_IPS, Vec::new())?;
-    Ctx::decode("GET_PUBLIC_IPS", wire::parse_public_ip_list(&d))
+    let d = ctx.ctrl("GET_PUBLIC_IPS", dest, ControlData::GetPublicIps)?;
+    Ctx::decode::<wire::PublicIpList>("GET_PUBLIC_IPS", &d).map(|l| l.ips)
 }
 
 fn get_public_ip_info(
@@ -1362,10 +1344,12 @@ fn get_public_ip_info(
     dest: u32,
     addr: &SockAddr,
 ) -> Result<wire::PublicIpInfo, i32> {
-    let mut data = Vec::new();
-    addr.push(&mut data);
-    let d = ctx.ctrl("GET_PUBLIC_IP_INFO", dest, op::GET_PUBLIC_IP_INFO, data)?;
-    Ctx::decode("GET_PUBLIC_IP_INFO", wire::PublicIpInfo::parse(&d))
+    let d = ctx.ctrl(
+        "GET_PUBLIC_IP_INFO",
+        dest,
+        ControlData::GetPublicIpInfo(*addr),
+    )?;
+    Ctx::decode::<wire::PublicIpInfo>("GET_PUBLIC_IP_INFO", &d)
 }
 
 fn get_all_public_ips(ctx: &mut Ctx) -> Result<Vec<wire::PublicIp>, i32> {
@@ -1413,7 +1397,7 @@ fn control_ip(ctx: &mut Ctx, args: &[String]) -> i32 {
         Ok(v) => v,
         Err(e) => return e,
     };
-    ips.sort_by_key(|a| a.addr.cmp_key());
+    ips.sort_by_key(|a| wire::addr_cmp_key(&a.addr));
     let mut infos = Vec::new();
     if ctx.opts.verbose {
         for ip in &ips {
@@ -1511,26 +1495,20 @@ fn control_setifacelink(ctx: &mut Ctx, args: &[String]) -> i32 {
             return e;
         }
     };
-    let mut iface = match list.into_iter().find(|i| i.name == args[0]) {
-        Some(i) => i,
-        None => {
-            println!("Interface {} not configured on node {}", args[0], cmd_pnn);
-            return 1;
-        }
-    };
-    iface.link_state = match args[1].as_str() {
+    if !list.iter().any(|i| wire::iface_name(i) == args[0]) {
+        println!("Interface {} not configured on node {}", args[0], cmd_pnn);
+        return 1;
+    }
+    let link_state = match args[1].as_str() {
         "up" => 1,
         "down" => 0,
         _ => usage(Some("setifacelink")),
     };
-    iface.references = 0;
-    let mut data = Vec::new();
-    iface.push(&mut data);
+    let iface = wire::Iface::new(&args[0], link_state, 0);
     match ctx.ctrl(
         "SET_IFACE_LINK_STATE",
         cmd_pnn,
-        op::SET_IFACE_LINK_STATE,
-        data,
+        ControlData::SetIfaceLinkState(iface),
     ) {
         Ok(_) => 0,
         Err(e) => e,
@@ -1551,19 +1529,17 @@ fn control_process_exists(ctx: &mut Ctx, args: &[String]) -> i32 {
     }
     let cmd_pnn = ctx.cmd_pnn;
     let status = if srvid == 0 {
-        match ctx.ctrl_status(
-            "PROCESS_EXISTS",
-            cmd_pnn,
-            op::PROCESS_EXISTS,
-            (pid as u32).to_ne_bytes().to_vec(),
-        ) {
+        match ctx.ctrl_status("PROCESS_EXISTS", cmd_pnn, ControlData::ProcessExists(pid)) {
             Ok(s) => s,
             Err(e) => return e,
         }
     } else {
-        let mut d = (pid as u32).to_ne_bytes().to_vec();
-        d.extend_from_slice(&srvid.to_ne_bytes());
-        match ctx.ctrl_status("CHECK_PID_SRVID", cmd_pnn, op::CHECK_PID_SRVID, d) {
+        let pid_srvid = PidSrvid { pid, srvid };
+        match ctx.ctrl_status(
+            "CHECK_PID_SRVID",
+            cmd_pnn,
+            ControlData::CheckPidSrvid(pid_srvid),
+        ) {
             Ok(s) => s,
             Err(e) => return e,
         }
@@ -1710,11 +1686,12 @@ fn control_catdb(ctx: &mut Ctx, args: &[String]) -> i32 {
     if let Err(e) = ctx.client.register_srvid(srvid) {
         return e;
     }
-    let mut data = Vec::new();
-    data.extend_from_slice(&db_id.to_ne_bytes());
-    data.extend_from_slice(&0u32.to_ne_bytes());
-    data.extend_from_slice(&srvid.to_ne_bytes());
-    data.extend_from_slice(&[0u8; 8]);
+    let traverse = TraverseStartExt {
+        db_id,
+        reqid: 0,
+        srvid,
+        withemptyrecords: false,
+    };
     let cmd_pnn = ctx.cmd_pnn;
     let t = ctx.timeout();
     let mut count = 0u32;
@@ -1722,7 +1699,7 @@ fn control_catdb(ctx: &mut Ctx, args: &[String]) -> i32 {
     match ctx.client.control(
         cmd_pnn,
         t,
-        &ControlRequest::new(op::TRAVERSE_START_EXT, data),
+        &ControlRequest::new(ControlData::TraverseStartExt(traverse)),
     ) {
         Err(e) => {
             eprintln!("traverse: control failed, ret={e}");
@@ -1740,27 +1717,23 @@ fn control_catdb(ctx: &mut Ctx, args: &[String]) -> i32 {
                     break;
                 }
             };
-            let (_, key, data) = match wire::parse_rec_data(&msg) {
+            let rec = match RecData::pull(&mut Reader::new(&msg)) {
                 Ok(r) => r,
                 Err(_) => continue,
             };
-            if key.is_empty() && data.is_empty() {
+            if rec.key.is_empty() && rec.data.is_empty() {
                 break;
             }
-            if data.len() < wire::LTDB_HEADER_LEN {
-                continue;
-            }
-            let hdr = match wire::LtdbHeader::parse(&data[..wire::LTDB_HEADER_LEN]) {
-                Ok(h) => h,
+            let (hdr, value) = match LtdbHeader::split(rec.data) {
+                Ok(v) => v,
                 Err(_) => continue,
             };
-            let value = &data[wire::LTDB_HEADER_LEN..];
             // Upstream skips records whose value is empty (deleted).
             if value.is_empty() {
                 continue;
             }
             count += 1;
-            print!("{}", format::dump_record(&key, &hdr, value));
+            print!("{}", format::dump_record(rec.key, &hdr, value));
         },
     }
     let _ = ctx.client.deregister_srvid(srvid);
@@ -1793,18 +1766,15 @@ fn control_cattdb(ctx: &mut Ctx, args: &[String]) -> i32 {
     let mut count = 0u32;
     let mut ret = 0;
     for (key, value) in recs {
-        let hdr = match wire::LtdbHeader::parse(&value) {
-            Ok(h) if value.len() >= wire::LTDB_HEADER_LEN => h,
-            _ => {
+        let (hdr, data) = match LtdbHeader::split(&value) {
+            Ok(v) => v,
+            Err(_) => {
                 ret = libc::EMSGSIZE;
                 break;
             }
         };
         count += 1;
-        print!(
-            "{}",
-            format::dump_record(&key, &hdr, &value[wire::LTDB_HEADER_LEN..])
-        );
+        print!("{}", format::dump_record(&key, &hdr, data));
     }
     println!("Dumped {count} record(s)");
     ret
@@ -1816,13 +1786,8 @@ fn control_getcapabilities(ctx: &mut Ctx, args: &[String]) -> i32 {
     }
     let cmd_pnn = ctx.cmd_pnn;
     let caps = match ctx
-        .ctrl(
-            "GET_CAPABILITIES",
-            cmd_pnn,
-            op::GET_CAPABILITIES,
-            Vec::new(),
-        )
-        .and_then(|d| Ctx::decode("GET_CAPABILITIES", wire::parse_u32(&d, "capabilities")))
+        .ctrl("GET_CAPABILITIES", cmd_pnn, ControlData::GetCapabilities)
+        .and_then(|d| Ctx::decode::<u32>("GET_CAPABILITIES", &d))
     {
         Ok(c) => c,
         Err(e) => return e,
@@ -1937,12 +1902,7 @@ fn control_setdebug(ctx: &mut Ctx, args: &[String]) -> i32 {
         }
     };
     let cmd_pnn = ctx.cmd_pnn;
-    match ctx.ctrl(
-        "SET_DEBUG",
-        cmd_pnn,
-        op::SET_DEBUG,
-        (level as u32).to_ne_bytes().to_vec(),
-    ) {
+    match ctx.ctrl("SET_DEBUG", cmd_pnn, ControlData::SetDebug(level as u32)) {
         Ok(_) => 0,
         Err(e) => e,
     }
@@ -1954,8 +1914,8 @@ fn control_getdebug(ctx: &mut Ctx, args: &[String]) -> i32 {
     }
     let cmd_pnn = ctx.cmd_pnn;
     let level = match ctx
-        .ctrl("GET_DEBUG", cmd_pnn, op::GET_DEBUG, Vec::new())
-        .and_then(|d| Ctx::decode("GET_DEBUG", wire::parse_u32(&d, "debug level")))
+        .ctrl("GET_DEBUG", cmd_pnn, ControlData::GetDebug)
+        .and_then(|d| Ctx::decode::<u32>("GET_DEBUG", &d))
     {
         Ok(l) => l as i32,
         Err(e) => return e,
@@ -1989,7 +1949,7 @@ fn control_detach(ctx: &mut Ctx, args: &[String]) -> i32 {
         usage(Some("detach"));
     }
     let cmd_pnn = ctx.cmd_pnn;
-    let recmode = match ctx.ctrl_status("GET_RECMODE", cmd_pnn, op::GET_RECMODE, Vec::new()) {
+    let recmode = match ctx.ctrl_status("GET_RECMODE", cmd_pnn, ControlData::GetRecmode) {
         Ok(s) if s >= 0 => s,
         Ok(s) => {
             eprintln!("Control GET_RECMODE failed, ret={s}");
@@ -2016,11 +1976,10 @@ fn control_detach(ctx: &mut Ctx, args: &[String]) -> i32 {
             );
             return 1;
         }
-        let mut data = Vec::new();
-        wire::push_stringn(&mut data, "AllowClientDBAttach");
+        let name = StringN::new("AllowClientDBAttach");
         let value = match ctx
-            .ctrl("GET_TUNABLE", n.pnn, op::GET_TUNABLE, data)
-            .and_then(|d| Ctx::decode("GET_TUNABLE", wire::parse_u32(&d, "tunable")))
+            .ctrl("GET_TUNABLE", n.pnn, ControlData::GetTunable(name))
+            .and_then(|d| Ctx::decode::<u32>("GET_TUNABLE", &d))
         {
             Ok(v) => v,
             Err(e) => {
@@ -2051,11 +2010,9 @@ fn control_detach(ctx: &mut Ctx, args: &[String]) -> i32 {
         }
         let pnn = ctx.pnn;
         let t = ctx.timeout();
-        let r = ctx.client.control(
-            pnn,
-            t,
-            &ControlRequest::new(op::DB_DETACH, wire::u32_data(db_id)),
-        );
+        let r = ctx
+            .client
+            .control(pnn, t, &ControlRequest::new(ControlData::DbDetach(db_id)));
         let e = match r {
             Ok(r) if r.status == 0 => 0,
             Ok(r) => r.status,
@@ -2072,7 +2029,7 @@ fn control_detach(ctx: &mut Ctx, args: &[String]) -> i32 {
 
 fn control_dumpmemory(ctx: &mut Ctx, _: &[String]) -> i32 {
     let cmd_pnn = ctx.cmd_pnn;
-    match ctx.ctrl("DUMP_MEMORY", cmd_pnn, op::DUMP_MEMORY, Vec::new()) {
+    match ctx.ctrl("DUMP_MEMORY", cmd_pnn, ControlData::DumpMemory) {
         Ok(d) => {
             print!("{}", wire::parse_string(&d).unwrap_or_default());
             0
@@ -2106,7 +2063,7 @@ fn control_rddumpmemory(ctx: &mut Ctx, _: &[String]) -> i32 {
 
 fn control_getpid(ctx: &mut Ctx, _: &[String]) -> i32 {
     let cmd_pnn = ctx.cmd_pnn;
-    match ctx.ctrl_status("GET_PID", cmd_pnn, op::GET_PID, Vec::new()) {
+    match ctx.ctrl_status("GET_PID", cmd_pnn, ControlData::GetPid) {
         Ok(pid) => {
             println!("{}", pid as u32);
             0
@@ -2121,7 +2078,7 @@ struct FlagOp {
     desc: &'static str,
     flag: u32,
     set: bool,
-    opcode: u32,
+    input: ControlData<'static>,
     cname: &'static str,
     fail: &'static str,
 }
@@ -2134,7 +2091,7 @@ fn flag_command(ctx: &mut Ctx, args: &[String], f: FlagOp) -> i32 {
         return 0;
     }
     let cmd_pnn = ctx.cmd_pnn;
-    if let Err(e) = ctx.ctrl(f.cname, cmd_pnn, f.opcode, Vec::new()) {
+    if let Err(e) = ctx.ctrl(f.cname, cmd_pnn, f.input.clone()) {
         eprintln!("{} {cmd_pnn}", f.fail);
         return e;
     }
@@ -2151,7 +2108,7 @@ fn control_disable(ctx: &mut Ctx, args: &[String]) -> i32 {
             desc: "disabled",
             flag: wire::NODE_FLAGS_PERMANENTLY_DISABLED,
             set: true,
-            opcode: op::DISABLE_NODE,
+            input: ControlData::DisableNode,
             cname: "DISABLE_NODE",
             fail: "Failed to disable node",
         },
@@ -2167,7 +2124,7 @@ fn control_enable(ctx: &mut Ctx, args: &[String]) -> i32 {
             desc: "disabled",
             flag: wire::NODE_FLAGS_PERMANENTLY_DISABLED,
             set: false,
-            opcode: op::ENABLE_NODE,
+            input: ControlData::EnableNode,
             cname: "ENABLE_NODE",
             fail: "Failed to enable node",
         },
@@ -2183,7 +2140,7 @@ fn control_stop(ctx: &mut Ctx, args: &[String]) -> i32 {
             desc: "stopped",
             flag: wire::NODE_FLAGS_STOPPED,
             set: true,
-            opcode: op::STOP_NODE,
+            input: ControlData::StopNode,
             cname: "STOP_NODE",
             fail: "Failed to stop node",
         },
@@ -2199,7 +2156,7 @@ fn control_continue(ctx: &mut Ctx, args: &[String]) -> i32 {
             desc: "stopped",
             flag: wire::NODE_FLAGS_STOPPED,
             set: false,
-            opcode: op::CONTINUE_NODE,
+            input: ControlData::ContinueNode,
             cname: "CONTINUE_NODE",
             fail: "Failed to continue stopped node",
         },
@@ -2208,9 +2165,8 @@ fn control_continue(ctx: &mut Ctx, args: &[String]) -> i32 {
 
 fn set_ban_state(ctx: &mut Ctx, time: u32) -> Result<Vec<u8>, i32> {
     let cmd_pnn = ctx.cmd_pnn;
-    let mut d = cmd_pnn.to_ne_bytes().to_vec();
-    d.extend_from_slice(&time.to_ne_bytes());
-    ctx.ctrl("SET_BAN_STATE", cmd_pnn, op::SET_BAN_STATE, d)
+    let state = BanState { pnn: cmd_pnn, time };
+    ctx.ctrl("SET_BAN_STATE", cmd_pnn, ControlData::SetBanState(state))
 }
 
 fn control_ban(ctx: &mut Ctx, args: &[String]) -> i32 {
@@ -2256,7 +2212,7 @@ fn control_shutdown(ctx: &mut Ctx, args: &[String]) -> i32 {
         usage(Some("shutdown"));
     }
     let cmd_pnn = ctx.cmd_pnn;
-    let mut req = ControlRequest::new(op::SHUTDOWN, Vec::new());
+    let mut req = ControlRequest::new(ControlData::Shutdown);
     req.flags = wire::CTDB_CTRL_FLAG_NOREPLY;
     let t = ctx.timeout();
     if let Err(e) = ctx.ctrl_timeout("SHUTDOWN", cmd_pnn, t, req) {
@@ -2281,8 +2237,7 @@ fn control_recover(ctx: &mut Ctx, args: &[String]) -> i32 {
     if let Err(e) = ctx.ctrl(
         "SET_RECMODE",
         cmd_pnn,
-        op::SET_RECMODE,
-        wire::u32_data(wire::CTDB_RECOVERY_ACTIVE),
+        ControlData::SetRecmode(wire::CTDB_RECOVERY_ACTIVE),
     ) {
         eprintln!("Failed to set recovery mode active");
         return e;
@@ -2318,12 +2273,15 @@ fn control_gratarp(ctx: &mut Ctx, args: &[String]) -> i32 {
         }
     };
     let cmd_pnn = ctx.cmd_pnn;
-    let data = wire::addr_info_data(&addr, 0, Some(&args[1]));
+    let info = AddrInfo {
+        addr,
+        mask: 0,
+        iface: StringN::new(&args[1]),
+    };
     match ctx.ctrl(
         "SEND_GRATUITOUS_ARP",
         cmd_pnn,
-        op::SEND_GRATUITOUS_ARP,
-        data,
+        ControlData::SendGratuitousArp(info),
     ) {
         Ok(_) => 0,
         Err(e) => {
@@ -2354,7 +2312,7 @@ fn read_connections_stdin() -> Result<Vec<wire::Connection>, i32> {
             wire::parse_sock_addr(a, true),
             wire::parse_sock_addr(b, true),
         ) {
-            (Some(src), Some(dst)) if src.cmp_key().0 == dst.cmp_key().0 => {
+            (Some(src), Some(dst)) if wire::addr_cmp_key(&src).0 == wire::addr_cmp_key(&dst).0 => {
                 conns.push(wire::Connection { src, dst })
             }
             _ => return Err(libc::EINVAL),
@@ -2365,7 +2323,7 @@ fn read_connections_stdin() -> Result<Vec<wire::Connection>, i32> {
 
 /// `ctdb_sys_send_tcp(dest, src, 0, 0, 0)`: an ACK from `src` to `dest`.
 fn send_tickle(dest: &SockAddr, src: &SockAddr) -> i32 {
-    let (d, s) = match (dest.ip, src.ip) {
+    let (d, s) = match (dest.ip(), src.ip()) {
         (Some(d), Some(s)) => (d, s),
         _ => return -1,
     };
@@ -2375,7 +2333,7 @@ fn send_tickle(dest: &SockAddr, src: &SockAddr) -> i32 {
     };
     // Mixed families: upstream hands the kernel an address of the other
     // family, which sendto() rejects.
-    let pkt = match crate::sys::tickle_packet(s, src.port, d, dest.port) {
+    let pkt = match crate::sys::tickle_packet(s, src.port(), d, dest.port()) {
         Some(p) => p,
         None => return failed(libc::EAFNOSUPPORT),
     };
@@ -2440,18 +2398,15 @@ fn control_gettickles(ctx: &mut Ctx, args: &[String]) -> i32 {
             return 1;
         }
     };
-    addr.port = port as u16;
-    let mut data = Vec::new();
-    addr.push(&mut data);
+    addr.set_port(port as u16);
     let cmd_pnn = ctx.cmd_pnn;
-    let (a, conns) = match ctx
+    let wire::TickleList { addr: a, conns } = match ctx
         .ctrl(
             "GET_TCP_TICKLE_LIST",
             cmd_pnn,
-            op::GET_TCP_TICKLE_LIST,
-            data,
+            ControlData::GetTcpTickleList(addr),
         )
-        .and_then(|d| Ctx::decode("GET_TCP_TICKLE_LIST", wire::parse_tickle_list(&d)))
+        .and_then(|d| Ctx::decode::<wire::TickleList>("GET_TCP_TICKLE_LIST", &d))
     {
         Ok(v) => v,
         Err(e) => {
@@ -2471,22 +2426,22 @@ fn control_gettickles(ctx: &mut Ctx, args: &[String]) -> i32 {
                 format::machine_row(
                     &s,
                     &[
-                        c.src.to_string_port(false),
-                        c.src.port.to_string(),
-                        c.dst.to_string_port(false),
-                        c.dst.port.to_string(),
+                        wire::addr_text(&c.src, false),
+                        c.src.port().to_string(),
+                        wire::addr_text(&c.dst, false),
+                        c.dst.port().to_string(),
                     ]
                 )
             );
         }
     } else {
-        println!("Connections for IP: {}", a.to_string_port(false));
+        println!("Connections for IP: {}", wire::addr_text(&a, false));
         println!("Num connections: {}", conns.len());
         for c in &conns {
             println!(
                 "SRC: {}   DST: {}",
-                c.src.to_string_port(true),
-                c.dst.to_string_port(true)
+                wire::addr_text(&c.src, true),
+                wire::addr_text(&c.dst, true)
             );
         }
     }
@@ -2497,7 +2452,7 @@ fn tickle_control(
     ctx: &mut Ctx,
     args: &[String],
     name: &str,
-    opcode: u32,
+    input: fn(wire::Connection) -> ControlData<'static>,
     cname: &str,
     fail: &str,
 ) -> i32 {
@@ -2515,19 +2470,17 @@ fn tickle_control(
         let cmd_pnn = ctx.cmd_pnn;
         let mut failed = 0;
         for c in conns {
-            let mut d = Vec::new();
-            c.push(&mut d);
             let t = ctx.timeout();
             match ctx
                 .client
-                .control(cmd_pnn, t, &ControlRequest::new(opcode, d))
+                .control(cmd_pnn, t, &ControlRequest::new(input(c)))
             {
                 Ok(r) if r.status == 0 => {}
                 _ => failed += 1,
             }
         }
         if failed > 0 {
-            let verb = if opcode == op::TCP_REMOVE {
+            let verb = if cname == "TCP_REMOVE" {
                 "remove"
             } else {
                 "add"
@@ -2551,10 +2504,8 @@ fn tickle_control(
         src: addrs[0],
         dst: addrs[1],
     };
-    let mut d = Vec::new();
-    conn.push(&mut d);
     let cmd_pnn = ctx.cmd_pnn;
-    match ctx.ctrl(cname, cmd_pnn, opcode, d) {
+    match ctx.ctrl(cname, cmd_pnn, input(conn)) {
         Ok(_) => 0,
         Err(e) => {
             eprintln!("{fail}");
@@ -2568,7 +2519,7 @@ fn control_addtickle(ctx: &mut Ctx, args: &[String]) -> i32 {
         ctx,
         args,
         "addtickle",
-        op::TCP_ADD_DELAYED_UPDATE,
+        ControlData::TcpAddDelayedUpdate,
         "TCP_ADD_DELAYED_UPDATE",
         "Failed to register connection",
     )
@@ -2579,7 +2530,7 @@ fn control_deltickle(ctx: &mut Ctx, args: &[String]) -> i32 {
         ctx,
         args,
         "deltickle",
-        op::TCP_REMOVE,
+        ControlData::TcpRemove,
         "TCP_REMOVE",
         "Failed to unregister connection",
     )
@@ -2602,11 +2553,11 @@ fn control_listnodes(opts: &Options, args: &[String]) -> i32 {
                 "{}",
                 format::machine_row(
                     &opts.sep,
-                    &[n.pnn.to_string(), n.addr.to_string_port(false)]
+                    &[n.pnn.to_string(), wire::addr_text(&n.addr, false)]
                 )
             );
         } else {
-            println!("{}", n.addr.to_string_port(false));
+            println!("{}", wire::addr_text(&n.addr, false));
         }
     }
     0
@@ -2626,8 +2577,8 @@ fn control_reloadnodes(ctx: &mut Ctx, _: &[String]) -> i32 {
             continue;
         }
         let remote = match ctx
-            .ctrl("GET_NODES_FILE", n.pnn, op::GET_NODES_FILE, Vec::new())
-            .and_then(|d| Ctx::decode("GET_NODES_FILE", NodeMap::parse(&d)))
+            .ctrl("GET_NODES_FILE", n.pnn, ControlData::GetNodesFile)
+            .and_then(|d| Ctx::decode::<NodeMap>("GET_NODES_FILE", &d))
         {
             Ok(m) => m,
             Err(e) => {
@@ -2670,7 +2621,7 @@ fn control_reloadnodes(ctx: &mut Ctx, _: &[String]) -> i32 {
     let replies = ctx.client.control_multi(
         &nodes,
         t,
-        &ControlRequest::new(op::RELOAD_NODES_FILE, Vec::new()),
+        &ControlRequest::new(ControlData::ReloadNodesFile),
     );
     let mut failed = false;
     for (pnn, r) in nodes.iter().zip(replies) {
@@ -2797,7 +2748,7 @@ fn moveip(ctx: &mut Ctx, addr: &SockAddr, pnn: u32) -> i32 {
         eprintln!(
             "Node {} CANNOT host IP address {}",
             pnn,
-            addr.to_string_port(false)
+            wire::addr_text(addr, false)
         );
         return 1;
     }
@@ -2806,13 +2757,12 @@ fn moveip(ctx: &mut Ctx, addr: &SockAddr, pnn: u32) -> i32 {
         None => return 1,
     };
     let nodes = list_of_nodes(&map, wire::NODE_FLAGS_INACTIVE, pnn);
-    let mut d = pnn.to_ne_bytes().to_vec();
-    addr.push(&mut d);
-    if let Err(e) = ctx.multi(&nodes, ControlRequest::new(op::RELEASE_IP, d.clone())) {
+    let ip = wire::PublicIp { pnn, addr: *addr };
+    if let Err(e) = ctx.multi(&nodes, ControlRequest::new(ControlData::ReleaseIp(ip))) {
         eprintln!("Failed to release IP on nodes");
         return e;
     }
-    if let Err(e) = ctx.ctrl("TAKEOVER_IP", pnn, op::TAKEOVER_IP, d) {
+    if let Err(e) = ctx.ctrl("TAKEOVER_IP", pnn, ControlData::TakeoverIp(ip)) {
         eprintln!("Failed to takeover IP on node {pnn}");
         return e;
     }
@@ -2839,13 +2789,20 @@ fn control_addip(ctx: &mut Ctx, args: &[String]) -> i32 {
         }
     };
     if ips.iter().any(|i| i.addr.same_ip(&addr)) {
-        eprintln!("Node already knows about IP {}", addr.to_string_port(false));
+        eprintln!(
+            "Node already knows about IP {}",
+            wire::addr_text(&addr, false)
+        );
         return 0;
     }
-    let data = wire::addr_info_data(&addr, mask, Some(&args[1]));
+    let info = AddrInfo {
+        addr,
+        mask,
+        iface: StringN::new(&args[1]),
+    };
     let mut ret = 0;
     for _ in 0..5 {
-        ret = match ctx.ctrl("ADD_PUBLIC_IP", cmd_pnn, op::ADD_PUBLIC_IP, data.clone()) {
+        ret = match ctx.ctrl("ADD_PUBLIC_IP", cmd_pnn, ControlData::AddPublicIp(info)) {
             Ok(_) => 0,
             Err(e) => e,
         };
@@ -2891,12 +2848,16 @@ fn control_delip(ctx: &mut Ctx, args: &[String]) -> i32 {
     if !ips.iter().any(|i| i.addr.same_ip(&addr)) {
         eprintln!(
             "Node does not know about IP address {}",
-            addr.to_string_port(false)
+            wire::addr_text(&addr, false)
         );
         return 0;
     }
-    let data = wire::addr_info_data(&addr, 0, None);
-    match ctx.ctrl("DEL_PUBLIC_IP", cmd_pnn, op::DEL_PUBLIC_IP, data) {
+    let info = AddrInfo {
+        addr,
+        mask: 0,
+        iface: StringN(None),
+    };
+    match ctx.ctrl("DEL_PUBLIC_IP", cmd_pnn, ControlData::DelPublicIp(info)) {
         Ok(_) => 0,
         Err(e) => {
             eprintln!("Failed to delete public IP from node {cmd_pnn}");
@@ -2954,28 +2915,23 @@ fn control_backupdb(ctx: &mut Ctx, args: &[String]) -> i32 {
     };
     let mut nbuf = 0u64;
     let mut nrec = 0u64;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut count = 0u32;
     // Upstream leaves the buffers' db_id uninitialised (stack garbage);
     // this writes the database's id, which restoredb replaces anyway.
+    let mut buf = RecBufferBuilder::new(db_id);
+    let mut out = Vec::new();
     for (i, (key, value)) in recs.iter().enumerate() {
-        wire::push_rec_data(&mut buf, 0, key, value);
-        count += 1;
+        buf.add(0, None, key, value);
         let last = i + 1 == recs.len();
-        if buf.len() + 8 >= 100_000 || last {
-            let mut out = Vec::with_capacity(buf.len() + 16);
-            out.extend_from_slice(&db_id.to_ne_bytes());
-            out.extend_from_slice(&count.to_ne_bytes());
-            out.extend_from_slice(&(buf.len() as u64).to_ne_bytes());
-            out.extend_from_slice(&buf);
+        if buf.wire_len() >= 100_000 || last {
+            out.clear();
+            buf.as_rec_buffer().push_file(&mut out);
             if let Err(e) = file.write_all(&out) {
                 eprintln!("Failed to write records to backup file");
                 return e.raw_os_error().unwrap_or(libc::EIO);
             }
             nbuf += 1;
-            nrec += u64::from(count);
+            nrec += u64::from(buf.count());
             buf.clear();
-            count = 0;
         }
     }
     let now = std::time::SystemTime::now()
@@ -3033,30 +2989,32 @@ fn control_restoredb(ctx: &mut Ctx, args: &[String]) -> i32 {
         Ok(t) => t,
         Err(e) => return e,
     };
-    let mut pulldb = db_id.to_ne_bytes().to_vec();
-    pulldb.extend_from_slice(&0u32.to_ne_bytes());
-    pulldb.extend_from_slice(&SRVID_CTDB_PUSHDB.to_ne_bytes());
+    let pulldb = PullDbExt {
+        db_id,
+        lmaster: 0,
+        srvid: wire::SRVID_CTDB_PUSHDB,
+    };
 
     let result = (|| -> Result<(), i32> {
-        freeze_and_wipe(ctx, &nodes, db_id, &transdb)?;
+        freeze_and_wipe(ctx, &nodes, transdb)?;
         ctx.multi(
             &nodes,
-            ControlRequest::new(op::DB_PUSH_START, pulldb.clone()),
+            ControlRequest::new(ControlData::DbPushStart(pulldb)),
         )?;
         for buf in &backup.buffers {
             let mut b = buf.clone();
             // The record buffer carries the target db_id.
             b[0..4].copy_from_slice(&db_id.to_ne_bytes());
             for &n in &nodes {
-                ctx.client.send_message(n, SRVID_CTDB_PUSHDB, &b)?;
+                ctx.client.send_message(n, wire::SRVID_CTDB_PUSHDB, &b)?;
             }
         }
         let replies = ctx.multi(
             &nodes,
-            ControlRequest::new(op::DB_PUSH_CONFIRM, wire::u32_data(db_id)),
+            ControlRequest::new(ControlData::DbPushConfirm(db_id)),
         )?;
         for (pnn, d) in nodes.iter().zip(replies) {
-            let n = match wire::parse_u32(&d, "num_records") {
+            let n = match u32::from_bytes(&d) {
                 Ok(n) => n,
                 Err(_) => {
                     eprintln!("Invalid response from node {pnn}");
@@ -3068,7 +3026,7 @@ fn control_restoredb(ctx: &mut Ctx, args: &[String]) -> i32 {
                 return Err(1);
             }
         }
-        commit_and_thaw(ctx, &nodes, db_id, &transdb)
+        commit_and_thaw(ctx, &nodes, transdb)
     })();
     finish_db_change(ctx, result, &format!("Database {db_name} restored"))
 }
@@ -3105,19 +3063,15 @@ fn control_dumpdbbackup(_: &Options, args: &[String]) -> i32 {
         match format::rec_buffer_records(buf) {
             Ok(recs) => {
                 for (key, data) in recs {
-                    if data.len() < wire::LTDB_HEADER_LEN {
-                        eprintln!("Failed to dump records");
-                        return libc::EINVAL;
-                    }
-                    let hdr = match wire::LtdbHeader::parse(&data[..wire::LTDB_HEADER_LEN]) {
-                        Ok(h) => h,
-                        Err(_) => return libc::EINVAL,
+                    let (hdr, value) = match LtdbHeader::split(&data) {
+                        Ok(v) => v,
+                        Err(_) => {
+                            eprintln!("Failed to dump records");
+                            return libc::EINVAL;
+                        }
                     };
                     count += 1;
-                    print!(
-                        "{}",
-                        format::dump_record(&key, &hdr, &data[wire::LTDB_HEADER_LEN..])
-                    );
+                    print!("{}", format::dump_record(&key, &hdr, value));
                 }
             }
             Err(_) => {
@@ -3132,7 +3086,7 @@ fn control_dumpdbbackup(_: &Options, args: &[String]) -> i32 {
 
 /// The active nodes and the transaction id (db_id, generation) of a
 /// database-wide change made on all of them (wipedb, restoredb).
-fn db_change_targets(ctx: &mut Ctx, db_id: u32) -> Result<(Vec<u32>, Vec<u8>), i32> {
+fn db_change_targets(ctx: &mut Ctx, db_id: u32) -> Result<(Vec<u32>, TransDb), i32> {
     let map = match ctx.get_nodemap(false) {
         Some(m) => m,
         None => {
@@ -3148,42 +3102,34 @@ fn db_change_targets(ctx: &mut Ctx, db_id: u32) -> Result<(Vec<u32>, Vec<u8>), i
         }
     };
     let nodes = list_of_nodes(&map, wire::NODE_FLAGS_INACTIVE, wire::CTDB_UNKNOWN_PNN);
-    let mut transdb = db_id.to_ne_bytes().to_vec();
-    transdb.extend_from_slice(&generation.to_ne_bytes());
+    let transdb = TransDb {
+        db_id,
+        tid: generation,
+    };
     Ok((nodes, transdb))
 }
 
 /// First steps of a database-wide change: freeze, start the transaction, wipe.
-fn freeze_and_wipe(ctx: &mut Ctx, nodes: &[u32], db_id: u32, transdb: &[u8]) -> Result<(), i32> {
-    ctx.multi(
-        nodes,
-        ControlRequest::new(op::DB_FREEZE, wire::u32_data(db_id)),
-    )?;
-    ctx.multi(
-        nodes,
-        ControlRequest::new(op::DB_TRANSACTION_START, transdb.to_vec()),
-    )?;
-    ctx.multi(
-        nodes,
-        ControlRequest::new(op::WIPE_DATABASE, transdb.to_vec()),
-    )?;
+fn freeze_and_wipe(ctx: &mut Ctx, nodes: &[u32], transdb: TransDb) -> Result<(), i32> {
+    for input in [
+        ControlData::DbFreeze(transdb.db_id),
+        ControlData::DbTransactionStart(transdb),
+        ControlData::WipeDatabase(transdb),
+    ] {
+        ctx.multi(nodes, ControlRequest::new(input))?;
+    }
     Ok(())
 }
 
 /// Last steps of a database-wide change: mark healthy, commit, thaw.
-fn commit_and_thaw(ctx: &mut Ctx, nodes: &[u32], db_id: u32, transdb: &[u8]) -> Result<(), i32> {
-    ctx.multi(
-        nodes,
-        ControlRequest::new(op::DB_SET_HEALTHY, wire::u32_data(db_id)),
-    )?;
-    ctx.multi(
-        nodes,
-        ControlRequest::new(op::DB_TRANSACTION_COMMIT, transdb.to_vec()),
-    )?;
-    ctx.multi(
-        nodes,
-        ControlRequest::new(op::DB_THAW, wire::u32_data(db_id)),
-    )?;
+fn commit_and_thaw(ctx: &mut Ctx, nodes: &[u32], transdb: TransDb) -> Result<(), i32> {
+    for input in [
+        ControlData::DbSetHealthy(transdb.db_id),
+        ControlData::DbTransactionCommit(transdb),
+        ControlData::DbThaw(transdb.db_id),
+    ] {
+        ctx.multi(nodes, ControlRequest::new(input))?;
+    }
     Ok(())
 }
 
@@ -3201,7 +3147,7 @@ fn finish_db_change(ctx: &mut Ctx, result: Result<(), i32>, done: &str) -> i32 {
             let _ = ctx.client.control(
                 pnn,
                 t,
-                &ControlRequest::new(op::SET_RECMODE, wire::u32_data(wire::CTDB_RECOVERY_ACTIVE)),
+                &ControlRequest::new(ControlData::SetRecmode(wire::CTDB_RECOVERY_ACTIVE)),
             );
             e
         }
@@ -3225,8 +3171,8 @@ fn control_wipedb(ctx: &mut Ctx, args: &[String]) -> i32 {
         Err(e) => return e,
     };
     let result = (|| -> Result<(), i32> {
-        freeze_and_wipe(ctx, &nodes, db_id, &transdb)?;
-        commit_and_thaw(ctx, &nodes, db_id, &transdb)
+        freeze_and_wipe(ctx, &nodes, transdb)?;
+        commit_and_thaw(ctx, &nodes, transdb)
     })();
     finish_db_change(ctx, result, &format!("Database {name} wiped"))
 }
@@ -3246,12 +3192,7 @@ fn control_getreclock(ctx: &mut Ctx, args: &[String]) -> i32 {
         usage(Some("getreclock"));
     }
     let cmd_pnn = ctx.cmd_pnn;
-    match ctx.ctrl(
-        "GET_RECLOCK_FILE",
-        cmd_pnn,
-        op::GET_RECLOCK_FILE,
-        Vec::new(),
-    ) {
+    match ctx.ctrl("GET_RECLOCK_FILE", cmd_pnn, ControlData::GetReclockFile) {
         Ok(d) => {
             if let Some(s) = wire::parse_string(&d) {
                 println!("{s}");
@@ -3262,7 +3203,7 @@ fn control_getreclock(ctx: &mut Ctx, args: &[String]) -> i32 {
     }
 }
 
-fn role_command(ctx: &mut Ctx, args: &[String], name: &str, opcode: u32, cname: &str) -> i32 {
+fn role_command(ctx: &mut Ctx, args: &[String], name: &str, input: U32Control, cname: &str) -> i32 {
     if args.len() != 1 {
         usage(Some(name));
     }
@@ -3272,7 +3213,7 @@ fn role_command(ctx: &mut Ctx, args: &[String], name: &str, opcode: u32, cname: 
         _ => usage(Some(name)),
     };
     let cmd_pnn = ctx.cmd_pnn;
-    match ctx.ctrl(cname, cmd_pnn, opcode, wire::u32_data(v)) {
+    match ctx.ctrl(cname, cmd_pnn, input(v)) {
         Ok(_) => 0,
         Err(e) => e,
     }
@@ -3283,7 +3224,7 @@ fn control_setlmasterrole(ctx: &mut Ctx, args: &[String]) -> i32 {
         ctx,
         args,
         "setlmasterrole",
-        op::SET_LMASTERROLE,
+        ControlData::SetLmasterrole,
         "SET_LMASTERROLE",
     )
 }
@@ -3293,7 +3234,7 @@ fn control_setleaderrole(ctx: &mut Ctx, args: &[String]) -> i32 {
         ctx,
         args,
         "setleaderrole",
-        op::SET_RECMASTERROLE,
+        ControlData::SetRecmasterrole,
         "SET_RECMASTERROLE",
     )
 }
@@ -3303,7 +3244,7 @@ fn db_flag_command(
     args: &[String],
     name: &str,
     what: &str,
-    opcode: u32,
+    input: U32Control,
     cname: &str,
 ) -> i32 {
     if args.len() != 1 {
@@ -3318,7 +3259,7 @@ fn db_flag_command(
         return 1;
     }
     let cmd_pnn = ctx.cmd_pnn;
-    match ctx.ctrl(cname, cmd_pnn, opcode, wire::u32_data(db_id)) {
+    match ctx.ctrl(cname, cmd_pnn, input(db_id)) {
         Ok(_) => 0,
         Err(e) => e,
     }
@@ -3330,7 +3271,7 @@ fn control_setdbreadonly(ctx: &mut Ctx, args: &[String]) -> i32 {
         args,
         "setdbreadonly",
         "READONLY",
-        op::SET_DB_READONLY,
+        ControlData::SetDbReadonly,
         "SET_DB_READONY",
     )
 }
@@ -3341,7 +3282,7 @@ fn control_setdbsticky(ctx: &mut Ctx, args: &[String]) -> i32 {
         args,
         "setdbsticky",
         "STICKY",
-        op::SET_DB_STICKY,
+        ControlData::SetDbSticky,
         "SET_DB_STICKY",
     )
 }
@@ -3635,7 +3576,7 @@ fn control_tfetch(_: &mut Ctx, args: &[String]) -> i32 {
             return 1;
         }
     };
-    if data.len() < wire::LTDB_HEADER_LEN {
+    if data.len() < wire::LTDB_HEADER_SIZE {
         eprintln!("Invalid record for key {}", args[1]);
         return 1;
     }
@@ -3658,7 +3599,7 @@ fn control_tfetch(_: &mut Ctx, args: &[String]) -> i32 {
             Err(_) => eprintln!("Failed to open output file {}", args[2]),
         }
     }
-    let hdr = match wire::LtdbHeader::parse(&data) {
+    let hdr = match wire::ltdb_header(&data) {
         Ok(h) => h,
         Err(_) => {
             eprintln!("Failed to parse header from data");
@@ -3668,7 +3609,7 @@ fn control_tfetch(_: &mut Ctx, args: &[String]) -> i32 {
     print!("{}", format::dump_ltdb_header(&hdr));
     print!(
         "{}",
-        format::dump_data("data", &data[wire::LTDB_HEADER_LEN..])
+        format::dump_data("data", &data[wire::LTDB_HEADER_SIZE..])
     );
     0
 }
@@ -3844,17 +3785,14 @@ fn control_getdbseqnum(ctx: &mut Ctx, args: &[String]) -> i32 {
         Some(v) => v,
         None => return 1,
     };
-    let mut d = db_id.to_ne_bytes().to_vec();
-    d.extend_from_slice(&0u32.to_ne_bytes());
     let cmd_pnn = ctx.cmd_pnn;
     let r = ctx
-        .ctrl("GET_DB_SEQNUM", cmd_pnn, op::GET_DB_SEQNUM, d)
-        .and_then(|d| {
-            Ctx::decode(
-                "GET_DB_SEQNUM",
-                ctdb_protocol::wire::Reader::new(&d).u64("seqnum"),
-            )
-        });
+        .ctrl(
+            "GET_DB_SEQNUM",
+            cmd_pnn,
+            ControlData::GetDbSeqnum(DbIdPad(db_id)),
+        )
+        .and_then(|d| Ctx::decode::<u64>("GET_DB_SEQNUM", &d));
     match r {
         Ok(s) => {
             println!("0x{s:x}");
@@ -3906,22 +3844,22 @@ fn control_dbstatistics(ctx: &mut Ctx, args: &[String]) -> i32 {
         None => return 1,
     };
     let cmd_pnn = ctx.cmd_pnn;
-    let s = match ctx
-        .ctrl(
-            "GET_DB_STATISTICS",
-            cmd_pnn,
-            op::GET_DB_STATISTICS,
-            wire::u32_data(db_id),
-        )
-        .and_then(|d| Ctx::decode("GET_DB_STATISTICS", wire::DbStatistics::parse(&d)))
-    {
+    let d = ctx.ctrl(
+        "GET_DB_STATISTICS",
+        cmd_pnn,
+        ControlData::GetDbStatistics(db_id),
+    );
+    let s = match d.and_then(|d| {
+        Ctx::decode::<wire::DbStatistics>("GET_DB_STATISTICS", &d)
+            .map(|s| format::dbstatistics(&name, &s))
+    }) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("Failed to get statistics for DB {name}");
             return e;
         }
     };
-    print!("{}", format::dbstatistics(&name, &s));
+    print!("{s}");
     0
 }
 
@@ -3956,10 +3894,7 @@ fn control_reloadips(ctx: &mut Ctx, args: &[String]) -> i32 {
         return r;
     }
     if ctx
-        .multi(
-            &active,
-            ControlRequest::new(op::RELOAD_PUBLIC_IPS, Vec::new()),
-        )
+        .multi(&active, ControlRequest::new(ControlData::ReloadPublicIps))
         .is_err()
     {
         eprintln!("Failed to reload IPs on some nodes.");
