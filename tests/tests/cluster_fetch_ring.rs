@@ -356,7 +356,7 @@ fn fetch_ring_loses_no_update_and_counts_migrations() {
         }
     }
     let cat = must(&c, ctdb_ok(&c, 0, &["catdb", DB]));
-    for k in 0..KEYS {
+    for (k, want_value) in expected.iter().enumerate() {
         let want = format!("key({}) = \"ring-key-{k}\"", format!("ring-key-{k}").len());
         let pos = cat
             .find(&want)
@@ -366,10 +366,10 @@ fn fetch_ring_loses_no_update_and_counts_migrations() {
             .find(|l| l.starts_with("data("))
             .unwrap_or("");
         let v = data.split('"').nth(1).unwrap_or("");
-        if v != expected[k].to_string() {
+        if v != want_value.to_string() {
             fail_with_logs(
                 &c,
-                &format!("catdb shows ring-key-{k} = {v:?}, want {}", expected[k]),
+                &format!("catdb shows ring-key-{k} = {v:?}, want {want_value}"),
             );
         }
     }
