@@ -96,7 +96,7 @@ fn persistent_transactions_from_all_nodes_serialise() {
         }
         eprintln!("{name}: {last}");
     }
-    if max.iter().any(|&m| m == 0) {
+    if max.contains(&0) {
         fail_with_logs(&c, &format!("a node never committed: {max:?}"));
     }
 
