@@ -1,6 +1,6 @@
 //! The daemon crate's one error type. Every variant names the thing that
-//! failed (path, core, CPU, limit) so a start-up failure tells the operator
-//! what to fix.
+//! failed (path, core, CPU, limit, packet field and offset) so a start-up
+//! failure tells the operator what to fix and a bad packet where it is bad.
 
 use std::fmt;
 use std::io;
@@ -40,6 +40,27 @@ pub enum DaemonError {
     Io(ctdb_io::IoError),
     /// The configuration (ctdb.conf, paths, overrides) is unusable.
     Config(ctdb_config::ConfigError),
+    /// An event-daemon packet ended before a field was complete.
+    Truncated {
+        what: &'static str,
+        offset: usize,
+        need: usize,
+        have: usize,
+    },
+    /// An event-daemon packet field held a value the protocol does not allow.
+    BadValue {
+        what: &'static str,
+        offset: usize,
+        value: String,
+    },
+    /// An event-daemon packet's length field is unusable.
+    BadLength { length: u32, why: &'static str },
+    /// The event daemon replied to a different request or command.
+    Mismatch {
+        what: &'static str,
+        expected: u32,
+        got: u32,
+    },
 }
 
 impl DaemonError {
@@ -49,6 +70,12 @@ impl DaemonError {
             path: path.into(),
             source,
         }
+    }
+
+    /// The same as [`DaemonError::path`]; the name the `ctdb-eventd`
+    /// binary still uses.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::path(op, path, source)
     }
 
     pub fn sys(op: &'static str, source: io::Error) -> Self {
@@ -101,6 +128,28 @@ impl fmt::Display for DaemonError {
             DaemonError::Sys { op, source } => write!(f, "{op}: {source}"),
             DaemonError::Io(e) => write!(f, "{e}"),
             DaemonError::Config(e) => write!(f, "{e}"),
+            DaemonError::Truncated {
+                what,
+                offset,
+                need,
+                have,
+            } => write!(
+                f,
+                "event packet truncated in {what} at offset {offset}: need {need} bytes, have {have}"
+            ),
+            DaemonError::BadValue {
+                what,
+                offset,
+                value,
+            } => write!(f, "event packet has invalid {what} at offset {offset}: {value}"),
+            DaemonError::BadLength { length, why } => {
+                write!(f, "event packet length {length} is invalid: {why}")
+            }
+            DaemonError::Mismatch {
+                what,
+                expected,
+                got,
+            } => write!(f, "event reply {what} is {got}, expected {expected}"),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::protocol::{self, Reply, Request, RunRequest, ScriptRequest, StatusRequest, RUN_ALL};
 use super::runner::RunResult;
 use super::server::read_packet;
-use super::EventError;
+use crate::DaemonError;
 
 /// The eventd socket for a set of paths: `rundir/eventd.socket`.
 pub fn socket_path(paths: &ctdb_config::Paths) -> PathBuf {
@@ -28,9 +28,9 @@ pub struct EventClient {
 
 impl EventClient {
     /// Connects to `path`.
-    pub fn connect(path: &Path) -> Result<EventClient, EventError> {
+    pub fn connect(path: &Path) -> Result<EventClient, DaemonError> {
         let stream =
-            UnixStream::connect(path).map_err(|e| EventError::io("connect to", path, e))?;
+            UnixStream::connect(path).map_err(|e| DaemonError::path("connect to", path, e))?;
         Ok(EventClient {
             stream,
             path: path.to_path_buf(),
@@ -39,22 +39,22 @@ impl EventClient {
     }
 
     /// Bounds how long one reply may take (None: wait forever).
-    pub fn set_timeout(&self, t: Option<Duration>) -> Result<(), EventError> {
+    pub fn set_timeout(&self, t: Option<Duration>) -> Result<(), DaemonError> {
         self.stream
             .set_read_timeout(t)
-            .map_err(|e| EventError::io("set timeout on", &self.path, e))
+            .map_err(|e| DaemonError::path("set timeout on", &self.path, e))
     }
 
     /// Sends one request and waits for its reply.
-    pub fn request(&mut self, req: &Request) -> Result<Reply, EventError> {
+    pub fn request(&mut self, req: &Request) -> Result<Reply, DaemonError> {
         let reqid = self.next_reqid;
         self.next_reqid = self.next_reqid.wrapping_add(1).max(1);
         let bytes = protocol::encode_request(reqid, req);
         self.stream
             .write_all(&bytes)
-            .map_err(|e| EventError::io("write to", &self.path, e))?;
+            .map_err(|e| DaemonError::path("write to", &self.path, e))?;
         let buf = read_packet(&mut self.stream)?.ok_or_else(|| {
-            EventError::io(
+            DaemonError::path(
                 "read reply from",
                 &self.path,
                 std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
@@ -62,14 +62,14 @@ impl EventClient {
         })?;
         let (h, reply) = protocol::decode_reply(&buf)?;
         if h.reqid != reqid {
-            return Err(EventError::Mismatch {
+            return Err(DaemonError::Mismatch {
                 what: "reqid",
                 expected: reqid,
                 got: h.reqid,
             });
         }
         if reply.command != req.command() {
-            return Err(EventError::Mismatch {
+            return Err(DaemonError::Mismatch {
                 what: "command",
                 expected: req.command(),
                 got: reply.command,
@@ -87,7 +87,7 @@ impl EventClient {
         args: Option<&str>,
         timeout_secs: u32,
         run_all: bool,
-    ) -> Result<i32, EventError> {
+    ) -> Result<i32, DaemonError> {
         let r = self.request(&Request::Run(RunRequest {
             component: Some(component.to_string()),
             event: Some(event.to_string()),
@@ -104,7 +104,7 @@ impl EventClient {
         &mut self,
         component: &str,
         event: &str,
-    ) -> Result<Result<RunResult, i32>, EventError> {
+    ) -> Result<Result<RunResult, i32>, DaemonError> {
         let r = self.request(&Request::Status(StatusRequest {
             component: Some(component.to_string()),
             event: Some(event.to_string()),
@@ -123,7 +123,7 @@ impl EventClient {
         component: &str,
         script: &str,
         enable: bool,
-    ) -> Result<i32, EventError> {
+    ) -> Result<i32, DaemonError> {
         let r = self.request(&Request::Script(ScriptRequest {
             component: Some(component.to_string()),
             script: Some(script.to_string()),

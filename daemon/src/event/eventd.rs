@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use super::client::EventClient;
 use super::runner::{CtdbEvent, EventRunner};
-use super::EventError;
+use crate::DaemonError;
 
 /// How long ctdbd waits for eventd to report that it listens.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,13 +53,14 @@ impl EventdProcess {
         parent_pid: u32,
         socket: &Path,
         envs: &[(&str, &std::ffi::OsStr)],
-    ) -> Result<EventdProcess, EventError> {
+    ) -> Result<EventdProcess, DaemonError> {
         match std::fs::remove_file(socket) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(EventError::io("remove stale socket", socket, e)),
+            Err(e) => return Err(DaemonError::path("remove stale socket", socket, e)),
         }
-        let (mut r, w) = std::io::pipe().map_err(|e| EventError::io("create pipe for", exe, e))?;
+        let (mut r, w) =
+            std::io::pipe().map_err(|e| DaemonError::path("create pipe for", exe, e))?;
         tracing::info!(
             "Starting event daemon {} -P {} -S 3",
             exe.display(),
@@ -74,7 +75,7 @@ impl EventdProcess {
             .stdin(Stdio::null())
             .stdout(w)
             .spawn()
-            .map_err(|e| EventError::io("start", exe, e))?;
+            .map_err(|e| DaemonError::path("start", exe, e))?;
         let mut proc = EventdProcess {
             child,
             socket: socket.to_path_buf(),
@@ -106,7 +107,7 @@ impl EventdProcess {
         };
         let _ = proc.child.kill();
         let _ = proc.child.wait();
-        Err(EventError::BadOption {
+        Err(DaemonError::BadOption {
             option: "event daemon",
             why: format!("Failed to initialize event daemon {}: {why}", exe.display()),
         })
@@ -123,7 +124,7 @@ impl EventdProcess {
     }
 
     /// A new connection to it.
-    pub fn connect(&self) -> Result<EventClient, EventError> {
+    pub fn connect(&self) -> Result<EventClient, DaemonError> {
         EventClient::connect(&self.socket)
     }
 
@@ -176,7 +177,7 @@ pub enum RunRefused {
     /// arguments").
     BadArguments,
     /// Talking to the daemon failed.
-    Transport(EventError),
+    Transport(DaemonError),
 }
 
 impl EventBackend {

@@ -88,112 +88,16 @@ pub mod runner;
 pub mod scripts;
 pub mod server;
 
-use std::fmt;
 use std::io;
-use std::path::PathBuf;
 
 pub use client::EventClient;
 pub use runner::{EventRunner, RunResult, ScriptResult};
 
-/// Errors of the event modules. Protocol decoding errors carry the byte
-/// offset and the field; I/O errors the operation and path.
-#[derive(Debug)]
-pub enum EventError {
-    /// A packet ended before a field was complete.
-    Truncated {
-        what: &'static str,
-        offset: usize,
-        need: usize,
-        have: usize,
-    },
-    /// A field held a value the protocol does not allow.
-    BadValue {
-        what: &'static str,
-        offset: usize,
-        value: String,
-    },
-    /// A packet's length field is unusable.
-    BadLength { length: u32, why: &'static str },
-    /// A file or socket operation failed.
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
-    /// The peer replied to a different request or command.
-    Mismatch {
-        what: &'static str,
-        expected: u32,
-        got: u32,
-    },
-    /// A command-line value is unusable.
-    BadOption { option: &'static str, why: String },
-}
-
-impl EventError {
-    /// An I/O error on `path`.
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        EventError::Io {
-            op,
-            path: path.into(),
-            source,
-        }
-    }
-}
-
-impl fmt::Display for EventError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EventError::Truncated {
-                what,
-                offset,
-                need,
-                have,
-            } => write!(
-                f,
-                "event packet truncated in {what} at offset {offset}: need {need} bytes, have {have}"
-            ),
-            EventError::BadValue {
-                what,
-                offset,
-                value,
-            } => write!(f, "event packet has invalid {what} at offset {offset}: {value}"),
-            EventError::BadLength { length, why } => {
-                write!(f, "event packet length {length} is invalid: {why}")
-            }
-            EventError::Io { op, path, source } => {
-                write!(f, "{op} {}: {source}", path.display())
-            }
-            EventError::Mismatch {
-                what,
-                expected,
-                got,
-            } => write!(f, "event reply {what} is {got}, expected {expected}"),
-            EventError::BadOption { option, why } => write!(f, "invalid {option}: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for EventError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            EventError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
-impl From<EventError> for crate::DaemonError {
-    fn from(e: EventError) -> Self {
-        match e {
-            EventError::Io { op, path, source } => crate::DaemonError::Path { op, path, source },
-            other => crate::DaemonError::Sys {
-                op: "event daemon",
-                source: io::Error::other(other.to_string()),
-            },
-        }
-    }
-}
+/// The event modules report errors as the crate's one error type
+/// ([`DaemonError`](crate::DaemonError)): protocol decoding errors carry
+/// the byte offset and the field, I/O errors the operation and path. This
+/// name is kept for the `ctdb-eventd` binary and the event tests.
+pub type EventError = crate::DaemonError;
 
 /// Text of an errno value, as `strerror` gives it (without Rust's
 /// "(os error N)" suffix).

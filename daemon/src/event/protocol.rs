@@ -25,7 +25,7 @@
 //! The reply to RUN and SCRIPT carries no body; a STATUS reply whose result
 //! is not 0 carries none either.
 
-use super::EventError;
+use crate::DaemonError;
 
 /// `CTDB_EVENT_CMD_RUN`.
 pub const CMD_RUN: u32 = 1;
@@ -258,9 +258,9 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], EventError> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DaemonError> {
         if self.buf.len() - self.off < n {
-            return Err(EventError::Truncated {
+            return Err(DaemonError::Truncated {
                 what,
                 offset: self.off,
                 need: n,
@@ -271,20 +271,20 @@ impl<'a> Reader<'a> {
         self.off += n;
         Ok(s)
     }
-    fn u32(&mut self, what: &'static str) -> Result<u32, EventError> {
+    fn u32(&mut self, what: &'static str) -> Result<u32, DaemonError> {
         let b = self.take(4, what)?;
         Ok(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn i32(&mut self, what: &'static str) -> Result<i32, EventError> {
+    fn i32(&mut self, what: &'static str) -> Result<i32, DaemonError> {
         Ok(self.u32(what)? as i32)
     }
-    fn i64(&mut self, what: &'static str) -> Result<i64, EventError> {
+    fn i64(&mut self, what: &'static str) -> Result<i64, DaemonError> {
         let b = self.take(8, what)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(i64::from_ne_bytes(a))
     }
-    fn bytes(&mut self, what: &'static str) -> Result<Option<Vec<u8>>, EventError> {
+    fn bytes(&mut self, what: &'static str) -> Result<Option<Vec<u8>>, DaemonError> {
         let n = self.u32(what)? as usize;
         if n == 0 {
             return Ok(None);
@@ -293,38 +293,38 @@ impl<'a> Reader<'a> {
         let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
         Ok(Some(b[..end].to_vec()))
     }
-    fn str(&mut self, what: &'static str) -> Result<Option<String>, EventError> {
+    fn str(&mut self, what: &'static str) -> Result<Option<String>, DaemonError> {
         let off = self.off;
         match self.bytes(what)? {
             None => Ok(None),
             Some(b) => String::from_utf8(b)
                 .map(Some)
-                .map_err(|_| EventError::BadValue {
+                .map_err(|_| DaemonError::BadValue {
                     what,
                     offset: off,
                     value: "bytes that are not UTF-8".into(),
                 }),
         }
     }
-    fn timeval(&mut self, what: &'static str) -> Result<Timeval, EventError> {
+    fn timeval(&mut self, what: &'static str) -> Result<Timeval, DaemonError> {
         Ok(Timeval {
             sec: self.i64(what)?,
             usec: self.i64(what)?,
         })
     }
-    fn header(&mut self) -> Result<Header, EventError> {
+    fn header(&mut self) -> Result<Header, DaemonError> {
         Ok(Header {
             length: self.u32("header length")?,
             version: self.u32("header version")?,
             reqid: self.u32("header reqid")?,
         })
     }
-    fn command(&mut self) -> Result<u32, EventError> {
+    fn command(&mut self) -> Result<u32, DaemonError> {
         let off = self.off;
         let c = self.u32("command")?;
         match c {
             CMD_RUN | CMD_STATUS | CMD_SCRIPT => Ok(c),
-            _ => Err(EventError::BadValue {
+            _ => Err(DaemonError::BadValue {
                 what: "command",
                 offset: off,
                 value: c.to_string(),
@@ -334,12 +334,12 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads only the header (to learn the length and reqid).
-pub fn decode_header(buf: &[u8]) -> Result<Header, EventError> {
+pub fn decode_header(buf: &[u8]) -> Result<Header, DaemonError> {
     Reader { buf, off: 0 }.header()
 }
 
 /// Decodes a whole request packet.
-pub fn decode_request(buf: &[u8]) -> Result<(Header, Request), EventError> {
+pub fn decode_request(buf: &[u8]) -> Result<(Header, Request), DaemonError> {
     let mut r = Reader { buf, off: 0 };
     let h = r.header()?;
     let req = match r.command()? {
@@ -363,7 +363,7 @@ pub fn decode_request(buf: &[u8]) -> Result<(Header, Request), EventError> {
                 0 => false,
                 1 => true,
                 v => {
-                    return Err(EventError::BadValue {
+                    return Err(DaemonError::BadValue {
                         what: "script action",
                         offset: off,
                         value: v.to_string(),
@@ -381,7 +381,7 @@ pub fn decode_request(buf: &[u8]) -> Result<(Header, Request), EventError> {
 }
 
 /// Decodes a whole reply packet.
-pub fn decode_reply(buf: &[u8]) -> Result<(Header, Reply), EventError> {
+pub fn decode_reply(buf: &[u8]) -> Result<(Header, Reply), DaemonError> {
     let mut r = Reader { buf, off: 0 };
     let h = r.header()?;
     let command = r.command()?;
@@ -392,7 +392,7 @@ pub fn decode_reply(buf: &[u8]) -> Result<(Header, Reply), EventError> {
         let off = r.off;
         let n = r.i32("status script count")?;
         if n < 0 {
-            return Err(EventError::BadValue {
+            return Err(DaemonError::BadValue {
                 what: "status script count",
                 offset: off,
                 value: n.to_string(),

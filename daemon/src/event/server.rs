@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use super::protocol::{self, Reply, Request, HEADER_LEN, MAX_PACKET, RUN_ALL};
 use super::runner::EventRunner;
-use super::EventError;
+use crate::DaemonError;
 
 /// A bound eventd socket.
 pub struct Server {
@@ -28,14 +28,14 @@ pub struct Server {
 }
 
 /// Reads one length-prefixed packet; `Ok(None)` at a clean end of stream.
-pub fn read_packet(s: &mut impl Read) -> Result<Option<Vec<u8>>, EventError> {
+pub fn read_packet(s: &mut impl Read) -> Result<Option<Vec<u8>>, DaemonError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         match s.read(&mut len[got..]) {
             Ok(0) if got == 0 => return Ok(None),
             Ok(0) => {
-                return Err(EventError::Truncated {
+                return Err(DaemonError::Truncated {
                     what: "packet length",
                     offset: got,
                     need: 4,
@@ -44,18 +44,18 @@ pub fn read_packet(s: &mut impl Read) -> Result<Option<Vec<u8>>, EventError> {
             }
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(EventError::io("read from", "event socket", e)),
+            Err(e) => return Err(DaemonError::path("read from", "event socket", e)),
         }
     }
     let length = u32::from_ne_bytes(len);
     if (length as usize) < HEADER_LEN {
-        return Err(EventError::BadLength {
+        return Err(DaemonError::BadLength {
             length,
             why: "shorter than the 12-byte header",
         });
     }
     if length as usize > MAX_PACKET {
-        return Err(EventError::BadLength {
+        return Err(DaemonError::BadLength {
             length,
             why: "larger than 64 MiB",
         });
@@ -63,26 +63,26 @@ pub fn read_packet(s: &mut impl Read) -> Result<Option<Vec<u8>>, EventError> {
     let mut buf = vec![0u8; length as usize];
     buf[..4].copy_from_slice(&len);
     s.read_exact(&mut buf[4..])
-        .map_err(|e| EventError::io("read from", "event socket", e))?;
+        .map_err(|e| DaemonError::path("read from", "event socket", e))?;
     Ok(Some(buf))
 }
 
 impl Server {
     /// Binds `path`, removing a stale socket file first (as upstream does
     /// when it holds the pid file).
-    pub fn bind(path: &Path, runner: Arc<EventRunner>) -> Result<Server, EventError> {
+    pub fn bind(path: &Path, runner: Arc<EventRunner>) -> Result<Server, DaemonError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
                 std::fs::create_dir_all(dir)
-                    .map_err(|e| EventError::io("create directory", dir, e))?;
+                    .map_err(|e| DaemonError::path("create directory", dir, e))?;
             }
         }
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(EventError::io("remove stale socket", path, e)),
+            Err(e) => return Err(DaemonError::path("remove stale socket", path, e)),
         }
-        let listener = UnixListener::bind(path).map_err(|e| EventError::io("bind", path, e))?;
+        let listener = UnixListener::bind(path).map_err(|e| DaemonError::path("bind", path, e))?;
         tracing::info!("listening on {}", path.display());
         Ok(Server {
             listener,
@@ -97,7 +97,7 @@ impl Server {
     }
 
     /// Accepts and serves clients until accepting fails.
-    pub fn serve(&self) -> Result<(), EventError> {
+    pub fn serve(&self) -> Result<(), DaemonError> {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
@@ -107,14 +107,14 @@ impl Server {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::error!("failed to accept new connection: {}", e);
-                    return Err(EventError::io("accept on", &self.path, e));
+                    return Err(DaemonError::path("accept on", &self.path, e));
                 }
             }
         }
     }
 
     /// Serves in a background thread.
-    pub fn spawn(self) -> thread::JoinHandle<Result<(), EventError>> {
+    pub fn spawn(self) -> thread::JoinHandle<Result<(), DaemonError>> {
         thread::spawn(move || self.serve())
     }
 }
