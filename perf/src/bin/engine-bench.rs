@@ -8,7 +8,8 @@
 //!
 //! Phases per backend (each runs for `--seconds`, at least one pass; each
 //! table is the best of `--repeat` interleaved runs, since the machine may be
-//! shared):
+//! shared; the one-core tables are timed with the thread's CPU time by
+//! default, `--clock wall` for the wall clock):
 //! store (REPLACE over the key set), fetch, traverse (records visited),
 //! delete (the pass deleting all keys is timed; refilling is not).
 //! Output: tables `op | libtdb ops/s | engine ops/s | ratio` for one core
@@ -71,6 +72,11 @@ struct Args {
     /// volatile databases). 0: libtdb's default.
     #[arg(long, default_value_t = 0)]
     max_dead: u32,
+    /// Clock of the one-core tables: `cpu` (the thread's CPU time, user +
+    /// system; time spent preempted by other jobs on a shared machine is not
+    /// counted) or `wall`. The scaling tables always use the wall clock.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "wall"])]
+    clock: String,
 }
 
 /// One key-value backend under test.
@@ -135,10 +141,49 @@ fn best_of(
     Ok((ra, rb))
 }
 
+/// Which clock times the phases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Clock {
+    /// `CLOCK_THREAD_CPUTIME_ID`: CPU time of the measuring thread.
+    ThreadCpu,
+    /// `Instant` (monotonic wall clock).
+    Wall,
+}
+
+/// A stopwatch on a [`Clock`].
+#[derive(Clone, Copy, Debug)]
+struct Stopwatch {
+    clock: Clock,
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Stopwatch {
+    fn start(clock: Clock) -> Stopwatch {
+        Stopwatch {
+            clock,
+            wall: Instant::now(),
+            cpu: if clock == Clock::ThreadCpu {
+                ffi::thread_cpu_time()
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        match self.clock {
+            Clock::Wall => self.wall.elapsed(),
+            Clock::ThreadCpu => ffi::thread_cpu_time().saturating_sub(self.cpu),
+        }
+    }
+}
+
 /// How long each phase runs: for `secs` seconds (at least one pass), or
 /// for exactly `passes` passes over the key set.
 #[derive(Clone, Copy, Debug)]
 struct Budget {
+    clock: Clock,
     secs: f64,
     passes: Option<u32>,
     fetch: bool,
@@ -149,6 +194,11 @@ struct Budget {
 impl Budget {
     fn of(args: &Args) -> Budget {
         Budget {
+            clock: if args.clock == "wall" {
+                Clock::Wall
+            } else {
+                Clock::ThreadCpu
+            },
             secs: args.seconds,
             passes: args.passes.map(|p| p.max(1)),
             fetch: args.phases.iter().any(|p| p == "fetch"),
@@ -175,7 +225,7 @@ fn run_phases(
     let mut r = Rates::default();
 
     // store
-    let start = Instant::now();
+    let start = Stopwatch::start(budget.clock);
     let mut ops = 0u64;
     let mut passes = 0u32;
     loop {
@@ -208,7 +258,7 @@ fn fetch_phase(
     keys: &[(Vec<u8>, Vec<u8>)],
     budget: Budget,
 ) -> Result<f64, String> {
-    let start = Instant::now();
+    let start = Stopwatch::start(budget.clock);
     let mut ops = 0u64;
     let n = keys.len();
     let stride = 7919 % n.max(1);
@@ -241,7 +291,7 @@ fn traverse_phase(
     keys: &[(Vec<u8>, Vec<u8>)],
     budget: Budget,
 ) -> Result<f64, String> {
-    let start = Instant::now();
+    let start = Stopwatch::start(budget.clock);
     let mut ops = 0u64;
     let mut passes = 0u32;
     loop {
@@ -272,7 +322,7 @@ fn delete_phase(
     let wall = Instant::now();
     let mut passes = 0u32;
     loop {
-        let t = Instant::now();
+        let t = Stopwatch::start(budget.clock);
         for (k, _) in keys {
             b.delete(k)?;
         }
@@ -502,6 +552,21 @@ mod ffi {
         }
     }
 
+    /// CPU time (user + system) consumed by the calling thread.
+    pub fn thread_cpu_time() -> std::time::Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; the clock id is a
+        // constant every Linux kernel supports.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc != 0 {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
     /// Pin the calling thread to `cpu`.
     pub fn pin_to_cpu(cpu: usize) -> Result<(), String> {
         // SAFETY: cpu_set_t is a plain bitmask for which zeroed is valid;
@@ -702,6 +767,12 @@ fn run(args: &Args) -> Result<(), String> {
 /// The engine on one core against `--cores` pinned threads, each on its
 /// own partition.
 fn scaling_table(args: &Args, dir: &Path, mode: Locking) -> Result<(), String> {
+    // Threads that wait for each other or for the kernel must show up in
+    // the figures: wall clock, whatever `--clock` says.
+    let args = &Args {
+        clock: "wall".into(),
+        ..args.clone()
+    };
     let cores = engine::cores(args);
     let multi_col = format!("{cores} cores ops/s");
     let (single, multi) = best_of(
