@@ -188,6 +188,8 @@ fn serve(
             recovery_active: node.recmode() == CTDB_RECOVERY_ACTIVE,
             before_startup: d.runstate.get() < 4,
             node_inactive: node.membership.own_flags() & NODE_FLAGS_INACTIVE != 0,
+            // Client id 0: a packet from another node or from the daemon.
+            from_peer: client == 0,
             ..Default::default()
         }
     };

@@ -94,6 +94,8 @@
 
 mod call;
 mod ltdb;
+mod migrate;
+pub mod migrator;
 mod persistent;
 mod recovery;
 mod shard;
@@ -117,6 +119,8 @@ use ctdb_protocol::{ControlData, Opcode, Wire};
 use crate::error::DaemonError;
 
 pub use call::CallOutcome;
+pub use migrate::{MigrationCount, Origin, RecordOp, RecordStep};
+pub use migrator::{Action, Migrator};
 pub use shard::{Shard, ShardCall, ShardReply, ShardRequest};
 pub use stats::DbStats;
 pub use vacuum::VacuumCounts;
@@ -207,6 +211,10 @@ pub struct ControlCtx {
     pub before_startup: bool,
     /// This node is INACTIVE (banned/stopped): clients may not attach.
     pub node_inactive: bool,
+    /// The packet came from another node (or from this daemon itself), not
+    /// from a local client: [`Databases::serve_client_packet`] then leaves
+    /// `from_client` false.
+    pub from_peer: bool,
 }
 
 /// A REQ_MESSAGE the daemon must deliver: to the clients of node `pnn`
@@ -304,6 +312,8 @@ pub struct Db {
     pub(crate) delete_queue: BTreeMap<Vec<u8>, LtdbHeader>,
     /// Generation of the last recovery commit.
     pub(crate) generation: u32,
+    /// Migrations per key in the current second (hot keys).
+    pub(crate) migrated: MigrationCount,
 }
 
 impl Db {
@@ -613,6 +623,7 @@ impl Databases {
             stats: DbStats::default(),
             delete_queue: BTreeMap::new(),
             generation: 0,
+            migrated: MigrationCount::default(),
         });
         Ok(id)
     }

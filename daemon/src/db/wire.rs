@@ -65,7 +65,7 @@ impl Databases {
                 };
                 let ctx = ControlCtx {
                     srcnode: packet.header.srcnode,
-                    from_client: true,
+                    from_client: !base.from_peer,
                     flags: c.flags,
                     ..*base
                 };
