@@ -1,7 +1,8 @@
 //! What the test programs in `src/bin` share: upstream's common options
 //! (`-s -t -n -d -i`, plus `-D -k -v -T` for the database programs), the
-//! default socket path, waiting for the end of recovery and the
-//! cluster-wide start barrier.
+//! default socket path, waiting for the end of recovery, the cluster-wide
+//! start barrier, and the steps several programs repeat (the `Locks:N`
+//! loop, the fetch-lock counter, UPDATE_RECORD).
 //!
 //! Why: upstream's INTEGRATION scripts start one copy of a program on every
 //! node with the same arguments and grep the lines they print; the programs
@@ -9,14 +10,17 @@
 //! message from every node to node 0, then a SYNC broadcast) so that the
 //! scripts run unchanged against our daemon and Samba's.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ctdb_protocol::constants::CTDB_BROADCAST_CONNECTED;
-use ctdb_protocol::types::srvid;
+use ctdb_engine::ltdb::LtdbHeader;
+use ctdb_protocol::constants::{CTDB_BROADCAST_CONNECTED, CTDB_CURRENT_NODE};
+use ctdb_protocol::types::{self, srvid, RecBufferBuilder};
+use ctdb_protocol::ControlData;
 
-use crate::client::Client;
+use crate::client::{Client, Db};
 use crate::error::{PerfError, Result};
 
 /// Srvid node 0 collects JOIN messages on.
@@ -206,6 +210,84 @@ pub fn cluster_wait(c: &mut Client, num_nodes: u32) -> Result<()> {
     };
     c.requeue_messages(others);
     result
+}
+
+/// [`connect`], a control timeout of `-t` seconds (at least one), and the
+/// database attached: how the single-record database programs start.
+pub fn connect_attach(
+    socket: &Path,
+    timelimit: u64,
+    dbname: &str,
+    persistent: bool,
+) -> Result<(Client, Db)> {
+    let mut c = connect(socket)?;
+    c.set_timeout(Duration::from_secs(timelimit.max(1)));
+    let db = c.attach(dbname, persistent)?;
+    Ok((c, db))
+}
+
+/// The loop of fetch_loop and fetch_readonly_loop: runs `step` until `end`;
+/// node 0 (`pnn`) shows `Locks:N`, N being what `step` last returned, every
+/// second, and every node prints `Locks:N` at the end.
+pub fn locks_loop(pnn: u32, end: Instant, mut step: impl FnMut() -> Result<u64>) -> Result<()> {
+    let mut tick = Instant::now() + Duration::from_secs(1);
+    let locks = loop {
+        let locks = step()?;
+        let now = Instant::now();
+        if now >= end {
+            break locks;
+        }
+        if pnn == 0 && now >= tick {
+            print!("Locks:{locks}\r");
+            let _ = std::io::stdout().flush();
+            tick = now + Duration::from_secs(1);
+        }
+    };
+    println!("Locks:{locks}");
+    Ok(())
+}
+
+/// One step of fetch_loop and fetch_loop_key: fetch-locks `key`, adds one
+/// to the 32-bit counter it holds (`last` if it holds none) and stores it
+/// back; returns the new count.
+pub fn fetch_lock_increment(c: &mut Client, db: &mut Db, key: &[u8], last: u32) -> Result<u32> {
+    let (rec, _) = c.fetch_lock(db, key)?;
+    let locks = match <[u8; 4]>::try_from(rec.data.as_slice()) {
+        Ok(b) => u32::from_le_bytes(b),
+        Err(_) => last,
+    }
+    .wrapping_add(1);
+    let r = db.store_locked(key, &rec.header, &locks.to_le_bytes());
+    db.unlock(key)?;
+    r?;
+    Ok(locks)
+}
+
+/// Writes `key` = `value` of `db` through the UPDATE_RECORD control on the
+/// local daemon, with `header`'s dmaster and flags and the given rsn (what
+/// update_record and update_record_persistent do).
+pub fn update_record(
+    c: &mut Client,
+    db: &Db,
+    key: &[u8],
+    header: &LtdbHeader,
+    rsn: u64,
+    value: &[u8],
+) -> Result<()> {
+    let header = types::LtdbHeader {
+        rsn,
+        dmaster: header.dmaster,
+        reserved1: header.reserved1,
+        flags: header.flags.0,
+    };
+    let mut rb = RecBufferBuilder::new(db.id);
+    rb.add(0, Some(&header), key, value);
+    c.control_ok(
+        CTDB_CURRENT_NODE,
+        ControlData::UpdateRecord(rb.as_rec_buffer()),
+    )
+    .map_err(|e| PerfError::Cluster(format!("update record failed: {e}")))?;
+    Ok(())
 }
 
 /// Runs a program's body: prints an error as upstream's programs do (on

@@ -3,9 +3,6 @@
 //! shows `Locks:N` every second and every node prints `Locks:N` at the
 //! end, as upstream's program of that name.
 
-use std::io::Write;
-use std::time::{Duration, Instant};
-
 use clap::Parser;
 use ctdb_perf::error::Result;
 use ctdb_perf::testprog::{self, BasicOpts};
@@ -31,28 +28,11 @@ fn main() -> std::process::ExitCode {
         let mut db = c.attach(TESTDB, false)?;
         testprog::cluster_wait(&mut c, o.basic.num_nodes)?;
         let end = o.basic.deadline();
-        let mut tick = Instant::now() + Duration::from_secs(1);
-        let mut locks: u32 = 0;
-        loop {
-            let (rec, _) = c.fetch_lock(&mut db, TESTKEY)?;
-            if let Ok(b) = <[u8; 4]>::try_from(rec.data.as_slice()) {
-                locks = u32::from_le_bytes(b);
-            }
-            locks = locks.wrapping_add(1);
-            let r = db.store_locked(TESTKEY, &rec.header, &locks.to_le_bytes());
-            db.unlock(TESTKEY)?;
-            r?;
-            let now = Instant::now();
-            if now >= end {
-                break;
-            }
-            if c.pnn() == 0 && now >= tick {
-                print!("Locks:{locks}\r");
-                let _ = std::io::stdout().flush();
-                tick = now + Duration::from_secs(1);
-            }
-        }
-        println!("Locks:{locks}");
-        Ok(())
+        let pnn = c.pnn();
+        let mut locks = 0u32;
+        testprog::locks_loop(pnn, end, || {
+            locks = testprog::fetch_lock_increment(&mut c, &mut db, TESTKEY, locks)?;
+            Ok(u64::from(locks))
+        })
     })
 }

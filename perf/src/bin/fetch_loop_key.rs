@@ -30,14 +30,7 @@ fn main() -> std::process::ExitCode {
         let mut seconds = 0u64;
         let mut tick = Instant::now() + Duration::from_secs(1);
         loop {
-            let (rec, _) = c.fetch_lock(&mut db, key)?;
-            if let Ok(b) = <[u8; 4]>::try_from(rec.data.as_slice()) {
-                locks = u32::from_le_bytes(b);
-            }
-            locks = locks.wrapping_add(1);
-            let r = db.store_locked(key, &rec.header, &locks.to_le_bytes());
-            db.unlock(key)?;
-            r?;
+            locks = testprog::fetch_lock_increment(&mut c, &mut db, key, locks)?;
             if Instant::now() >= tick {
                 seconds += 1;
                 println!("Locks:{locks}");

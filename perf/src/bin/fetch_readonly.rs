@@ -21,9 +21,7 @@ fn main() -> std::process::ExitCode {
     testprog::run("fetch_readonly", || -> Result<()> {
         let socket = o.basic.verify()?;
         let (dbname, key, _) = o.db.verify()?;
-        let mut c = testprog::connect(&socket)?;
-        c.set_timeout(std::time::Duration::from_secs(o.basic.timelimit.max(1)));
-        let mut db = c.attach(&dbname, false)?;
+        let (mut c, mut db) = testprog::connect_attach(&socket, o.basic.timelimit, &dbname, false)?;
         let key = key.as_bytes();
         c.fetch_lock_readonly(&mut db, key)
             .map_err(|e| PerfError::Cluster(format!("fetch readonly loop test failed: {e}")))?;

@@ -3,9 +3,6 @@
 //! `Locks:N` every second and every node prints `Locks:N` at the end, as
 //! upstream's program of that name.
 
-use std::io::Write;
-use std::time::{Duration, Instant};
-
 use clap::Parser;
 use ctdb_perf::error::Result;
 use ctdb_perf::testprog::{self, BasicOpts};
@@ -31,23 +28,13 @@ fn main() -> std::process::ExitCode {
         let mut db = c.attach(TESTDB, false)?;
         testprog::cluster_wait(&mut c, o.basic.num_nodes)?;
         let end = o.basic.deadline();
-        let mut tick = Instant::now() + Duration::from_secs(1);
-        let mut locks: u64 = 0;
-        loop {
+        let pnn = c.pnn();
+        let mut locks = 0u64;
+        testprog::locks_loop(pnn, end, || {
             c.fetch_lock_readonly(&mut db, TESTKEY)?;
             db.unlock(TESTKEY)?;
             locks += 1;
-            let now = Instant::now();
-            if now >= end {
-                break;
-            }
-            if c.pnn() == 0 && now >= tick {
-                print!("Locks:{locks}\r");
-                let _ = std::io::stdout().flush();
-                tick = now + Duration::from_secs(1);
-            }
-        }
-        println!("Locks:{locks}");
-        Ok(())
+            Ok(locks)
+        })
     })
 }

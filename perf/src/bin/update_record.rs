@@ -4,11 +4,8 @@
 //! (INTEGRATION database/readonly.001.basic.sh).
 
 use clap::Parser;
-use ctdb_perf::error::{PerfError, Result};
+use ctdb_perf::error::Result;
 use ctdb_perf::testprog::{self, BasicOpts, DbOpts};
-use ctdb_protocol::constants::CTDB_CURRENT_NODE;
-use ctdb_protocol::types::RecBufferBuilder;
-use ctdb_protocol::ControlData;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,27 +24,18 @@ fn main() -> std::process::ExitCode {
     testprog::run("update_record", || -> Result<()> {
         let socket = o.basic.verify()?;
         let (dbname, key, _) = o.db.verify()?;
-        let mut c = testprog::connect(&socket)?;
-        c.set_timeout(std::time::Duration::from_secs(o.basic.timelimit.max(1)));
-        let mut db = c.attach(&dbname, false)?;
+        let (mut c, mut db) = testprog::connect_attach(&socket, o.basic.timelimit, &dbname, false)?;
         let key = key.as_bytes();
         let (rec, _) = c.fetch_lock(&mut db, key)?;
         db.unlock(key)?;
-        let h = rec.header;
-        let rsn = h.rsn + 10;
-        let header = ctdb_protocol::types::LtdbHeader {
+        let rsn = rec.header.rsn + 10;
+        testprog::update_record(
+            &mut c,
+            &db,
+            key,
+            &rec.header,
             rsn,
-            dmaster: h.dmaster,
-            reserved1: h.reserved1,
-            flags: h.flags.0,
-        };
-        let mut rb = RecBufferBuilder::new(db.id);
-        rb.add(0, Some(&header), key, rsn.to_string().as_bytes());
-        c.control_ok(
-            CTDB_CURRENT_NODE,
-            ControlData::UpdateRecord(rb.as_rec_buffer()),
+            rsn.to_string().as_bytes(),
         )
-        .map_err(|e| PerfError::Cluster(format!("update record failed: {e}")))?;
-        Ok(())
     })
 }

@@ -6,9 +6,6 @@
 use clap::Parser;
 use ctdb_perf::error::{PerfError, Result};
 use ctdb_perf::testprog::{self, BasicOpts, DbOpts};
-use ctdb_protocol::constants::CTDB_CURRENT_NODE;
-use ctdb_protocol::types::RecBufferBuilder;
-use ctdb_protocol::ControlData;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,23 +28,9 @@ fn main() -> std::process::ExitCode {
             o.db.value
                 .clone()
                 .ok_or_else(|| PerfError::Args("please specify key value (-v)".into()))?;
-        let mut c = testprog::connect(&socket)?;
-        c.set_timeout(std::time::Duration::from_secs(o.basic.timelimit.max(1)));
-        let mut db = c.attach(&dbname, true)?;
-        let (h, _) = db.ltdb_fetch(key.as_bytes())?;
-        let header = ctdb_protocol::types::LtdbHeader {
-            rsn: h.rsn + 1,
-            dmaster: h.dmaster,
-            reserved1: h.reserved1,
-            flags: h.flags.0,
-        };
-        let mut rb = RecBufferBuilder::new(db.id);
-        rb.add(0, Some(&header), key.as_bytes(), value.as_bytes());
-        c.control_ok(
-            CTDB_CURRENT_NODE,
-            ControlData::UpdateRecord(rb.as_rec_buffer()),
-        )
-        .map_err(|e| PerfError::Cluster(format!("update record failed: {e}")))?;
-        Ok(())
+        let (mut c, mut db) = testprog::connect_attach(&socket, o.basic.timelimit, &dbname, true)?;
+        let key = key.as_bytes();
+        let (h, _) = db.ltdb_fetch(key)?;
+        testprog::update_record(&mut c, &db, key, &h, h.rsn + 1, value.as_bytes())
     })
 }
