@@ -10,12 +10,14 @@
 //! TRANS3_COMMIT, which the daemon applies on every node.
 
 use ctdb_engine::{CoreStore, Database, OpenOptions, StoreFlag, Walk};
-use ctdb_protocol::types::KeyData;
+use ctdb_protocol::types::{GLock, GLockList, KeyData, ServerId};
+use ctdb_protocol::Reader;
 
 use crate::client::EPROTO;
 use crate::tool::Ctx;
 use crate::wire::{
-    self, ltdb_value, ControlData, ControlRequest, LtdbHeader, RecBufferBuilder, LTDB_HEADER_SIZE,
+    self, ltdb_value, ControlData, ControlRequest, LtdbHeader, RecBufferBuilder, Wire,
+    LTDB_HEADER_SIZE,
 };
 
 /// The local file of an attached database.
@@ -199,61 +201,42 @@ pub fn ltdb_fetch(db: &mut LocalDb, key: &[u8]) -> Result<(LtdbHeader, Vec<u8>),
     }
 }
 
-/// One g_lock entry (32 bytes on disk).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct GLock {
-    write: bool,
-    pid: u64,
-    task_id: u32,
-    vnn: u32,
-    unique_id: u64,
-}
-
-impl GLock {
-    fn same_server(&self, o: &GLock) -> bool {
-        self.pid == o.pid
-            && self.task_id == o.task_id
-            && self.vnn == o.vnn
-            && self.unique_id == o.unique_id
-    }
-}
-
+/// The entries of a g_lock record (a partial entry at the end is
+/// ignored).
 fn parse_glocks(data: &[u8]) -> Result<Vec<GLock>, i32> {
-    let mut out = Vec::new();
-    for c in data.chunks_exact(32) {
-        let u32_at = |o: usize| u32::from_ne_bytes([c[o], c[o + 1], c[o + 2], c[o + 3]]);
-        let u64_at = |o: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&c[o..o + 8]);
-            u64::from_ne_bytes(b)
-        };
-        let write = match u32_at(0) {
-            0 => false,
-            1 => true,
-            _ => return Err(EPROTO),
-        };
-        out.push(GLock {
-            write,
-            pid: u64_at(8),
-            task_id: u32_at(16),
-            vnn: u32_at(20),
-            unique_id: u64_at(24),
-        });
-    }
-    Ok(out)
+    GLockList::pull(&mut Reader::new(data))
+        .map(|l| l.locks)
+        .map_err(|_| EPROTO)
 }
 
 fn push_glocks(locks: &[GLock]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(locks.len() * 32);
+    let mut v = Vec::with_capacity(locks.len() * GLock::SIZE);
     for l in locks {
-        v.extend_from_slice(&(l.write as u32).to_ne_bytes());
-        v.extend_from_slice(&[0u8; 4]);
-        v.extend_from_slice(&l.pid.to_ne_bytes());
-        v.extend_from_slice(&l.task_id.to_ne_bytes());
-        v.extend_from_slice(&l.vnn.to_ne_bytes());
-        v.extend_from_slice(&l.unique_id.to_ne_bytes());
+        l.push(&mut v);
     }
     v
+}
+
+/// Fetch-locks the g_lock record `key` (lock `name`) and reads its
+/// entries; `what` names the caller in error messages.
+fn fetch_glocks(
+    ctx: &mut Ctx,
+    glock: &mut LocalDb,
+    key: &[u8],
+    name: &str,
+    what: &str,
+) -> Result<(RecordHandle, Vec<GLock>), i32> {
+    let h = fetch_lock(ctx, glock, key, false).inspect_err(|_| {
+        eprintln!("{what}: {name} fetch lock failed");
+    })?;
+    match parse_glocks(h.data()) {
+        Ok(l) => Ok((h, l)),
+        Err(e) => {
+            eprintln!("{what}: {name} invalid lock data");
+            h.release(glock);
+            Err(e)
+        }
+    }
 }
 
 /// A transaction on a persistent (or replicated) database.
@@ -276,26 +259,12 @@ fn key_of(name: &str) -> Vec<u8> {
 fn g_lock_lock(ctx: &mut Ctx, glock: &mut LocalDb, name: &str, me: GLock) -> Result<(), i32> {
     let key = key_of(name);
     loop {
-        let h = match fetch_lock(ctx, glock, &key, false) {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("g_lock_lock: {name} fetch lock failed");
-                return Err(e);
-            }
-        };
-        let mut locks = match parse_glocks(h.data()) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("g_lock_lock: {name} invalid lock data");
-                h.release(glock);
-                return Err(e);
-            }
-        };
+        let (h, mut locks) = fetch_glocks(ctx, glock, &key, name, "g_lock_lock")?;
         let mut retry = false;
         let mut i = 0;
         while i < locks.len() {
             let l = locks[i];
-            if l.same_server(&me) {
+            if l.sid == me.sid {
                 eprintln!("g_lock_lock: {name} deadlock");
                 h.release(glock);
                 return Err(libc::EDEADLK);
@@ -306,9 +275,9 @@ fn g_lock_lock(ctx: &mut Ctx, glock: &mut LocalDb, name: &str, me: GLock) -> Res
             }
             // Conflict: is the holder still alive?
             let r = ctx.client.control(
-                l.vnn,
+                l.sid.vnn,
                 None,
-                &ControlRequest::new(ControlData::ProcessExists(l.pid as i32)),
+                &ControlRequest::new(ControlData::ProcessExists(l.sid.pid as i32)),
             );
             match r {
                 Ok(r) if r.status == 0 => {
@@ -347,22 +316,8 @@ fn g_lock_lock(ctx: &mut Ctx, glock: &mut LocalDb, name: &str, me: GLock) -> Res
 /// `ctdb_g_lock_unlock()`.
 fn g_lock_unlock(ctx: &mut Ctx, glock: &mut LocalDb, name: &str, me: GLock) -> Result<(), i32> {
     let key = key_of(name);
-    let h = match fetch_lock(ctx, glock, &key, false) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("g_lock_unlock: {name} fetch lock failed");
-            return Err(e);
-        }
-    };
-    let mut locks = match parse_glocks(h.data()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("g_lock_unlock: {name} invalid lock data");
-            h.release(glock);
-            return Err(e);
-        }
-    };
-    if let Some(i) = locks.iter().position(|l| l.same_server(&me)) {
+    let (h, mut locks) = fetch_glocks(ctx, glock, &key, name, "g_lock_unlock")?;
+    if let Some(i) = locks.iter().position(|l| l.sid == me.sid) {
         locks.swap_remove(i);
     }
     let r = if locks.is_empty() {
@@ -386,10 +341,12 @@ impl Transaction {
         let pid = std::process::id() as u64;
         let sid = GLock {
             write: !readonly,
-            pid,
-            task_id: db.db_id,
-            vnn: ctx.pnn,
-            unique_id: ((db.db_id as u64) << 32) | pid,
+            sid: ServerId {
+                pid,
+                task_id: db.db_id,
+                vnn: ctx.pnn,
+                unique_id: ((db.db_id as u64) << 32) | pid,
+            },
         };
         let lock_name = format!("transaction_db_0x{:08x}", db.db_id);
         if let Err(e) = g_lock_lock(ctx, glock, &lock_name, sid) {
@@ -431,7 +388,7 @@ impl Transaction {
         if old == data {
             return Ok(());
         }
-        h.dmaster = self.sid.vnn;
+        h.dmaster = self.sid.sid.vnn;
         h.rsn += 1;
         self.records.push((key.to_vec(), h, data.to_vec()));
         self.updated = true;
@@ -551,10 +508,12 @@ mod tests {
     fn glock_round_trip() {
         let l = GLock {
             write: true,
-            pid: 1234,
-            task_id: 0xdeadbeef,
-            vnn: 2,
-            unique_id: (0xdeadbeef_u64 << 32) | 1234,
+            sid: ServerId {
+                pid: 1234,
+                task_id: 0xdeadbeef,
+                vnn: 2,
+                unique_id: (0xdeadbeef_u64 << 32) | 1234,
+            },
         };
         let bytes = push_glocks(&[l, l]);
         assert_eq!(bytes.len(), 64);
@@ -562,5 +521,6 @@ mod tests {
         let mut bad = bytes.clone();
         bad[0] = 7;
         assert_eq!(parse_glocks(&bad), Err(EPROTO));
+        assert_eq!(parse_glocks(&bytes[..40]).unwrap(), vec![l]);
     }
 }

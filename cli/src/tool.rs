@@ -3355,6 +3355,20 @@ fn attach_or_report(ctx: &mut Ctx, name: &str, flags: u8) -> Result<LocalDb, i32
     })
 }
 
+/// The first steps of readkey, writekey and deletekey: the volatile
+/// database `db_arg` attached, and the key `key_arg` parsed.
+fn volatile_db_and_key(
+    ctx: &mut Ctx,
+    db_arg: &str,
+    key_arg: &str,
+) -> Result<(LocalDb, Vec<u8>), i32> {
+    let Some((name, flags)) = volatile_db(ctx, db_arg) else {
+        return Err(1);
+    };
+    let db = attach_or_report(ctx, &name, flags)?;
+    Ok((db, parse_key(key_arg)?))
+}
+
 /// `ctdb_transaction_start()` including the attach of g_lock.tdb.
 fn start_transaction(
     ctx: &mut Ctx,
@@ -3639,9 +3653,7 @@ fn control_tstore(_: &mut Ctx, args: &[String]) -> i32 {
     if args.len() > 4 {
         header.dmaster = format::atoi(&args[4]) as u32;
     }
-    let mut rec = Vec::new();
-    header.push(&mut rec);
-    rec.extend_from_slice(&value);
+    let rec = wire::ltdb_value(&header, &value);
     if tdb
         .store(&key, &rec, ctdb_engine::StoreFlag::Replace)
         .is_err()
@@ -3664,15 +3676,8 @@ fn control_readkey(ctx: &mut Ctx, args: &[String]) -> i32 {
             usage(Some("readkey"));
         }
     }
-    let Some((name, flags)) = volatile_db(ctx, &args[0]) else {
-        return 1;
-    };
-    let mut db = match attach_or_report(ctx, &name, flags) {
-        Ok(d) => d,
-        Err(e) => return e,
-    };
-    let key = match parse_key(&args[1]) {
-        Ok(k) => k,
+    let (mut db, key) = match volatile_db_and_key(ctx, &args[0], &args[1]) {
+        Ok(v) => v,
         Err(e) => return e,
     };
     match local::fetch_lock(ctx, &mut db, &key, readonly) {
@@ -3693,15 +3698,8 @@ fn control_writekey(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 3 {
         usage(Some("writekey"));
     }
-    let Some((name, flags)) = volatile_db(ctx, &args[0]) else {
-        return 1;
-    };
-    let mut db = match attach_or_report(ctx, &name, flags) {
-        Ok(d) => d,
-        Err(e) => return e,
-    };
-    let key = match parse_key(&args[1]) {
-        Ok(k) => k,
+    let (mut db, key) = match volatile_db_and_key(ctx, &args[0], &args[1]) {
+        Ok(v) => v,
         Err(e) => return e,
     };
     let data = match parse_value(&args[2]) {
@@ -3731,15 +3729,8 @@ fn control_deletekey(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 2 {
         usage(Some("deletekey"));
     }
-    let Some((name, flags)) = volatile_db(ctx, &args[0]) else {
-        return 1;
-    };
-    let mut db = match attach_or_report(ctx, &name, flags) {
-        Ok(d) => d,
-        Err(e) => return e,
-    };
-    let key = match parse_key(&args[1]) {
-        Ok(k) => k,
+    let (mut db, key) = match volatile_db_and_key(ctx, &args[0], &args[1]) {
+        Ok(v) => v,
         Err(e) => return e,
     };
     let h = match local::fetch_lock(ctx, &mut db, &key, false) {

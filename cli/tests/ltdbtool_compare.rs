@@ -5,6 +5,8 @@
 //! to Debian's and readable by `tdbdump`. Both tools run with argv[0]
 //! "ltdbtool" so usage texts compare equal.
 
+mod common;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,32 +14,11 @@ use std::process::Command;
 use ctdb_engine::ltdb::{LtdbHeader, RecordFlags};
 use ctdb_engine::{flags, Database, OpenOptions, StoreFlag};
 
+use common::TempDir;
+
 const OURS: &str = env!("CARGO_BIN_EXE_ltdbtool");
 const DEBIAN: &str = "/usr/bin/ltdbtool";
 const PYTHON: &str = "/usr/bin/python3";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!("ltdbtool-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[derive(Debug, PartialEq, Eq)]
 struct Out {
@@ -185,7 +166,7 @@ fn dump_cases(db: &Path, dir: &TempDir) {
 
 #[test]
 fn dump_of_libtdb_written_database_matches_debian() {
-    let dir = TempDir::new("dump-libtdb");
+    let dir = TempDir::new("ltdbtool-dump-libtdb");
     let db = libtdb_db(&dir);
     dump_cases(&db, &dir);
     let o = compare(&["-p", "dump", "libtdb.tdb"], &dir.0);
@@ -197,7 +178,7 @@ fn dump_of_libtdb_written_database_matches_debian() {
 
 #[test]
 fn dump_of_engine_written_database_matches_debian() {
-    let dir = TempDir::new("dump-engine");
+    let dir = TempDir::new("ltdbtool-dump-engine");
     let db = engine_db(&dir);
     dump_cases(&db, &dir);
     let o = compare(&["-p", "-e", "dump", "engine.tdb"], &dir.0);
@@ -206,7 +187,7 @@ fn dump_of_engine_written_database_matches_debian() {
 
 #[test]
 fn convert_output_equals_debian_bytes_and_tdbdump_reads_it() {
-    let dir = TempDir::new("convert");
+    let dir = TempDir::new("ltdbtool-convert");
     let sources = [libtdb_db(&dir), engine_db(&dir)];
     let option_sets: &[&[&str]] = &[
         &[],
@@ -289,7 +270,7 @@ fn random_databases_dump_and_convert_like_debian() {
     for round in 0..3u64 {
         let seed = base_seed.wrapping_add(round);
         eprintln!("ltdbtool random round seed {seed}");
-        let dir = TempDir::new(&format!("random{round}"));
+        let dir = TempDir::new(&format!("ltdbtool-random{round}"));
         let mut s = seed;
         let p = dir.path("r.tdb");
         let db = Database::open(
@@ -335,7 +316,7 @@ fn random_databases_dump_and_convert_like_debian() {
 
 #[test]
 fn usage_help_and_errors_match_debian() {
-    let dir = TempDir::new("errors");
+    let dir = TempDir::new("ltdbtool-errors");
     std::fs::write(dir.path("text.txt"), b"hello, not a tdb\n").expect("write");
     std::fs::write(dir.path("empty.tdb"), b"").expect("write");
     let db = libtdb_db(&dir);
@@ -420,7 +401,7 @@ db.close()
 fn mutex_database_held_open_by_libtdb_matches_debian() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let dir = TempDir::new("mutex");
+    let dir = TempDir::new("ltdbtool-mutex");
     let mut writer = Command::new(PYTHON)
         .arg("-c")
         .arg(
@@ -477,7 +458,7 @@ fn read_only_file_is_dumped_like_debian() {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
-    let dir = TempDir::new("readonly");
+    let dir = TempDir::new("ltdbtool-readonly");
     let db = libtdb_db(&dir);
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod db");

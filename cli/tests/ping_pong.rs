@@ -5,41 +5,21 @@
 //! Debian's. Every process is stopped by its PID (kill + wait) within a
 //! few seconds.
 
+mod common;
+
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::TempDir;
+
 const OURS: &str = env!("CARGO_BIN_EXE_ping_pong");
 const DEBIAN: &str = "/usr/bin/ping_pong";
 const PYTHON: &str = "/usr/bin/python3";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let p =
-            std::env::temp_dir().join(format!("ping_pong-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running ping_pong whose stdout is collected; killed on drop.
 struct Running {
@@ -152,7 +132,7 @@ fn sleep_ms(ms: u64) {
 
 #[test]
 fn reports_lock_rates_alone() {
-    let dir = TempDir::new("alone");
+    let dir = TempDir::new("ping_pong-alone");
     let f = dir.path("pp.dat");
     let p = Running::start(OURS, &[], &f, "1");
     sleep_ms(2300);
@@ -217,7 +197,7 @@ fn ours_and_debian_are_coherent_pread_and_mmap() {
 
 #[test]
 fn check_option_finds_no_foreign_holder_between_ours_and_debian() {
-    let dir = TempDir::new("check");
+    let dir = TempDir::new("ping_pong-check");
     let f = dir.path("pp.dat");
     let a = Running::start(OURS, &["-c", "-rw"], &f, "4");
     a.wait_for(10, |o| increments(o).contains(&1));
@@ -283,7 +263,7 @@ fn wrong_increment_is_detected_like_debian() {
 #[test]
 fn brl_test_reports_the_other_holder() {
     for (holder, prober) in [(OURS, DEBIAN), (DEBIAN, OURS)] {
-        let dir = TempDir::new("brl");
+        let dir = TempDir::new("ping_pong-brl");
         let f = dir.path("brl.dat");
         let mut h = Command::new(holder)
             .arg0("ping_pong")
@@ -344,7 +324,7 @@ You should run the same command on another node now.\nGood bye.\n"
 
 #[test]
 fn usage_and_errors_match_debian() {
-    let dir = TempDir::new("usage");
+    let dir = TempDir::new("ping_pong-usage");
     let run = |bin: &str, args: &[&str]| {
         let o = Command::new(bin)
             .arg0("ping_pong")
