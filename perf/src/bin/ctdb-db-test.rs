@@ -27,6 +27,9 @@ use ctdb_protocol::{ControlData, Wire};
 
 const ENOENT: u8 = 2;
 const EINVAL: u8 = 22;
+/// Upstream's tool exits with the errno of a failed control: a control
+/// that got no reply in time exits 110 (vacuum.031..034 wait for it).
+const ETIMEDOUT: u8 = 110;
 const RO_REVOKING_READONLY: u32 = 0x0400_0000;
 const RO_REVOKE_COMPLETE: u32 = 0x0800_0000;
 /// Database flags that make a database non-volatile (persistent, replicated).
@@ -76,9 +79,22 @@ enum Cmd {
 /// A failure with the exit status upstream's tool gives it.
 struct Fail(u8, String);
 
+/// The exit status upstream's tool gives a client error: its errno.
+fn errno_of(e: &PerfError) -> u8 {
+    match e {
+        PerfError::Timeout { .. } => ETIMEDOUT,
+        PerfError::Io { source, .. } => source
+            .raw_os_error()
+            .and_then(|n| u8::try_from(n).ok())
+            .filter(|&n| n != 0)
+            .unwrap_or(1),
+        _ => 1,
+    }
+}
+
 impl From<PerfError> for Fail {
     fn from(e: PerfError) -> Fail {
-        Fail(1, e.to_string())
+        Fail(errno_of(&e), e.to_string())
     }
 }
 
@@ -224,7 +240,7 @@ fn run(o: &Opts) -> Res<()> {
             };
             let r = c.control(o.node, ControlData::DbVacuum(v)).map_err(|e| {
                 Fail(
-                    1,
+                    errno_of(&e),
                     format!("Control DB_VACUUM failed to node {}: {e}", o.node),
                 )
             })?;
