@@ -211,7 +211,15 @@ impl CoreStore {
         if let Some(area) = &self.sh.mutex {
             area.prefetch_chain(bucket);
         }
-        self.map.prefetch(hash_top(bucket) as u64);
+        // Start loading the chain's first record before the chain lock is
+        // taken: its address comes from an unlocked peek at the chain head,
+        // so the record miss overlaps the lock instead of following it.
+        // Only a hint; `find` re-reads everything under the lock.
+        if let Some(first) = self.map.peek_u32(hash_top(bucket) as u64) {
+            if first != 0 {
+                self.map.prefetch2(first);
+            }
+        }
         Ok((hash, bucket))
     }
 
@@ -1046,6 +1054,9 @@ impl CoreStore {
                 return Ok(Some((rec_ptr, rec)));
             }
             rec_ptr = rec.next;
+            if rec_ptr == 0 {
+                break;
+            }
             walk.check(self, rec_ptr)?;
         }
         Ok(None)

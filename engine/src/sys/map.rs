@@ -91,6 +91,50 @@ impl Map {
         let _ = off;
     }
 
+    /// Load the aligned 32-bit word at `off` *without* the TDB lock
+    /// protocol, as a hint only: the value may be stale or torn by a
+    /// concurrent writer and must never be trusted (used to start loading
+    /// the first record of a chain while the chain lock is still being
+    /// taken). `None` if out of range or unaligned.
+    #[inline]
+    pub fn peek_u32(&self, off: u64) -> Option<u32> {
+        if off & 3 != 0 {
+            return None;
+        }
+        let p = self.ptr(off, 4)?;
+        // SAFETY: `p` is inside the mapping (checked by `ptr`) and 4-byte
+        // aligned (the mapping is page aligned and `off % 4 == 0`). Writers
+        // in other processes store to this word without atomics; a relaxed
+        // atomic load of it can at worst see an old or mixed value, which
+        // the caller only uses as a prefetch address.
+        let a = unsafe { AtomicU32::from_ptr(p as *mut u32) };
+        Some(u32::from_le(a.load(Ordering::Relaxed)))
+    }
+
+    /// Hint the CPU to start loading the two cache lines at `off` and
+    /// `off + 64` (a record header and what follows it). No bounds check:
+    /// a prefetch never faults and has no architectural effect, and the
+    /// address is only computed (with wrapping arithmetic), never
+    /// dereferenced.
+    #[inline]
+    pub fn prefetch2(&self, off: u32) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(raw) = self.raw.as_ref() {
+            let p = raw.as_ptr().wrapping_add(off as usize);
+            // SAFETY: prefetching has no architectural side effects and
+            // never faults, whatever the address.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+                std::arch::x86_64::_mm_prefetch(
+                    p.wrapping_add(64) as *const i8,
+                    std::arch::x86_64::_MM_HINT_T0,
+                );
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = off;
+    }
+
     /// Copy `buf.len()` bytes at `off` into `buf`.
     #[inline]
     pub fn read(&self, off: u64, buf: &mut [u8]) -> bool {
