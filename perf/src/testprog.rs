@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, FromArgMatches};
 use ctdb_engine::ltdb::LtdbHeader;
 use ctdb_protocol::constants::{CTDB_BROADCAST_CONNECTED, CTDB_CURRENT_NODE};
 use ctdb_protocol::types::{self, srvid, RecBufferBuilder};
@@ -65,6 +65,15 @@ pub struct DbOpts {
     /// CTDB database type (volatile, persistent or replicated).
     #[arg(short = 'T', long = "dbtype", default_value = "volatile")]
     pub dbtype: String,
+}
+
+/// The options of the database programs: [`BasicOpts`] and [`DbOpts`].
+#[derive(Args, Debug, Clone)]
+pub struct DbProgOpts {
+    #[command(flatten)]
+    pub basic: BasicOpts,
+    #[command(flatten)]
+    pub db: DbOpts,
 }
 
 /// The database type of `-T`.
@@ -288,6 +297,25 @@ pub fn update_record(
     )
     .map_err(|e| PerfError::Cluster(format!("update record failed: {e}")))?;
     Ok(())
+}
+
+/// A test program's `main`: parses its options `T` ([`BasicOpts`] or
+/// [`DbProgOpts`]) under its name and description, with clap's help and
+/// errors as `#[derive(Parser)]` gives them, then runs `body` as [`run`]
+/// does.
+pub fn main<T: Args + FromArgMatches>(
+    name: &'static str,
+    about: &'static str,
+    body: impl FnOnce(T) -> Result<()>,
+) -> std::process::ExitCode {
+    // The description is set after the arguments: deriving `Args` gives a
+    // command the struct's doc comment as its description.
+    let mut cmd = T::augment_args(clap::Command::new(name)).about(about);
+    let opts = cmd
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|mut m| T::from_arg_matches_mut(&mut m))
+        .unwrap_or_else(|e| e.format(&mut cmd).exit());
+    run(name, || body(opts))
 }
 
 /// Runs a program's body: prints an error as upstream's programs do (on

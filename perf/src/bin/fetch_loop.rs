@@ -3,36 +3,28 @@
 //! shows `Locks:N` every second and every node prints `Locks:N` at the
 //! end, as upstream's program of that name.
 
-use clap::Parser;
 use ctdb_perf::error::Result;
 use ctdb_perf::testprog::{self, BasicOpts};
 
 const TESTDB: &str = "fetch_loop.tdb";
 const TESTKEY: &[u8] = b"testkey";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "fetch_loop",
-    about = "Fetch-lock one record from every node in a loop"
-)]
-struct Opts {
-    #[command(flatten)]
-    basic: BasicOpts,
-}
-
 fn main() -> std::process::ExitCode {
-    let o = Opts::parse();
-    testprog::run("fetch_loop", || -> Result<()> {
-        let socket = o.basic.verify()?;
-        let mut c = testprog::connect(&socket)?;
-        let mut db = c.attach(TESTDB, false)?;
-        testprog::cluster_wait(&mut c, o.basic.num_nodes)?;
-        let end = o.basic.deadline();
-        let pnn = c.pnn();
-        let mut locks = 0u32;
-        testprog::locks_loop(pnn, end, || {
-            locks = testprog::fetch_lock_increment(&mut c, &mut db, TESTKEY, locks)?;
-            Ok(u64::from(locks))
-        })
-    })
+    testprog::main(
+        "fetch_loop",
+        "Fetch-lock one record from every node in a loop",
+        |o: BasicOpts| -> Result<()> {
+            let socket = o.verify()?;
+            let mut c = testprog::connect(&socket)?;
+            let mut db = c.attach(TESTDB, false)?;
+            testprog::cluster_wait(&mut c, o.num_nodes)?;
+            let end = o.deadline();
+            let pnn = c.pnn();
+            let mut locks = 0u32;
+            testprog::locks_loop(pnn, end, || {
+                locks = testprog::fetch_lock_increment(&mut c, &mut db, TESTKEY, locks)?;
+                Ok(u64::from(locks))
+            })
+        },
+    )
 }

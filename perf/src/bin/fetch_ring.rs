@@ -4,24 +4,11 @@
 //! node. Prints `Fetch[PNN]: RATE msgs/sec` after `-t` seconds, as
 //! upstream's program of that name (INTEGRATION database/fetch.00*.sh).
 
-use clap::Parser;
 use ctdb_perf::client::{Client, Db};
 use ctdb_perf::error::Result;
-use ctdb_perf::testprog::{self, BasicOpts, DbOpts};
+use ctdb_perf::testprog::{self, DbProgOpts};
 
 const MSG_ID_FETCH: u64 = 0;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "fetch_ring",
-    about = "Pass a record round the cluster by fetch-lock"
-)]
-struct Opts {
-    #[command(flatten)]
-    basic: BasicOpts,
-    #[command(flatten)]
-    db: DbOpts,
-}
 
 fn update(c: &mut Client, db: &mut Db, key: &[u8], msg_count: u64, n: u32) -> Result<()> {
     let (rec, _) = c.fetch_lock(db, key)?;
@@ -44,40 +31,43 @@ fn update(c: &mut Client, db: &mut Db, key: &[u8], msg_count: u64, n: u32) -> Re
 }
 
 fn main() -> std::process::ExitCode {
-    let o = Opts::parse();
-    testprog::run("fetch_ring", || {
-        let socket = o.basic.verify()?;
-        let (dbname, key, _) = o.db.verify()?;
-        let n = o.basic.num_nodes;
-        let mut c = testprog::connect(&socket)?;
-        let mut db = c.attach(&dbname, false)?;
-        let key = key.as_bytes();
-        c.register_srvid(MSG_ID_FETCH)?;
-        testprog::cluster_wait(&mut c, n)?;
-        let start = std::time::Instant::now();
-        let end = o.basic.deadline();
-        let mut msg_count = 0u64;
-        if c.pnn() == n - 1 {
-            update(&mut c, &mut db, key, msg_count, n)?;
-        }
-        while let Some((id, _)) = c.recv_message(end)? {
-            if id == MSG_ID_FETCH {
-                msg_count += 1;
+    testprog::main(
+        "fetch_ring",
+        "Pass a record round the cluster by fetch-lock",
+        |o: DbProgOpts| {
+            let socket = o.basic.verify()?;
+            let (dbname, key, _) = o.db.verify()?;
+            let n = o.basic.num_nodes;
+            let mut c = testprog::connect(&socket)?;
+            let mut db = c.attach(&dbname, false)?;
+            let key = key.as_bytes();
+            c.register_srvid(MSG_ID_FETCH)?;
+            testprog::cluster_wait(&mut c, n)?;
+            let start = std::time::Instant::now();
+            let end = o.basic.deadline();
+            let mut msg_count = 0u64;
+            if c.pnn() == n - 1 {
                 update(&mut c, &mut db, key, msg_count, n)?;
             }
-        }
-        let t = start.elapsed().as_secs_f64();
-        println!("Fetch[{}]: {:.2} msgs/sec", c.pnn(), msg_count as f64 / t);
-        let (rec, _) = c.fetch_lock(&mut db, key)?;
-        db.unlock(key)?;
-        if o.basic.interactive {
-            let end = rec
-                .data
-                .iter()
-                .position(|b| *b == 0)
-                .unwrap_or(rec.data.len());
-            println!("DATA:\n{}", String::from_utf8_lossy(&rec.data[..end]));
-        }
-        Ok(())
-    })
+            while let Some((id, _)) = c.recv_message(end)? {
+                if id == MSG_ID_FETCH {
+                    msg_count += 1;
+                    update(&mut c, &mut db, key, msg_count, n)?;
+                }
+            }
+            let t = start.elapsed().as_secs_f64();
+            println!("Fetch[{}]: {:.2} msgs/sec", c.pnn(), msg_count as f64 / t);
+            let (rec, _) = c.fetch_lock(&mut db, key)?;
+            db.unlock(key)?;
+            if o.basic.interactive {
+                let end = rec
+                    .data
+                    .iter()
+                    .position(|b| *b == 0)
+                    .unwrap_or(rec.data.len());
+                println!("DATA:\n{}", String::from_utf8_lossy(&rec.data[..end]));
+            }
+            Ok(())
+        },
+    )
 }
