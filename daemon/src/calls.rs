@@ -1,36 +1,257 @@
-//! Record calls between nodes: a client's REQ_CALL for a record whose
-//! dmaster is another node, and the REQ_CALL / REPLY_CALL / REQ_DMASTER /
-//! REPLY_DMASTER / REPLY_ERROR packets other nodes send (record
-//! migration, upstream's `ctdb_call.c`). Tunnels too.
+//! Record calls between nodes, on the control core: a local client's
+//! REQ_CALL for a volatile record (served here, or migrated from the node
+//! that is its dmaster), and the REQ_CALL / REPLY_CALL / REQ_DMASTER /
+//! REPLY_DMASTER / REPLY_ERROR packets of other nodes (upstream's
+//! `ctdb_call.c`).
 //!
-//! Placeholder until migration lands: calls are served locally as on a
-//! one-node cluster.
+//! This module is only the driver: the protocol state (pending calls,
+//! fetch collapse, dmaster defer) is the sans-I/O
+//! [`crate::db::Migrator`], and each step on a record is a
+//! [`crate::db::RecordOp`] run where the record lives: the data core
+//! owning its chain ([`crate::shards::DataCores::record`]) or, with one
+//! core, the control core's [`crate::db::Databases::record_op`]. The
+//! driver turns the migrator's [`Action`]s into packets to nodes
+//! ([`peers::send_packet`]), replies to clients ([`peers::send_to_client`]),
+//! timers (retries of busy chain locks) and statistics.
+//!
+//! With no other node in the nodes file nothing here runs: the client
+//! path serves calls locally as before ([`client_call`] returns `false`).
+//!
+//! Timeouts and dead nodes, as upstream: a call waiting on another node
+//! has no timeout; after a recovery (new generation, databases thawed)
+//! every waiting call is resent through this node with a new request id,
+//! which finds the record's new dmaster.
 
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
+use ctdb_protocol::constants::CTDB_RECOVERY_ACTIVE;
+use ctdb_protocol::types::MAX_COUNT_BUCKETS;
+use ctdb_protocol::{Operation, RawHeader, CTDB_PROTOCOL};
+
+use crate::db::{Action, Migrator};
+use crate::peers;
 use crate::state::Daemon;
 
-/// A client packet that this module serves itself (a REQ_CALL that needs
-/// another node); `false` to let the local path serve it.
-pub fn client_call(_d: &Rc<Daemon>, _client: u32, _pkt: &[u8]) -> bool {
-    false
+/// How often the driver looks for a finished recovery and for fetch
+/// collapse queues that waited too long.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Offset of `db_id` in a REQ_CALL (header, then flags).
+const OFF_CALL_DB_ID: usize = 36;
+
+struct Driver {
+    m: RefCell<Migrator>,
+    /// The generation the pending calls were last sent in.
+    sent_generation: Cell<u32>,
+}
+
+thread_local! {
+    /// One driver per daemon on this (control) core, by the daemon's
+    /// address: the daemon's state struct is not ours to extend.
+    static DRIVERS: RefCell<HashMap<usize, Rc<Driver>>> = RefCell::new(HashMap::new());
+}
+
+fn daemon_key(d: &Daemon) -> usize {
+    d as *const Daemon as usize
+}
+
+fn find_driver(d: &Daemon) -> Option<Rc<Driver>> {
+    DRIVERS.with(|m| m.borrow().get(&daemon_key(d)).cloned())
+}
+
+fn driver(d: &Rc<Daemon>) -> Rc<Driver> {
+    if let Some(drv) = find_driver(d) {
+        return drv;
+    }
+    let generation = d.generation();
+    let drv = Rc::new(Driver {
+        m: RefCell::new(Migrator::new(d.pnn(), generation)),
+        sent_generation: Cell::new(generation),
+    });
+    DRIVERS.with(|m| m.borrow_mut().insert(daemon_key(d), drv.clone()));
+    glommio::spawn_local(ticker(d.clone(), drv.clone())).detach();
+    drv
+}
+
+fn prepare(d: &Daemon, drv: &Driver) {
+    let mut m = drv.m.borrow_mut();
+    m.set_generation(d.generation());
+    m.set_fetch_collapse(d.tunable("FetchCollapse", 1) == 1);
+}
+
+/// A local client's packet: `true` when it is a REQ_CALL on a volatile
+/// database of a cluster with other nodes, which this module answers
+/// itself (possibly after a migration); `false` to let the local path
+/// serve it.
+pub fn client_call(d: &Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
+    if d.peers.get().is_none() {
+        return false;
+    }
+    let Ok(raw) = RawHeader::parse(pkt) else {
+        return false;
+    };
+    if raw.version != CTDB_PROTOCOL || raw.operation != Operation::ReqCall as u32 {
+        return false;
+    }
+    let Some(db_id) = pkt
+        .get(OFF_CALL_DB_ID..OFF_CALL_DB_ID + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    else {
+        return false;
+    };
+    if !d.dbs.borrow().find(db_id).is_some_and(|db| db.volatile()) {
+        return false;
+    }
+    let drv = driver(d);
+    prepare(d, &drv);
+    let r = drv.m.borrow_mut().client_call(client, pkt, Instant::now());
+    match r {
+        Ok(actions) => {
+            d.stats.borrow_mut().count(|s| {
+                s.client_packets_recv += 1;
+                s.client.req_call += 1;
+                s.total_calls += 1;
+            });
+            run(d, &drv, actions);
+            true
+        }
+        // Malformed: the local path rejects it the usual way.
+        Err(_) => false,
+    }
 }
 
 /// A call or dmaster packet from node `from`.
-pub fn peer_packet(_d: &Rc<Daemon>, from: u32, bytes: Vec<u8>) {
-    tracing::debug!(
-        "call packet ({} bytes) from node {from} dropped: migration not wired",
-        bytes.len()
-    );
+pub fn peer_packet(d: &Rc<Daemon>, from: u32, bytes: Vec<u8>) {
+    let drv = driver(d);
+    prepare(d, &drv);
+    let actions = drv.m.borrow_mut().peer_packet(from, &bytes, Instant::now());
+    run(d, &drv, actions);
 }
 
-/// A REQ_TUNNEL from node `from`.
+/// A REQ_TUNNEL from node `from`. Tunnel registration (TUNNEL_REGISTER)
+/// is not served by this daemon yet, so no local client can have
+/// registered the id: dropped with upstream's log line.
 pub fn peer_tunnel(_d: &Rc<Daemon>, from: u32, bytes: Vec<u8>) {
-    tracing::debug!(
-        "tunnel packet ({} bytes) from node {from} dropped",
-        bytes.len()
-    );
+    let id = bytes
+        .get(32..40)
+        .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .unwrap_or(0);
+    tracing::error!("Tunnel id 0x{id:x} not registered (from node {from})");
 }
 
-/// Node `pnn` died: calls waiting on it must be retried or failed.
-pub fn node_dead(_d: &Daemon, _pnn: u32) {}
+/// Node `pnn` died. Upstream does nothing here: the recovery that
+/// follows resends every waiting call ([`Migrator::resend_all`]).
+pub fn node_dead(d: &Daemon, pnn: u32) {
+    if let Some(drv) = find_driver(d) {
+        let waiting = drv
+            .m
+            .borrow()
+            .pending_destinations()
+            .iter()
+            .filter(|(_, dest)| *dest == pnn)
+            .count();
+        if waiting > 0 {
+            tracing::info!(
+                "{waiting} call(s) wait on dead node {pnn}: resent after the next recovery"
+            );
+        }
+    }
+}
+
+/// Carries out the migrator's actions. Steps on the control core run
+/// in-line (their results join the queue); steps on data cores and
+/// retries run in tasks of their own.
+fn run(d: &Rc<Daemon>, drv: &Rc<Driver>, actions: Vec<Action>) {
+    let mut q: VecDeque<Action> = actions.into();
+    while let Some(a) = q.pop_front() {
+        match a {
+            Action::Send { dest, pkt } => peers::send_packet(d, dest, pkt),
+            Action::Client { client, pkt } => {
+                let d = d.clone();
+                glommio::spawn_local(async move { peers::send_to_client(&d, client, pkt).await })
+                    .detach();
+            }
+            Action::Record { ticket, op } => match d.data_cores.clone() {
+                Some(dc) => {
+                    let (d, drv) = (d.clone(), drv.clone());
+                    glommio::spawn_local(async move {
+                        let step = dc.record(&d, op).await;
+                        prepare(&d, &drv);
+                        let more = drv.m.borrow_mut().record_done(ticket, step, Instant::now());
+                        run(&d, &drv, more);
+                    })
+                    .detach();
+                }
+                None => {
+                    let step = d.dbs.borrow_mut().record_op(&op);
+                    let more = drv.m.borrow_mut().record_done(ticket, step, Instant::now());
+                    q.extend(more);
+                }
+            },
+            Action::Retry { ticket, after } => {
+                let (d, drv) = (d.clone(), drv.clone());
+                glommio::spawn_local(async move {
+                    glommio::timer::sleep(after).await;
+                    prepare(&d, &drv);
+                    let more = drv.m.borrow_mut().retry(ticket, Instant::now());
+                    run(&d, &drv, more);
+                })
+                .detach();
+            }
+            Action::Recover => {
+                tracing::error!("record migration protocol error: recovery wanted");
+                d.recovery_wanted.set(true);
+            }
+            Action::Hop { hopcount } => d.stats.borrow_mut().count(|s| {
+                s.max_hop_count = s.max_hop_count.max(hopcount);
+                let mut bucket = 0usize;
+                let mut c = hopcount;
+                while c != 0 {
+                    c >>= 1;
+                    bucket += 1;
+                }
+                let b = &mut s.hop_count_bucket[bucket.min(MAX_COUNT_BUCKETS - 1)];
+                *b = b.wrapping_add(1);
+            }),
+        }
+    }
+    let pending = drv.m.borrow().pending_calls() as u32;
+    d.stats.borrow_mut().count(|s| s.pending_calls = pending);
+}
+
+/// Resends the waiting calls once a recovery has finished (new
+/// generation, recovery mode normal, their databases thawed), and hands
+/// in client calls that waited too long behind a fetch.
+async fn ticker(d: Rc<Daemon>, drv: Rc<Driver>) {
+    loop {
+        glommio::timer::sleep(TICK).await;
+        if d.shutdown.get() {
+            return;
+        }
+        prepare(&d, &drv);
+        let now = Instant::now();
+        let mut actions = drv.m.borrow_mut().tick(now);
+        let generation = d.generation();
+        if generation != drv.sent_generation.get() {
+            let recovering = d.node.borrow().recmode() == CTDB_RECOVERY_ACTIVE;
+            let frozen = {
+                let dbs = d.dbs.borrow();
+                drv.m
+                    .borrow()
+                    .pending_dbs()
+                    .iter()
+                    .any(|id| dbs.find(*id).is_some_and(|db| db.frozen()))
+            };
+            if !recovering && !frozen {
+                drv.sent_generation.set(generation);
+                actions.extend(drv.m.borrow_mut().resend_all(now));
+            }
+        }
+        if !actions.is_empty() {
+            run(&d, &drv, actions);
+        }
+    }
+}

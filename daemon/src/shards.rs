@@ -42,7 +42,7 @@ use ctdb_protocol::{
 };
 
 use crate::controls::Outcome;
-use crate::db::{CallOutcome, Databases, ShardReply, ShardRequest};
+use crate::db::{CallOutcome, Databases, RecordOp, RecordStep, ShardReply, ShardRequest};
 use crate::runtime::ControlCore;
 use crate::state::Daemon;
 
@@ -129,6 +129,37 @@ impl DataCores {
             CallOutcome::Defer | CallOutcome::Retry => Outcome::Deferred,
             CallOutcome::Drop => Outcome::Done,
         })
+    }
+
+    /// Runs a migration step on the core that owns the record: the data
+    /// core owning its key for a volatile database (not read-only, not
+    /// frozen), else the control core's handle.
+    pub async fn record(&self, d: &Daemon, op: RecordOp) -> RecordStep {
+        let shard = {
+            let dbs = d.dbs.borrow();
+            match dbs.find(op.db_id()) {
+                Some(db) if db.frozen() => return RecordStep::Defer,
+                _ => dbs.record_shard(&op, self.shards),
+            }
+        };
+        let Some(shard) = shard else {
+            return d.dbs.borrow_mut().record_op(&op);
+        };
+        if !self.ensure_attached(d, op.db_id()).await {
+            return d.dbs.borrow_mut().record_op(&op);
+        }
+        let req = d.dbs.borrow().record_request(op);
+        match self.core.request(shard, req).await {
+            Ok(ShardReply::Record(step)) => step,
+            Ok(other) => {
+                tracing::error!("data core {shard}: unexpected answer to a record step: {other:?}");
+                RecordStep::Drop
+            }
+            Err(e) => {
+                tracing::error!("data core {shard}: {e}");
+                RecordStep::Drop
+            }
+        }
     }
 
     /// Opens the database's partition on every shard, once. `false` when a

@@ -32,6 +32,7 @@ use ctdb_protocol::ReqCall;
 
 use super::call::run_call;
 use super::ltdb::{Env, Records};
+use super::migrate::{self, MigrationCount, RecordCtx, RecordOp, RecordStep};
 use super::{CallOutcome, Databases, DbStats};
 
 /// An owned REQ_CALL for a data core.
@@ -77,6 +78,12 @@ pub enum ShardRequest {
         pnn: u32,
         vnn_map: Vec<u32>,
     },
+    /// A migration step on a record whose key is on this shard's chains.
+    Record {
+        op: RecordOp,
+        pnn: u32,
+        vnn_map: Vec<u32>,
+    },
     Freeze {
         db_id: u32,
     },
@@ -96,6 +103,7 @@ pub enum ShardReply {
     Done,
     Failed(String),
     Call(CallOutcome),
+    Record(RecordStep),
     Stats {
         stats: Box<DbStats>,
         delete_queue: BTreeMap<Vec<u8>, LtdbHeader>,
@@ -109,6 +117,7 @@ struct ShardDb {
     frozen: bool,
     stats: DbStats,
     delete_queue: BTreeMap<Vec<u8>, LtdbHeader>,
+    migrated: MigrationCount,
 }
 
 /// One data core's share of every volatile database.
@@ -153,6 +162,7 @@ impl Shard {
                             frozen: false,
                             stats: DbStats::default(),
                             delete_queue: BTreeMap::new(),
+                            migrated: MigrationCount::default(),
                         },
                     );
                     ShardReply::Done
@@ -182,6 +192,32 @@ impl Shard {
                 },
                 None => ShardReply::Failed(format!("shard: unknown db 0x{db_id:08x}")),
             },
+            ShardRequest::Record { op, pnn, vnn_map } => {
+                let db_id = op.db_id();
+                let Some(d) = self.dbs.get_mut(&db_id) else {
+                    return ShardReply::Record(op.unknown_db());
+                };
+                if d.frozen {
+                    return ShardReply::Record(RecordStep::Defer);
+                }
+                let env = Env {
+                    pnn,
+                    vnn_map: &vnn_map,
+                };
+                let mut ctx = RecordCtx {
+                    db_id,
+                    rec: Records {
+                        h: &mut d.h,
+                        name: &d.name,
+                        flags: d.flags,
+                        delete_queue: &mut d.delete_queue,
+                    },
+                    stats: &mut d.stats,
+                    ro_tdb: None,
+                    migrated: &mut d.migrated,
+                };
+                ShardReply::Record(migrate::run(&mut ctx, &env, &op))
+            }
             ShardRequest::Call { call, pnn, vnn_map } => {
                 let Some(d) = self.dbs.get_mut(&call.db_id) else {
                     tracing::error!("Unknown database in request. db_id==0x{:08x}", call.db_id);
@@ -258,6 +294,26 @@ impl Databases {
                 vnn_map: self.vnn_map.clone(),
             },
         ))
+    }
+
+    /// The shard owning a migration step's record: `None` when the
+    /// control core runs it ([`Databases::record_op`]): one core, or a
+    /// database that is not volatile, or read-only.
+    pub fn record_shard(&self, op: &RecordOp, shards: usize) -> Option<usize> {
+        if shards == 0 {
+            return None;
+        }
+        let db = self.find(op.db_id())?;
+        (db.volatile() && !db.readonly()).then(|| db.tdb.owner_of(op.key(), shards))
+    }
+
+    /// A migration step as a request for a shard.
+    pub fn record_request(&self, op: RecordOp) -> ShardRequest {
+        ShardRequest::Record {
+            op,
+            pnn: self.pnn(),
+            vnn_map: self.vnn_map.clone(),
+        }
     }
 
     /// Folds a shard's statistics and delete queue into the database's.

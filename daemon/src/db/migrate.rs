@@ -1,0 +1,613 @@
+//! The record half of record migration: what one node does to its own
+//! copy of a record, under the record's chain lock, for each step of
+//! upstream's `ctdb_call.c` (`daemon_request_call_from_client`,
+//! `ctdb_request_call`, `ctdb_request_dmaster`, `ctdb_reply_dmaster` /
+//! `ctdb_become_dmaster`).
+//!
+//! Why a separate, synchronous step: the record lives on whichever core
+//! owns its chain (the control core with one core, a data core's
+//! partition otherwise), while the pending-call tables and the network
+//! live on the control core ([`super::migrator`]). A step is an owned
+//! [`RecordOp`] that can travel to the owning core, runs there without
+//! waiting (a busy chain lock answers [`RecordStep::Retry`]), and comes
+//! back as a [`RecordStep`] saying which packet to send. The rsn and
+//! dmaster rules are the ltdb rules of [`super::ltdb`], so a record moves
+//! exactly as with upstream:
+//!
+//! * the old dmaster stores the record with `dmaster = new` (and deletes
+//!   an empty one that never carried data when it is not the lmaster);
+//! * the lmaster stores it with `dmaster = new` and the sender's rsn;
+//! * the new dmaster stores it with `dmaster = self` (rsn + 1) and runs
+//!   the waiting call on it (another store, rsn + 1): the rsn grows with
+//!   every migration.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ctdb_engine::ltdb::{LtdbHeader, RecordFlags};
+use ctdb_engine::Database;
+use ctdb_protocol::constants::{
+    CTDB_CALL_FLAG_VACUUM_MIGRATION, CTDB_FETCH_FUNC, CTDB_FETCH_WITH_HEADER_FUNC, CTDB_NULL_FUNC,
+    CTDB_WANT_READONLY,
+};
+use ctdb_protocol::types::DB_FLAGS_READONLY;
+
+use super::ltdb::{Env, Records};
+use super::{DbStats, ShardCall};
+
+/// Where a node packet came from (for the log lines upstream writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub srcnode: u32,
+    pub reqid: u32,
+    pub generation: u32,
+}
+
+/// One step on this node's copy of a record.
+#[derive(Debug, Clone)]
+pub enum RecordOp {
+    /// A local client's REQ_CALL: run it when this node is dmaster, else
+    /// say where to send it.
+    ClientCall { call: ShardCall },
+    /// A REQ_CALL from a node (or from this node: a resent call).
+    RemoteCall { call: ShardCall, origin: Origin },
+    /// A REQ_DMASTER at the lmaster. `call`: the call this node waits for
+    /// when it is itself the new dmaster.
+    ReqDmaster {
+        db_id: u32,
+        key: Vec<u8>,
+        data: Vec<u8>,
+        rsn: u64,
+        record_flags: u32,
+        new_dmaster: u32,
+        origin: Origin,
+        call: Option<ShardCall>,
+    },
+    /// A REPLY_DMASTER: become dmaster, then run `call` (the pending call
+    /// of this reqid; `None` when there is none, the record is stored all
+    /// the same).
+    BecomeDmaster {
+        db_id: u32,
+        key: Vec<u8>,
+        data: Vec<u8>,
+        rsn: u64,
+        record_flags: u32,
+        call: Option<ShardCall>,
+    },
+}
+
+impl RecordOp {
+    pub fn db_id(&self) -> u32 {
+        match self {
+            RecordOp::ClientCall { call } | RecordOp::RemoteCall { call, .. } => call.db_id,
+            RecordOp::ReqDmaster { db_id, .. } | RecordOp::BecomeDmaster { db_id, .. } => *db_id,
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        match self {
+            RecordOp::ClientCall { call } | RecordOp::RemoteCall { call, .. } => &call.key,
+            RecordOp::ReqDmaster { key, .. } | RecordOp::BecomeDmaster { key, .. } => key,
+        }
+    }
+
+    /// The step for a database this node does not have.
+    pub fn unknown_db(&self) -> RecordStep {
+        let db_id = self.db_id();
+        match self {
+            RecordOp::RemoteCall { .. } | RecordOp::ReqDmaster { .. } => RecordStep::Error {
+                status: -1,
+                msg: format!("Unknown database in request. db_id==0x{db_id:08x}"),
+            },
+            RecordOp::ClientCall { .. } => {
+                tracing::error!("Unknown database in request. db_id==0x{db_id:08x}");
+                RecordStep::Drop
+            }
+            RecordOp::BecomeDmaster { .. } => {
+                tracing::error!("Unknown db_id 0x{db_id:x} in ctdb_reply_dmaster");
+                RecordStep::Drop
+            }
+        }
+    }
+}
+
+/// What a [`RecordOp`] asks the control core to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordStep {
+    /// The chain is locked by someone else: run the op again shortly.
+    Retry,
+    /// The database is frozen: run the op again after the thaw.
+    Defer,
+    /// Nothing to send (logged).
+    Drop,
+    /// The call ran here: REPLY_CALL with this status and data.
+    Reply { status: i32, data: Vec<u8> },
+    /// A client's call for a record this node is not dmaster of: send
+    /// REQ_CALL to `dest` with these (possibly adjusted) flags and call id.
+    Forward { dest: u32, flags: u32, callid: u32 },
+    /// Pass a node's REQ_CALL on to `dest` with this hop count.
+    Redirect { dest: u32, hopcount: u32 },
+    /// This node gave the record away: REQ_DMASTER to the lmaster.
+    ReqDmaster {
+        lmaster: u32,
+        rsn: u64,
+        record_flags: u32,
+        data: Vec<u8>,
+    },
+    /// REPLY_DMASTER to the new dmaster `dest`.
+    ReplyDmaster {
+        dest: u32,
+        rsn: u64,
+        record_flags: u32,
+        data: Vec<u8>,
+    },
+    /// REPLY_ERROR to the sender.
+    Error { status: i32, msg: String },
+    /// A REQ_DMASTER from a node that is not the dmaster: recovery needed.
+    Recover,
+    /// This node is now dmaster; the waiting call's reply, if there was
+    /// a call to run.
+    Became { reply: Option<(i32, Vec<u8>)> },
+}
+
+/// Upstream's per-database migration counter (`migratedb`): migrations
+/// of each key within the current one-second window, feeding the hot
+/// keys of `ctdb dbstatistics`.
+#[derive(Debug, Default)]
+pub struct MigrationCount {
+    keys: HashMap<Vec<u8>, (Instant, u32)>,
+}
+
+/// Entries kept before old windows are dropped.
+const MIGRATION_COUNT_KEYS: usize = 8192;
+
+impl MigrationCount {
+    /// Counts a migration of `key`; the count in the current window.
+    pub fn increment(&mut self, key: &[u8], now: Instant) -> u32 {
+        let window = Duration::from_secs(1);
+        if self.keys.len() >= MIGRATION_COUNT_KEYS && !self.keys.contains_key(key) {
+            self.keys
+                .retain(|_, (t, _)| now.duration_since(*t) < window);
+        }
+        let e = self.keys.entry(key.to_vec()).or_insert((now, 0));
+        if now.duration_since(e.0) < window {
+            e.1 = e.1.saturating_add(1);
+        } else {
+            *e = (now, 1);
+        }
+        e.1
+    }
+}
+
+/// Everything a step needs of one database handle (all chains, or one
+/// data core's partition).
+pub(crate) struct RecordCtx<'a> {
+    pub db_id: u32,
+    pub rec: Records<'a>,
+    pub stats: &'a mut DbStats,
+    pub ro_tdb: Option<&'a Database>,
+    pub migrated: &'a mut MigrationCount,
+}
+
+/// Runs one step under the record's chain lock.
+pub(crate) fn run(ctx: &mut RecordCtx<'_>, env: &Env<'_>, op: &RecordOp) -> RecordStep {
+    let key = op.key().to_vec();
+    match ctx.rec.h.chainlock_nonblock(&key) {
+        Ok(true) => {}
+        Ok(false) => {
+            ctx.stats.lock_busy();
+            return RecordStep::Retry;
+        }
+        Err(e) => {
+            tracing::error!("db {}: chain lock failed: {e}", ctx.rec.name);
+            return match op {
+                RecordOp::RemoteCall { .. } => RecordStep::Error {
+                    status: -1,
+                    msg: "ltdb fetch failed in ctdb_request_call".into(),
+                },
+                _ => RecordStep::Drop,
+            };
+        }
+    }
+    let step = match op {
+        RecordOp::ClientCall { call } => client_call(ctx, env, call),
+        RecordOp::RemoteCall { call, origin } => remote_call(ctx, env, call, origin),
+        RecordOp::ReqDmaster {
+            key,
+            data,
+            rsn,
+            record_flags,
+            new_dmaster,
+            origin,
+            call,
+            ..
+        } => req_dmaster(
+            ctx,
+            env,
+            key,
+            data,
+            *rsn,
+            *record_flags,
+            *new_dmaster,
+            origin,
+            call.as_ref(),
+        ),
+        RecordOp::BecomeDmaster {
+            key,
+            data,
+            rsn,
+            record_flags,
+            call,
+            ..
+        } => become_dmaster(ctx, env, key, data, *rsn, *record_flags, call.as_ref()),
+    };
+    if let Err(e) = ctx.rec.h.chainunlock(&key) {
+        tracing::error!("ctdb_ltdb_unlock() failed with error {e}");
+    }
+    step
+}
+
+/// Fetch under the lock, with the read-only bookkeeping both call paths
+/// start with: a finished revoke clears the record's read-only flags.
+fn fetch_for_call(
+    ctx: &mut RecordCtx<'_>,
+    env: &Env<'_>,
+    key: &[u8],
+) -> Result<(LtdbHeader, Vec<u8>), String> {
+    let (mut header, data) = ctx.rec.fetch(env, key).map_err(|e| e.to_string())?;
+    if header.flags.contains(RecordFlags::RO_REVOKE_COMPLETE) {
+        header.flags.remove(RecordFlags::RO_FLAGS);
+        ctx.stats.ro_revokes = ctx.stats.ro_revokes.wrapping_add(1);
+        if let Err(e) = ctx.rec.store(env, key, &mut header, &data) {
+            tracing::error!("Failed to write header with cleared REVOKE flag: {e}");
+            return Err(e.to_string());
+        }
+        if let Some(ro) = ctx.ro_tdb {
+            if let Ok(mut h) = ro.handle() {
+                if h.delete(key).is_err() {
+                    tracing::error!("Failed to clear out trackingdb record");
+                }
+            }
+        }
+    }
+    Ok((header, data))
+}
+
+/// Upstream's `ctdb_call_local` with the built-in call functions: the
+/// reply, after storing the record back (which bumps the rsn when this
+/// node is dmaster). `None`: unknown call id or failed store.
+fn call_local(
+    ctx: &mut RecordCtx<'_>,
+    env: &Env<'_>,
+    key: &[u8],
+    header: &mut LtdbHeader,
+    data: &[u8],
+    callid: u32,
+) -> Option<Vec<u8>> {
+    let reply = match callid {
+        CTDB_NULL_FUNC => Vec::new(),
+        CTDB_FETCH_FUNC => data.to_vec(),
+        CTDB_FETCH_WITH_HEADER_FUNC => header.with_data(data),
+        other => {
+            tracing::error!("Unknown call id {other}");
+            return None;
+        }
+    };
+    if let Err(e) = ctx.rec.store(env, key, header, data) {
+        tracing::error!("ctdb_call tdb_store failed: {e}");
+        return None;
+    }
+    Some(reply)
+}
+
+fn effective_flags(ctx: &RecordCtx<'_>, flags: u32) -> u32 {
+    if flags & CTDB_WANT_READONLY != 0 && ctx.rec.flags & DB_FLAGS_READONLY == 0 {
+        flags & !CTDB_WANT_READONLY
+    } else {
+        flags
+    }
+}
+
+/// `daemon_request_call_from_client`: run it here when this node is the
+/// dmaster, else forward it to the dmaster the local header names (the
+/// lmaster for a record this node does not have).
+fn client_call(ctx: &mut RecordCtx<'_>, env: &Env<'_>, call: &ShardCall) -> RecordStep {
+    let (mut header, data) = match fetch_for_call(ctx, env, &call.key) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("Unable to fetch record: {e}");
+            return RecordStep::Drop;
+        }
+    };
+    let flags = effective_flags(ctx, call.flags);
+    let callid = if flags & CTDB_WANT_READONLY != 0 {
+        CTDB_FETCH_WITH_HEADER_FUNC
+    } else {
+        call.callid
+    };
+    if header.dmaster != env.pnn {
+        return RecordStep::Forward {
+            dest: header.dmaster,
+            flags,
+            callid,
+        };
+    }
+    match call_local(ctx, env, &call.key, &mut header, &data, callid) {
+        Some(data) => RecordStep::Reply { status: 0, data },
+        // ctdb_call_local_send ignores the failure: status 0, no data.
+        None => RecordStep::Reply {
+            status: 0,
+            data: Vec::new(),
+        },
+    }
+}
+
+/// `ctdb_request_call`: a node's REQ_CALL.
+fn remote_call(
+    ctx: &mut RecordCtx<'_>,
+    env: &Env<'_>,
+    call: &ShardCall,
+    origin: &Origin,
+) -> RecordStep {
+    let key = &call.key;
+    let (mut header, data) = match fetch_for_call(ctx, env, key) {
+        Ok(v) => v,
+        Err(_) => {
+            return RecordStep::Error {
+                status: -1,
+                msg: "ltdb fetch failed in ctdb_request_call".into(),
+            }
+        }
+    };
+    let flags = effective_flags(ctx, call.flags);
+    if header.dmaster != env.pnn && !header.flags.contains(RecordFlags::RO_HAVE_DELEGATIONS) {
+        let lmaster = env.lmaster(key);
+        let dest = if env.pnn == lmaster {
+            header.dmaster
+        } else {
+            lmaster
+        };
+        let hopcount = call.hopcount.wrapping_add(1);
+        if hopcount % 100 > 95 {
+            tracing::warn!(
+                "High hopcount {hopcount} dbid:{} key:0x{:08x} reqid={:08x} pnn:{} src:{} \
+                 lmaster:{lmaster} header->dmaster:{} dst:{dest}",
+                ctx.rec.name,
+                ctdb_engine::hash::jenkins_hash(key),
+                origin.reqid,
+                env.pnn,
+                origin.srcnode,
+                header.dmaster
+            );
+        }
+        return RecordStep::Redirect { dest, hopcount };
+    }
+    if flags & CTDB_WANT_READONLY == 0
+        && header.flags.intersects(RecordFlags(
+            RecordFlags::RO_HAVE_DELEGATIONS.bits() | RecordFlags::RO_HAVE_READONLY.bits(),
+        ))
+    {
+        // Upstream revokes the delegations (a child process asks every
+        // node to drop its read-only copy) before serving the call. This
+        // node never hands out delegations, so such flags only come from
+        // a mixed cluster: drop them and carry on.
+        tracing::warn!(
+            "db {}: record with read-only delegations; revoking is not supported, \
+             clearing the flags",
+            ctx.rec.name
+        );
+        header.flags.remove(RecordFlags::RO_FLAGS);
+    }
+    ctx.stats.hop(call.hopcount);
+    if origin.srcnode != env.pnn {
+        // Migrate the record to the caller: a fetch is as expensive as a
+        // migration for the client.
+        if !data.is_empty() {
+            header.flags.insert(RecordFlags::MIGRATED_WITH_DATA);
+        }
+        let lmaster = env.lmaster(key);
+        if lmaster == env.pnn {
+            return send_dmaster_reply(ctx, env, key, &mut header, &data, origin.srcnode);
+        }
+        let (rsn, record_flags) = (header.rsn, header.flags.bits());
+        header.dmaster = origin.srcnode;
+        if let Err(e) = ctx.rec.store(env, key, &mut header, &data) {
+            tracing::error!("Failed to store record in ctdb_call_send_dmaster: {e}");
+            return RecordStep::Drop;
+        }
+        return RecordStep::ReqDmaster {
+            lmaster,
+            rsn,
+            record_flags,
+            data,
+        };
+    }
+    match call_local(ctx, env, key, &mut header, &data, call.callid) {
+        Some(data) => RecordStep::Reply { status: 0, data },
+        None => {
+            tracing::error!("ctdb_call_local failed");
+            RecordStep::Reply {
+                status: -1,
+                data: Vec::new(),
+            }
+        }
+    }
+}
+
+/// `ctdb_send_dmaster_reply` (this node is the lmaster): record the new
+/// dmaster, then REPLY_DMASTER with the stored header's rsn and flags.
+fn send_dmaster_reply(
+    ctx: &mut RecordCtx<'_>,
+    env: &Env<'_>,
+    key: &[u8],
+    header: &mut LtdbHeader,
+    data: &[u8],
+    new_dmaster: u32,
+) -> RecordStep {
+    if env.lmaster(key) != env.pnn {
+        tracing::error!("Caller is not lmaster!");
+        return RecordStep::Drop;
+    }
+    header.dmaster = new_dmaster;
+    if let Err(e) = ctx.rec.store(env, key, header, data) {
+        tracing::error!("ctdb_send_dmaster_reply unable to update dmaster: {e}");
+        return RecordStep::Drop;
+    }
+    RecordStep::ReplyDmaster {
+        dest: new_dmaster,
+        rsn: header.rsn,
+        record_flags: header.flags.bits(),
+        data: data.to_vec(),
+    }
+}
+
+/// `ctdb_request_dmaster`: the dmaster hands the record to a new dmaster
+/// through the lmaster (this node).
+#[allow(clippy::too_many_arguments)]
+fn req_dmaster(
+    ctx: &mut RecordCtx<'_>,
+    env: &Env<'_>,
+    key: &[u8],
+    data: &[u8],
+    rsn: u64,
+    record_flags: u32,
+    new_dmaster: u32,
+    origin: &Origin,
+    call: Option<&ShardCall>,
+) -> RecordStep {
+    let (mut header, _) = match ctx.rec.fetch(env, key) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("ctdb_req_dmaster failed to fetch record: {e}");
+            return RecordStep::Drop;
+        }
+    };
+    let lmaster = env.lmaster(key);
+    if lmaster != env.pnn {
+        tracing::error!(
+            "dmaster request to non-lmaster db={} lmaster={lmaster} gen={}",
+            ctx.rec.name,
+            origin.generation
+        );
+        return RecordStep::Drop;
+    }
+    let hash = ctdb_engine::hash::jenkins_hash(key);
+    tracing::debug!(
+        "pnn {} dmaster request on {hash:08x} for {new_dmaster} from {}",
+        env.pnn,
+        origin.srcnode
+    );
+    if header.dmaster != origin.srcnode {
+        let keyval = key
+            .get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .unwrap_or(0);
+        tracing::error!(
+            "pnn {} dmaster request for new-dmaster {new_dmaster} from non-master {} \
+             real-dmaster={} key {hash:08x} dbid 0x{:08x} gen={} c->rsn={rsn} \
+             header.rsn={} reqid={} keyval=0x{keyval:08x}",
+            env.pnn,
+            origin.srcnode,
+            header.dmaster,
+            ctx.db_id,
+            origin.generation,
+            header.rsn,
+            origin.reqid
+        );
+        if header.rsn != 0 || header.dmaster != env.pnn {
+            tracing::error!("ctdb_req_dmaster from non-master. Force a recovery.");
+            return RecordStep::Recover;
+        }
+    }
+    if header.rsn > rsn {
+        tracing::error!(
+            "pnn {} dmaster request with older RSN new-dmaster {new_dmaster} from {} \
+             real-dmaster={} key {hash:08x} dbid 0x{:08x} gen={} c->rsn={rsn} \
+             header.rsn={} reqid={}",
+            env.pnn,
+            origin.srcnode,
+            header.dmaster,
+            ctx.db_id,
+            origin.generation,
+            header.rsn,
+            origin.reqid
+        );
+    }
+    header.rsn = rsn;
+    header.flags = RecordFlags(record_flags);
+    if new_dmaster == env.pnn {
+        return become_dmaster(ctx, env, key, data, rsn, record_flags, call);
+    }
+    send_dmaster_reply(ctx, env, key, &mut header, data, new_dmaster)
+}
+
+/// `ctdb_become_dmaster`: store the record as its dmaster, then run the
+/// call that waited for it.
+fn become_dmaster(
+    ctx: &mut RecordCtx<'_>,
+    env: &Env<'_>,
+    key: &[u8],
+    data: &[u8],
+    rsn: u64,
+    record_flags: u32,
+    call: Option<&ShardCall>,
+) -> RecordStep {
+    tracing::debug!(
+        "pnn {} dmaster response {:08x}",
+        env.pnn,
+        ctdb_engine::hash::jenkins_hash(key)
+    );
+    let mut header = LtdbHeader::new(rsn, env.pnn, RecordFlags(record_flags));
+    if call.is_some_and(|c| c.flags & CTDB_CALL_FLAG_VACUUM_MIGRATION != 0) {
+        // Only for the store's keep-or-delete decision; never stored.
+        header.flags.insert(RecordFlags::VACUUM_MIGRATED);
+    }
+    if let Err(e) = ctx.rec.store(env, key, &mut header, data) {
+        tracing::error!("ctdb_reply_dmaster store failed: {e}");
+        return RecordStep::Drop;
+    }
+    let Some(call) = call else {
+        return RecordStep::Became { reply: None };
+    };
+    let count = ctx.migrated.increment(key, Instant::now());
+    let name = ctx.rec.name.to_string();
+    ctx.stats.hot_key(&name, key, count);
+    // The call's failure is not the client's: status 0, no data.
+    let reply = call_local(ctx, env, key, &mut header, data, call.callid).unwrap_or_default();
+    RecordStep::Became {
+        reply: Some((0, reply)),
+    }
+}
+
+impl super::Databases {
+    /// Runs a migration step on the control core's handle (one core, or a
+    /// database the data cores do not serve).
+    pub fn record_op(&mut self, op: &RecordOp) -> RecordStep {
+        let Some((db, env)) = self.db_and_env(op.db_id()) else {
+            return op.unknown_db();
+        };
+        if db.frozen {
+            return RecordStep::Defer;
+        }
+        let mut ctx = RecordCtx {
+            db_id: db.id,
+            rec: Records {
+                h: &mut db.h,
+                name: &db.name,
+                flags: db.flags,
+                delete_queue: &mut db.delete_queue,
+            },
+            stats: &mut db.stats,
+            ro_tdb: db.ro_tdb.as_ref(),
+            migrated: &mut db.migrated,
+        };
+        run(&mut ctx, &env, op)
+    }
+
+    /// A second handle on a database's file, as a client process (smbd,
+    /// the `ctdb` tool) would have: for tests and tools that read and
+    /// write records under their own chain locks.
+    pub fn client_handle(&self, db_id: u32) -> Option<ctdb_engine::CoreStore> {
+        self.find(db_id)?.tdb.handle().ok()
+    }
+}

@@ -1,0 +1,932 @@
+//! The protocol half of record migration, sans I/O: the control core's
+//! tables of calls waiting on other nodes, and what each packet does to
+//! them (upstream's `ctdb_call.c` and the client side of
+//! `ctdb_daemon.c`).
+//!
+//! Why sans I/O: the same state machine must run in the daemon (packets
+//! over TCP, records on data cores reached through channels) and in an
+//! in-process test that moves packets between three nodes by hand. So the
+//! [`Migrator`] takes packets and step results in and gives [`Action`]s
+//! out; the caller ([`crate::calls`], or a test) sends packets, runs
+//! [`RecordOp`]s on the core that owns the record and feeds the
+//! [`RecordStep`] back with [`Migrator::record_done`].
+//!
+//! # The flow of one migration
+//!
+//! ```text
+//! client ──REQ_CALL──▶ A: not dmaster ──REQ_CALL(hop 0)──▶ header's dmaster / lmaster L
+//! L: not dmaster ──REQ_CALL(hop+1)──▶ dmaster D (L's header names it)
+//! D: dmaster ──REQ_DMASTER──▶ L ──REPLY_DMASTER──▶ A  (or D = L: REPLY_DMASTER at once)
+//! A: becomes dmaster, runs the call ──REPLY_CALL──▶ client
+//! ```
+//!
+//! # Tables
+//!
+//! * *pending*: a local client's call sent to another node, by a request
+//!   id whose top byte is 0 (the transport's "reply to the control core");
+//!   completed by REPLY_CALL, REPLY_DMASTER (or REQ_DMASTER when this node
+//!   is the lmaster) or REPLY_ERROR (upstream then leaves the client
+//!   without an answer; so do we). After a recovery every pending call is
+//!   resent through this node with a new request id
+//!   ([`Migrator::resend_all`], upstream's `ctdb_call_resend_all` on thaw).
+//! * *fetch collapse* (tunable FetchCollapse): while a client's call for
+//!   a key is in flight, later client calls for the same key wait and are
+//!   handed in again, in order, when it completes (or after 30 s). Ours
+//!   also holds them while the first call's record step runs, since with
+//!   data cores that step is asynchronous.
+//! * *dmaster defer*: while a REQ_DMASTER or REPLY_DMASTER for a key is
+//!   being applied, node REQ_CALLs for the key wait behind it, so they see
+//!   the new dmaster (upstream's `dmaster_defer_*`).
+//! * *jobs*: record steps in flight or waiting to be retried (busy chain
+//!   lock, frozen database). A node's packet retried after the generation
+//!   changed is dropped, as upstream discards previous-generation lock
+//!   waits; a client's is retried until it runs.
+//!
+//! MaxRedirectCount is obsolete in 4.17 and not enforced; a hop count
+//! whose value mod 100 exceeds 95 is logged, as upstream does.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use ctdb_engine::ltdb::LTDB_HEADER_SIZE;
+use ctdb_protocol::constants::CTDB_FETCH_FUNC;
+use ctdb_protocol::{
+    DecodeLimits, Header, Packet, Payload, ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster,
+};
+
+use super::migrate::{Origin, RecordOp, RecordStep};
+use super::ShardCall;
+
+/// How long client calls wait behind a fetch in flight before they are
+/// handed in again anyway (upstream: 30 s).
+pub const FETCH_COLLAPSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a step on a frozen database waits before it is tried again.
+const DEFER_RETRY: Duration = Duration::from_millis(100);
+
+/// Something for the caller to do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Send a whole packet to another node (never this one: packets for
+    /// this node are handled inside).
+    Send { dest: u32, pkt: Vec<u8> },
+    /// Send a whole packet to a local client.
+    Client { client: u32, pkt: Vec<u8> },
+    /// Run a record step on the core owning the record, then hand the
+    /// result to [`Migrator::record_done`] with this ticket.
+    Record { ticket: u64, op: RecordOp },
+    /// Call [`Migrator::retry`] with this ticket after `after`.
+    Retry { ticket: u64, after: Duration },
+    /// A protocol error that upstream answers with a recovery.
+    Recover,
+    /// A node's call was served here after `hopcount` hops (statistics).
+    Hop { hopcount: u32 },
+}
+
+type RecKey = (u32, Vec<u8>);
+
+#[derive(Debug)]
+struct Pending {
+    client: u32,
+    client_reqid: u32,
+    client_callid: u32,
+    readonly_fetch: bool,
+    /// The call as sent (flags and call id as adjusted for the node).
+    call: ShardCall,
+    dest: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Job(u64),
+    Pending(u32),
+}
+
+#[derive(Debug)]
+struct Collapse {
+    owner: Owner,
+    since: Instant,
+    queue: VecDeque<(u32, Vec<u8>)>,
+}
+
+#[derive(Debug)]
+struct Busy {
+    generation: u32,
+    ops: u32,
+    queue: VecDeque<(u32, Vec<u8>)>,
+}
+
+#[derive(Debug)]
+enum JobKind {
+    Client {
+        client: u32,
+        client_reqid: u32,
+        client_callid: u32,
+    },
+    Remote {
+        hdr: Header,
+        call: ShardCall,
+    },
+    /// REQ_DMASTER or REPLY_DMASTER; `runs`: the pending call it runs.
+    Dmaster {
+        hdr: Header,
+        runs: Option<u32>,
+    },
+}
+
+#[derive(Debug)]
+struct Job {
+    kind: JobKind,
+    op: RecordOp,
+    tries: u32,
+}
+
+/// The control core's migration state of one node.
+#[derive(Debug)]
+pub struct Migrator {
+    pnn: u32,
+    generation: u32,
+    fetch_collapse: bool,
+    limits: DecodeLimits,
+    next_reqid: u32,
+    next_ticket: u64,
+    pending: HashMap<u32, Pending>,
+    collapse: HashMap<RecKey, Collapse>,
+    busy: HashMap<RecKey, Busy>,
+    jobs: HashMap<u64, Job>,
+    loopback: VecDeque<Vec<u8>>,
+}
+
+fn encode(hdr: Header, payload: Payload<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Err(e) = Packet::new(hdr, payload).encode(&mut out) {
+        tracing::error!("cannot encode call packet: {e}");
+        out.clear();
+    }
+    out
+}
+
+fn req_call_payload(call: &ShardCall) -> Payload<'_> {
+    Payload::ReqCall(ReqCall {
+        flags: call.flags,
+        db_id: call.db_id,
+        callid: call.callid,
+        hopcount: call.hopcount,
+        key: &call.key,
+        calldata: &call.calldata,
+    })
+}
+
+/// Wait before retrying a step whose chain lock was busy: 1 ms, doubling
+/// to 64 ms.
+fn backoff(tries: u32) -> Duration {
+    Duration::from_millis(1u64 << tries.saturating_sub(1).min(6))
+}
+
+impl Migrator {
+    pub fn new(pnn: u32, generation: u32) -> Migrator {
+        Migrator {
+            pnn,
+            generation,
+            fetch_collapse: true,
+            limits: DecodeLimits::default(),
+            next_reqid: 1,
+            next_ticket: 1,
+            pending: HashMap::new(),
+            collapse: HashMap::new(),
+            busy: HashMap::new(),
+            jobs: HashMap::new(),
+            loopback: VecDeque::new(),
+        }
+    }
+
+    pub fn pnn(&self) -> u32 {
+        self.pnn
+    }
+
+    /// The vnn map generation stamped on new packets.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    pub fn set_generation(&mut self, generation: u32) {
+        self.generation = generation;
+    }
+
+    /// Tunable FetchCollapse.
+    pub fn set_fetch_collapse(&mut self, on: bool) {
+        self.fetch_collapse = on;
+    }
+
+    /// Client calls waiting on other nodes.
+    pub fn pending_calls(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Record steps in flight or waiting for a retry.
+    pub fn jobs_in_flight(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// The databases that have calls waiting on other nodes.
+    pub fn pending_dbs(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.pending.values().map(|p| p.call.db_id).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    fn new_reqid(&mut self) -> u32 {
+        loop {
+            let r = self.next_reqid;
+            self.next_reqid = if r >= 0x00ff_ffff { 1 } else { r + 1 };
+            if !self.pending.contains_key(&r) {
+                return r;
+            }
+        }
+    }
+
+    fn new_job(&mut self, kind: JobKind, op: RecordOp) -> Action {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.jobs.insert(
+            ticket,
+            Job {
+                kind,
+                op: op.clone(),
+                tries: 0,
+            },
+        );
+        Action::Record { ticket, op }
+    }
+
+    /// Hands packets this node sent to itself back in.
+    fn finish(&mut self, mut out: Vec<Action>, now: Instant) -> Vec<Action> {
+        while let Some(pkt) = self.loopback.pop_front() {
+            let more = self.peer_inner(self.pnn, &pkt, now);
+            out.extend(more);
+        }
+        out
+    }
+
+    fn send(&mut self, dest: u32, pkt: Vec<u8>, out: &mut Vec<Action>) {
+        if pkt.is_empty() {
+            return;
+        }
+        if dest == self.pnn {
+            self.loopback.push_back(pkt);
+        } else {
+            out.push(Action::Send { dest, pkt });
+        }
+    }
+
+    /// A local client's REQ_CALL (a whole packet). `Err`: not a REQ_CALL
+    /// that decodes.
+    pub fn client_call(
+        &mut self,
+        client: u32,
+        pkt: &[u8],
+        now: Instant,
+    ) -> Result<Vec<Action>, String> {
+        let out = self.client_inner(client, pkt, now)?;
+        Ok(self.finish(out, now))
+    }
+
+    fn client_inner(
+        &mut self,
+        client: u32,
+        pkt: &[u8],
+        now: Instant,
+    ) -> Result<Vec<Action>, String> {
+        let packet = Packet::decode(pkt, &self.limits).map_err(|e| e.to_string())?;
+        let Payload::ReqCall(c) = &packet.payload else {
+            return Err(format!(
+                "{} is not a REQ_CALL",
+                packet.payload.operation().name()
+            ));
+        };
+        let key = (c.db_id, c.key.to_vec());
+        if self.fetch_collapse {
+            if let Some(col) = self.collapse.get_mut(&key) {
+                col.queue.push_back((client, pkt.to_vec()));
+                return Ok(Vec::new());
+            }
+        }
+        let ticket = self.next_ticket;
+        if self.fetch_collapse {
+            self.collapse.insert(
+                key,
+                Collapse {
+                    owner: Owner::Job(ticket),
+                    since: now,
+                    queue: VecDeque::new(),
+                },
+            );
+        }
+        let op = RecordOp::ClientCall {
+            call: ShardCall::from_req(c),
+        };
+        let kind = JobKind::Client {
+            client,
+            client_reqid: packet.header.reqid,
+            client_callid: c.callid,
+        };
+        Ok(vec![self.new_job(kind, op)])
+    }
+
+    /// A call or dmaster packet from node `from` (REQ_CALL, REPLY_CALL,
+    /// REPLY_ERROR, REQ_DMASTER, REPLY_DMASTER).
+    pub fn peer_packet(&mut self, from: u32, pkt: &[u8], now: Instant) -> Vec<Action> {
+        let out = self.peer_inner(from, pkt, now);
+        self.finish(out, now)
+    }
+
+    fn peer_inner(&mut self, from: u32, pkt: &[u8], now: Instant) -> Vec<Action> {
+        let packet = match Packet::decode(pkt, &self.limits) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("bad call packet from node {from}: {e}");
+                return Vec::new();
+            }
+        };
+        let hdr = packet.header;
+        let mut out = Vec::new();
+        match &packet.payload {
+            Payload::ReqCall(c) => {
+                let key = (c.db_id, c.key.to_vec());
+                if let Some(b) = self.busy.get_mut(&key) {
+                    if b.generation == hdr.generation {
+                        b.queue.push_back((from, pkt.to_vec()));
+                        return out;
+                    }
+                    // A recovery happened in between: forget the old queue
+                    // (those calls are resent by their nodes).
+                    self.busy.remove(&key);
+                }
+                let call = ShardCall::from_req(c);
+                let op = RecordOp::RemoteCall {
+                    call: call.clone(),
+                    origin: Origin {
+                        srcnode: hdr.srcnode,
+                        reqid: hdr.reqid,
+                        generation: hdr.generation,
+                    },
+                };
+                out.push(self.new_job(JobKind::Remote { hdr, call }, op));
+            }
+            Payload::ReplyCall(r) => {
+                if !self.pending.contains_key(&hdr.reqid) {
+                    tracing::error!("reqid {} not found", hdr.reqid);
+                    return out;
+                }
+                self.complete(hdr.reqid, r.status, r.data.to_vec(), &mut out, now);
+            }
+            Payload::ReplyError(e) => {
+                let Some(p) = self.pending.remove(&hdr.reqid) else {
+                    tracing::error!(
+                        "pnn {} Invalid reqid {} in ctdb_reply_error",
+                        self.pnn,
+                        hdr.reqid
+                    );
+                    return out;
+                };
+                let msg = String::from_utf8_lossy(e.msg.split(|b| *b == 0).next().unwrap_or(&[]))
+                    .into_owned();
+                tracing::error!(
+                    "ctdbd_call_recv() returned error: status {} from node {from}: {msg}",
+                    e.status
+                );
+                self.release_collapse(
+                    (p.call.db_id, p.call.key.clone()),
+                    Owner::Pending(hdr.reqid),
+                    &mut out,
+                    now,
+                );
+            }
+            Payload::ReqDmaster(d) => {
+                let runs = (d.dmaster == self.pnn).then_some(hdr.reqid);
+                let (runs, call) = self.pending_call(runs, d.db_id, d.key, &hdr);
+                self.mark_busy((d.db_id, d.key.to_vec()), hdr.generation);
+                let op = RecordOp::ReqDmaster {
+                    db_id: d.db_id,
+                    key: d.key.to_vec(),
+                    data: d.data.to_vec(),
+                    rsn: d.rsn,
+                    record_flags: d.record_flags,
+                    new_dmaster: d.dmaster,
+                    origin: Origin {
+                        srcnode: hdr.srcnode,
+                        reqid: hdr.reqid,
+                        generation: hdr.generation,
+                    },
+                    call,
+                };
+                out.push(self.new_job(JobKind::Dmaster { hdr, runs }, op));
+            }
+            Payload::ReplyDmaster(d) => {
+                let (runs, call) = self.pending_call(Some(hdr.reqid), d.db_id, d.key, &hdr);
+                self.mark_busy((d.db_id, d.key.to_vec()), hdr.generation);
+                let op = RecordOp::BecomeDmaster {
+                    db_id: d.db_id,
+                    key: d.key.to_vec(),
+                    data: d.data.to_vec(),
+                    rsn: d.rsn,
+                    record_flags: d.record_flags,
+                    call,
+                };
+                out.push(self.new_job(JobKind::Dmaster { hdr, runs }, op));
+            }
+            other => {
+                tracing::debug!(
+                    "{} from node {from} is not a call packet",
+                    other.operation().name()
+                );
+            }
+        }
+        out
+    }
+
+    /// The pending call a dmaster packet hands the record to, checked as
+    /// `ctdb_become_dmaster` does (the record is stored either way).
+    fn pending_call(
+        &self,
+        reqid: Option<u32>,
+        db_id: u32,
+        key: &[u8],
+        hdr: &Header,
+    ) -> (Option<u32>, Option<ShardCall>) {
+        let Some(reqid) = reqid else {
+            return (None, None);
+        };
+        match self.pending.get(&reqid) {
+            None => {
+                tracing::error!(
+                    "pnn {} Invalid reqid {reqid} in ctdb_become_dmaster from node {}",
+                    self.pnn,
+                    hdr.srcnode
+                );
+                (None, None)
+            }
+            Some(p) if p.call.key != key || p.call.db_id != db_id => {
+                tracing::error!(
+                    "Got bogus DMASTER packet reqid:{reqid} from node {}. Key does not match \
+                     key held in matching idr.",
+                    hdr.srcnode
+                );
+                (None, None)
+            }
+            Some(p) => (Some(reqid), Some(p.call.clone())),
+        }
+    }
+
+    fn mark_busy(&mut self, key: RecKey, generation: u32) {
+        let b = self.busy.entry(key).or_insert(Busy {
+            generation,
+            ops: 0,
+            queue: VecDeque::new(),
+        });
+        if b.generation != generation {
+            b.generation = generation;
+            b.queue.clear();
+        }
+        b.ops += 1;
+    }
+
+    fn unmark_busy(&mut self, key: RecKey, out: &mut Vec<Action>, now: Instant) {
+        let Some(b) = self.busy.get_mut(&key) else {
+            return;
+        };
+        b.ops = b.ops.saturating_sub(1);
+        if b.ops > 0 {
+            return;
+        }
+        let Some(b) = self.busy.remove(&key) else {
+            return;
+        };
+        if b.generation != self.generation {
+            return;
+        }
+        for (from, pkt) in b.queue {
+            let more = self.peer_inner(from, &pkt, now);
+            out.extend(more);
+        }
+    }
+
+    /// Client calls queued behind `owner` are handed in again, in order.
+    fn release_collapse(&mut self, key: RecKey, owner: Owner, out: &mut Vec<Action>, now: Instant) {
+        match self.collapse.get(&key) {
+            Some(c) if c.owner == owner => {}
+            _ => return,
+        }
+        let Some(c) = self.collapse.remove(&key) else {
+            return;
+        };
+        self.replay_clients(c.queue, out, now);
+    }
+
+    fn replay_clients(
+        &mut self,
+        queue: VecDeque<(u32, Vec<u8>)>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        for (client, pkt) in queue {
+            match self.client_inner(client, &pkt, now) {
+                Ok(more) => out.extend(more),
+                Err(e) => tracing::error!("queued call of client {client}: {e}"),
+            }
+        }
+    }
+
+    /// Answers a pending client call and lets the calls queued behind it go.
+    fn complete(
+        &mut self,
+        reqid: u32,
+        status: i32,
+        mut data: Vec<u8>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some(p) = self.pending.remove(&reqid) else {
+            return;
+        };
+        if p.readonly_fetch && p.client_callid == CTDB_FETCH_FUNC && data.len() >= LTDB_HEADER_SIZE
+        {
+            data.drain(..LTDB_HEADER_SIZE);
+        }
+        out.push(self.client_reply(p.client, p.client_reqid, status, &data));
+        self.release_collapse((p.call.db_id, p.call.key), Owner::Pending(reqid), out, now);
+    }
+
+    fn client_reply(&self, client: u32, reqid: u32, status: i32, data: &[u8]) -> Action {
+        // As ctdbd_allocate_pkt: destnode 0.
+        let pkt = encode(
+            Header::new(self.generation, 0, self.pnn, reqid),
+            Payload::ReplyCall(ReplyCall { status, data }),
+        );
+        Action::Client { client, pkt }
+    }
+
+    /// A record step's result.
+    pub fn record_done(&mut self, ticket: u64, step: RecordStep, now: Instant) -> Vec<Action> {
+        let out = self.done_inner(ticket, step, now);
+        self.finish(out, now)
+    }
+
+    fn done_inner(&mut self, ticket: u64, step: RecordStep, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some(mut job) = self.jobs.remove(&ticket) else {
+            return out;
+        };
+        match step {
+            RecordStep::Retry => {
+                job.tries = job.tries.saturating_add(1);
+                let after = backoff(job.tries);
+                self.jobs.insert(ticket, job);
+                out.push(Action::Retry { ticket, after });
+                return out;
+            }
+            RecordStep::Defer => {
+                job.tries = job.tries.saturating_add(1);
+                self.jobs.insert(ticket, job);
+                out.push(Action::Retry {
+                    ticket,
+                    after: DEFER_RETRY,
+                });
+                return out;
+            }
+            _ => {}
+        }
+        let key = (job.op.db_id(), job.op.key().to_vec());
+        match job.kind {
+            JobKind::Client {
+                client,
+                client_reqid,
+                client_callid,
+            } => self.client_step(
+                ticket,
+                key,
+                client,
+                client_reqid,
+                client_callid,
+                job.op,
+                step,
+                &mut out,
+                now,
+            ),
+            JobKind::Remote { hdr, mut call } => match step {
+                RecordStep::Redirect { dest, hopcount } => {
+                    call.hopcount = hopcount;
+                    let h = Header {
+                        destnode: dest,
+                        ..hdr
+                    };
+                    let pkt = encode(h, req_call_payload(&call));
+                    self.send(dest, pkt, &mut out);
+                }
+                RecordStep::ReqDmaster {
+                    lmaster,
+                    rsn,
+                    record_flags,
+                    data,
+                } => {
+                    out.push(Action::Hop {
+                        hopcount: call.hopcount,
+                    });
+                    let pkt = encode(
+                        Header::new(self.generation, lmaster, self.pnn, hdr.reqid),
+                        Payload::ReqDmaster(ReqDmaster {
+                            db_id: call.db_id,
+                            rsn,
+                            dmaster: hdr.srcnode,
+                            key: &call.key,
+                            data: &data,
+                            record_flags,
+                        }),
+                    );
+                    self.send(lmaster, pkt, &mut out);
+                }
+                RecordStep::ReplyDmaster {
+                    dest,
+                    rsn,
+                    record_flags,
+                    data,
+                } => {
+                    out.push(Action::Hop {
+                        hopcount: call.hopcount,
+                    });
+                    self.send_reply_dmaster(
+                        dest,
+                        hdr.reqid,
+                        &call,
+                        rsn,
+                        record_flags,
+                        &data,
+                        &mut out,
+                    );
+                }
+                RecordStep::Reply { status, data } => {
+                    out.push(Action::Hop {
+                        hopcount: call.hopcount,
+                    });
+                    let pkt = encode(
+                        Header::new(self.generation, hdr.srcnode, self.pnn, hdr.reqid),
+                        Payload::ReplyCall(ReplyCall {
+                            status,
+                            data: &data,
+                        }),
+                    );
+                    self.send(hdr.srcnode, pkt, &mut out);
+                }
+                RecordStep::Error { status, msg } => self.send_error(&hdr, status, &msg, &mut out),
+                RecordStep::Recover => out.push(Action::Recover),
+                RecordStep::Drop => {}
+                other => tracing::error!("unexpected step for a node's call: {other:?}"),
+            },
+            JobKind::Dmaster { hdr, runs } => {
+                match step {
+                    RecordStep::ReplyDmaster {
+                        dest,
+                        rsn,
+                        record_flags,
+                        data,
+                    } => {
+                        let call = ShardCall {
+                            db_id: key.0,
+                            flags: 0,
+                            callid: 0,
+                            hopcount: 0,
+                            key: key.1.clone(),
+                            calldata: Vec::new(),
+                        };
+                        self.send_reply_dmaster(
+                            dest,
+                            hdr.reqid,
+                            &call,
+                            rsn,
+                            record_flags,
+                            &data,
+                            &mut out,
+                        );
+                    }
+                    RecordStep::Became { reply } => {
+                        if let (Some(reqid), Some((status, data))) = (runs, reply) {
+                            self.complete(reqid, status, data, &mut out, now);
+                        }
+                    }
+                    RecordStep::Error { status, msg } => {
+                        self.send_error(&hdr, status, &msg, &mut out)
+                    }
+                    RecordStep::Recover => out.push(Action::Recover),
+                    RecordStep::Drop => {}
+                    other => tracing::error!("unexpected step for a dmaster packet: {other:?}"),
+                }
+                self.unmark_busy(key, &mut out, now);
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn client_step(
+        &mut self,
+        ticket: u64,
+        key: RecKey,
+        client: u32,
+        client_reqid: u32,
+        client_callid: u32,
+        op: RecordOp,
+        step: RecordStep,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        match step {
+            RecordStep::Reply { status, mut data } => {
+                let readonly = matches!(&op, RecordOp::ClientCall { call } if call.flags & ctdb_protocol::constants::CTDB_WANT_READONLY != 0);
+                if readonly && client_callid == CTDB_FETCH_FUNC && data.len() >= LTDB_HEADER_SIZE {
+                    data.drain(..LTDB_HEADER_SIZE);
+                }
+                out.push(self.client_reply(client, client_reqid, status, &data));
+                self.release_collapse(key, Owner::Job(ticket), out, now);
+            }
+            RecordStep::Forward {
+                dest,
+                flags,
+                callid,
+            } => {
+                let RecordOp::ClientCall { mut call } = op else {
+                    return;
+                };
+                call.flags = flags;
+                call.callid = callid;
+                call.hopcount = 0;
+                let reqid = self.new_reqid();
+                let readonly_fetch = flags & ctdb_protocol::constants::CTDB_WANT_READONLY != 0;
+                let pkt = encode(
+                    Header::new(self.generation, dest, self.pnn, reqid),
+                    req_call_payload(&call),
+                );
+                self.pending.insert(
+                    reqid,
+                    Pending {
+                        client,
+                        client_reqid,
+                        client_callid,
+                        readonly_fetch,
+                        call,
+                        dest,
+                    },
+                );
+                if let Some(c) = self.collapse.get_mut(&key) {
+                    if c.owner == Owner::Job(ticket) {
+                        c.owner = Owner::Pending(reqid);
+                    }
+                }
+                self.send(dest, pkt, out);
+            }
+            other => {
+                if !matches!(other, RecordStep::Drop) {
+                    tracing::error!("unexpected step for a client's call: {other:?}");
+                }
+                self.release_collapse(key, Owner::Job(ticket), out, now);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_reply_dmaster(
+        &mut self,
+        dest: u32,
+        reqid: u32,
+        call: &ShardCall,
+        rsn: u64,
+        record_flags: u32,
+        data: &[u8],
+        out: &mut Vec<Action>,
+    ) {
+        let pkt = encode(
+            Header::new(self.generation, dest, self.pnn, reqid),
+            Payload::ReplyDmaster(ReplyDmaster {
+                db_id: call.db_id,
+                rsn,
+                key: &call.key,
+                data,
+                record_flags,
+            }),
+        );
+        self.send(dest, pkt, out);
+    }
+
+    fn send_error(&mut self, hdr: &Header, status: i32, msg: &str, out: &mut Vec<Action>) {
+        let mut m = msg.as_bytes().to_vec();
+        m.push(0);
+        let pkt = encode(
+            Header::new(self.generation, hdr.srcnode, self.pnn, hdr.reqid),
+            Payload::ReplyError(ReplyError { status, msg: &m }),
+        );
+        self.send(hdr.srcnode, pkt, out);
+    }
+
+    /// The step of `ticket` again (after an [`Action::Retry`]). A node's
+    /// packet from an older generation is dropped instead.
+    pub fn retry(&mut self, ticket: u64, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some(job) = self.jobs.get(&ticket) else {
+            return out;
+        };
+        let stale = match &job.kind {
+            JobKind::Client { .. } => false,
+            JobKind::Remote { hdr, .. } | JobKind::Dmaster { hdr, .. } => {
+                hdr.generation != self.generation
+            }
+        };
+        if !stale {
+            out.push(Action::Record {
+                ticket,
+                op: job.op.clone(),
+            });
+            return out;
+        }
+        tracing::info!("Discarding previous generation lockwait packet");
+        if let Some(job) = self.jobs.remove(&ticket) {
+            if let JobKind::Dmaster { .. } = job.kind {
+                let key = (job.op.db_id(), job.op.key().to_vec());
+                self.unmark_busy(key, &mut out, now);
+            }
+        }
+        self.finish(out, now)
+    }
+
+    /// After a recovery (the databases thawed in a new generation): every
+    /// pending call goes out again through this node with a new request
+    /// id, as upstream's `ctdb_call_resend_all`.
+    pub fn resend_all(&mut self, now: Instant) -> Vec<Action> {
+        let mut old: Vec<u32> = self.pending.keys().copied().collect();
+        old.sort_unstable();
+        let mut per_db: HashMap<u32, u32> = HashMap::new();
+        for reqid in old {
+            let Some(p) = self.pending.remove(&reqid) else {
+                continue;
+            };
+            let new = self.new_reqid();
+            let pkt = encode(
+                Header::new(self.generation, self.pnn, self.pnn, new),
+                req_call_payload(&p.call),
+            );
+            tracing::info!(
+                "resent ctdb_call for db 0x{:08x} reqid {new} generation {}",
+                p.call.db_id,
+                self.generation
+            );
+            *per_db.entry(p.call.db_id).or_default() += 1;
+            let key = (p.call.db_id, p.call.key.clone());
+            if let Some(c) = self.collapse.get_mut(&key) {
+                if c.owner == Owner::Pending(reqid) {
+                    c.owner = Owner::Pending(new);
+                }
+            }
+            self.pending.insert(
+                new,
+                Pending {
+                    dest: self.pnn,
+                    ..p
+                },
+            );
+            self.loopback.push_back(pkt);
+        }
+        let mut dbs: Vec<_> = per_db.into_iter().collect();
+        dbs.sort_unstable();
+        for (db, count) in dbs {
+            tracing::info!(
+                "Resent calls for database=0x{db:08x}, generation={}, count={count}",
+                self.generation
+            );
+        }
+        self.finish(Vec::new(), now)
+    }
+
+    /// Periodic housekeeping: client calls that waited behind a fetch for
+    /// longer than [`FETCH_COLLAPSE_TIMEOUT`] are handed in again.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let old: Vec<RecKey> = self
+            .collapse
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.since) >= FETCH_COLLAPSE_TIMEOUT)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for k in old {
+            if let Some(c) = self.collapse.remove(&k) {
+                self.replay_clients(c.queue, &mut out, now);
+            }
+        }
+        self.finish(out, now)
+    }
+
+    /// Where the pending calls were sent (for diagnostics and tests).
+    pub fn pending_destinations(&self) -> Vec<(u32, u32)> {
+        let mut v: Vec<(u32, u32)> = self.pending.iter().map(|(r, p)| (*r, p.dest)).collect();
+        v.sort_unstable();
+        v
+    }
+}

@@ -1,0 +1,609 @@
+//! Record migration between three nodes, in-process: three real
+//! [`Databases`] (one directory per node, real tdb files) with the same vnn
+//! map, each with its own sans-I/O [`Migrator`]; the test moves packets
+//! between them by hand (FIFO per pair of nodes, as TCP does) and plays
+//! the clients, which read and write the record files themselves under
+//! the chain lock, as smbd and the `ctdb` tool do (fetch-lock: look at the
+//! local header, and while this node is not the dmaster ask the daemon
+//! with REQ_CALL and look again).
+//!
+//! Node 2 keeps its volatile records in two data-core shards
+//! ([`Shard`], driven in-line), so the shard path of every step runs too.
+//!
+//! Checked: the record ends with dmaster = last fetcher on that node and
+//! on the lmaster, its rsn grows with every migration, no increment of a
+//! read-modify-write loop is lost under random interleavings (seeded;
+//! the seed is printed on failure), and calls lost with a dead link are
+//! resent after a generation change.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ctdb_daemon::db::{
+    Action, Databases, DbConfig, Migrator, RecordOp, RecordStep, Shard, ShardReply,
+};
+use ctdb_engine::ltdb::LtdbHeader;
+use ctdb_engine::CoreStore;
+use ctdb_protocol::constants::{CTDB_IMMEDIATE_MIGRATION, CTDB_NULL_FUNC};
+use ctdb_protocol::{Header, Packet, Payload, ReqCall};
+
+const NODES: u32 = 3;
+const DB: &str = "migrate_test.tdb";
+
+/// A small xorshift PRNG (seeded, reproducible).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+struct Node {
+    dbs: Databases,
+    shards: Vec<Shard>,
+    m: Migrator,
+    /// Record steps waiting to run (FIFO, as a data core's channel).
+    ops: VecDeque<(u64, RecordOp)>,
+    retries: VecDeque<u64>,
+    /// Replies for local clients, by client id.
+    replies: HashMap<u32, Vec<Vec<u8>>>,
+    hops: u32,
+}
+
+impl Node {
+    fn run_op(&mut self, op: &RecordOp) -> RecordStep {
+        if self.shards.is_empty() {
+            return self.dbs.record_op(op);
+        }
+        match self.dbs.record_shard(op, self.shards.len()) {
+            Some(shard) => {
+                let req = self.dbs.record_request(op.clone());
+                match self.shards[shard].handle(req) {
+                    ShardReply::Record(step) => step,
+                    other => panic!("shard answered {other:?}"),
+                }
+            }
+            None => self.dbs.record_op(op),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientState {
+    Idle,
+    /// Holds the chain lock (taken in an earlier step).
+    Locked,
+    Waiting,
+    Done,
+}
+
+struct Client {
+    id: u32,
+    node: usize,
+    key: Vec<u8>,
+    left: u32,
+    state: ClientState,
+    handle: CoreStore,
+    next_reqid: u32,
+}
+
+struct Cluster {
+    dir: PathBuf,
+    nodes: Vec<Node>,
+    db_id: u32,
+    links: HashMap<(u32, u32), VecDeque<Vec<u8>>>,
+    /// Drop every packet to this node (a dead link).
+    blackhole: Option<u32>,
+    /// Per key: (node, rsn) seen by each successful increment, in order.
+    history: HashMap<Vec<u8>, Vec<(usize, u64)>>,
+    /// Record steps that found the chain busy.
+    retried: u32,
+}
+
+impl Cluster {
+    fn new(tag: &str, sharded: bool) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("ctdb-migrate-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut nodes = Vec::new();
+        let mut db_id = 0;
+        for pnn in 0..NODES {
+            let base = dir.join(format!("node{pnn}"));
+            let mut cfg = DbConfig::new(
+                pnn,
+                &base.join("volatile"),
+                &base.join("persistent"),
+                &base.join("state"),
+            );
+            cfg.hash_size = 1021;
+            let mut dbs = Databases::open(cfg).unwrap();
+            dbs.set_vnn_map((0..NODES).collect());
+            db_id = dbs.attach(DB, 0).unwrap();
+            let mut shards = Vec::new();
+            if sharded && pnn == 2 {
+                for (i, req) in dbs.shard_attach_requests(db_id, 2).into_iter().enumerate() {
+                    let mut s = Shard::new(i, 2);
+                    assert!(matches!(s.handle(req), ShardReply::Done));
+                    shards.push(s);
+                }
+            }
+            nodes.push(Node {
+                dbs,
+                shards,
+                m: Migrator::new(pnn, 7),
+                ops: VecDeque::new(),
+                retries: VecDeque::new(),
+                replies: HashMap::new(),
+                hops: 0,
+            });
+        }
+        Cluster {
+            dir,
+            nodes,
+            db_id,
+            links: HashMap::new(),
+            blackhole: None,
+            history: HashMap::new(),
+            retried: 0,
+        }
+    }
+
+    fn apply(&mut self, from: usize, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Send { dest, pkt } => {
+                    assert_ne!(dest, from as u32, "the migrator loops its own packets back");
+                    assert!(dest < NODES, "packet for unknown node {dest}");
+                    if self.blackhole == Some(dest) {
+                        continue;
+                    }
+                    self.links
+                        .entry((from as u32, dest))
+                        .or_default()
+                        .push_back(pkt);
+                }
+                Action::Client { client, pkt } => self.nodes[from]
+                    .replies
+                    .entry(client)
+                    .or_default()
+                    .push(pkt),
+                Action::Record { ticket, op } => self.nodes[from].ops.push_back((ticket, op)),
+                Action::Retry { ticket, .. } => {
+                    self.retried += 1;
+                    self.nodes[from].retries.push_back(ticket)
+                }
+                Action::Recover => panic!("node {from} asked for a recovery"),
+                Action::Hop { .. } => self.nodes[from].hops += 1,
+            }
+        }
+    }
+
+    fn deliver(&mut self, link: (u32, u32)) {
+        let pkt = self.links.get_mut(&link).unwrap().pop_front().unwrap();
+        let to = link.1 as usize;
+        let acts = self.nodes[to].m.peer_packet(link.0, &pkt, Instant::now());
+        self.apply(to, acts);
+    }
+
+    fn run_op(&mut self, n: usize) {
+        let (ticket, op) = self.nodes[n].ops.pop_front().unwrap();
+        let step = self.nodes[n].run_op(&op);
+        let acts = self.nodes[n].m.record_done(ticket, step, Instant::now());
+        self.apply(n, acts);
+    }
+
+    fn run_retry(&mut self, n: usize) {
+        let t = self.nodes[n].retries.pop_front().unwrap();
+        let acts = self.nodes[n].m.retry(t, Instant::now());
+        self.apply(n, acts);
+    }
+
+    /// Everything that can happen next, except client steps.
+    fn events(&self) -> Vec<Event> {
+        let mut v = Vec::new();
+        let mut links: Vec<_> = self
+            .links
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        links.sort_unstable();
+        v.extend(links.into_iter().map(Event::Link));
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !n.ops.is_empty() {
+                v.push(Event::Op(i));
+            }
+            if !n.retries.is_empty() {
+                v.push(Event::Retry(i));
+            }
+        }
+        v
+    }
+
+    fn fire(&mut self, e: Event) {
+        match e {
+            Event::Link(l) => self.deliver(l),
+            Event::Op(n) => self.run_op(n),
+            Event::Retry(n) => self.run_retry(n),
+        }
+    }
+
+    fn new_client(&mut self, id: u32, node: usize, key: &[u8], count: u32) -> Client {
+        let handle = self.nodes[node].dbs.client_handle(self.db_id).unwrap();
+        Client {
+            id,
+            node,
+            key: key.to_vec(),
+            left: count,
+            state: if count == 0 {
+                ClientState::Done
+            } else {
+                ClientState::Idle
+            },
+            handle,
+            next_reqid: 1,
+        }
+    }
+
+    /// One step of a client's fetch-lock / increment / unlock loop.
+    /// `hold`: keep the chain lock for a later step (others then find
+    /// the chain busy).
+    fn client_step(&mut self, c: &mut Client, hold: bool) {
+        let pnn = c.node as u32;
+        match c.state {
+            ClientState::Done => {}
+            ClientState::Waiting => {
+                let got = self.nodes[c.node]
+                    .replies
+                    .get_mut(&c.id)
+                    .and_then(|v| (!v.is_empty()).then(|| v.remove(0)));
+                if let Some(pkt) = got {
+                    let p = Packet::decode(&pkt, &Default::default()).unwrap();
+                    let Payload::ReplyCall(r) = p.payload else {
+                        panic!("client {} got {:?}", c.id, p.payload)
+                    };
+                    assert_eq!(r.status, 0);
+                    assert_eq!(p.header.reqid, c.next_reqid - 1, "reply for our request");
+                    c.state = ClientState::Idle;
+                }
+            }
+            ClientState::Idle => {
+                if !c.handle.chainlock_nonblock(&c.key).unwrap() {
+                    return; // another client of this node holds it
+                }
+                c.state = ClientState::Locked;
+                if !hold {
+                    self.client_step(c, false);
+                }
+            }
+            ClientState::Locked => {
+                let rec = c.handle.fetch(&c.key).unwrap();
+                let parsed = rec.as_deref().and_then(LtdbHeader::split);
+                match parsed {
+                    Some((h, data)) if h.dmaster == pnn => {
+                        let v = if data.is_empty() {
+                            0u64
+                        } else {
+                            u64::from_le_bytes(data.try_into().expect("8-byte counter"))
+                        };
+                        let new = h.with_data(&(v + 1).to_le_bytes());
+                        c.handle
+                            .store(&c.key, &new, ctdb_engine::StoreFlag::Replace)
+                            .unwrap();
+                        c.handle.chainunlock(&c.key).unwrap();
+                        self.history
+                            .entry(c.key.clone())
+                            .or_default()
+                            .push((c.node, h.rsn));
+                        c.left -= 1;
+                        c.state = if c.left == 0 {
+                            ClientState::Done
+                        } else {
+                            ClientState::Idle
+                        };
+                    }
+                    _ => {
+                        c.handle.chainunlock(&c.key).unwrap();
+                        let reqid = c.next_reqid;
+                        c.next_reqid += 1;
+                        let mut pkt = Vec::new();
+                        Packet::new(
+                            Header::new(0, pnn, pnn, reqid),
+                            Payload::ReqCall(ReqCall {
+                                flags: CTDB_IMMEDIATE_MIGRATION,
+                                db_id: self.db_id,
+                                callid: CTDB_NULL_FUNC,
+                                hopcount: 0,
+                                key: &c.key,
+                                calldata: &[],
+                            }),
+                        )
+                        .encode(&mut pkt)
+                        .unwrap();
+                        let acts = self.nodes[c.node]
+                            .m
+                            .client_call(c.id, &pkt, Instant::now())
+                            .unwrap();
+                        self.apply(c.node, acts);
+                        c.state = ClientState::Waiting;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs everything that is queued, in order, until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..100_000 {
+            let ev = self.events();
+            let Some(e) = ev.first() else { return };
+            self.fire(*e);
+        }
+        panic!("network does not settle");
+    }
+
+    /// A client on `node` increments `key` once, everything else in order.
+    fn increment(&mut self, id: u32, node: usize, key: &[u8]) {
+        let mut c = self.new_client(id, node, key, 1);
+        for _ in 0..1000 {
+            self.client_step(&mut c, false);
+            if c.state == ClientState::Done {
+                return;
+            }
+            self.settle();
+        }
+        panic!("client on node {node} never got {key:?}");
+    }
+
+    fn header(&mut self, node: usize, key: &[u8]) -> Option<(LtdbHeader, Vec<u8>)> {
+        let db_id = self.db_id;
+        self.nodes[node].dbs.peek_record(db_id, key)
+    }
+
+    fn value(&mut self, node: usize, key: &[u8]) -> u64 {
+        let (_, d) = self.header(node, key).expect("record");
+        u64::from_le_bytes(d.try_into().unwrap())
+    }
+
+    fn lmaster(&self, key: &[u8]) -> usize {
+        self.nodes[0].dbs.lmaster(key) as usize
+    }
+
+    /// The one node that is dmaster of `key` by its own header, checked
+    /// against the lmaster's header.
+    fn dmaster(&mut self, key: &[u8]) -> usize {
+        let mut owners = Vec::new();
+        for n in 0..NODES as usize {
+            if let Some((h, _)) = self.header(n, key) {
+                if h.dmaster == n as u32 {
+                    owners.push(n);
+                }
+            }
+        }
+        assert_eq!(owners.len(), 1, "dmasters of {key:?}: {owners:?}");
+        let lm = self.lmaster(key);
+        let (h, _) = self.header(lm, key).expect("the lmaster knows the record");
+        assert_eq!(
+            h.dmaster as usize, owners[0],
+            "lmaster's view of the dmaster"
+        );
+        owners[0]
+    }
+
+    fn check_rsn_history(&self, key: &[u8]) {
+        let h = &self.history[key];
+        for w in h.windows(2) {
+            let ((n0, r0), (n1, r1)) = (w[0], w[1]);
+            if n0 == n1 {
+                assert!(r1 >= r0, "rsn went back on node {n0}: {r0} -> {r1}");
+            } else {
+                assert!(
+                    r1 > r0,
+                    "migration {n0} -> {n1} did not raise the rsn: {r0} -> {r1}"
+                );
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| n.m.pending_calls() == 0 && n.m.jobs_in_flight() == 0)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    Link((u32, u32)),
+    Op(usize),
+    Retry(usize),
+}
+
+/// Keys whose lmaster is each node in turn (so every role is exercised).
+fn keys_by_lmaster(c: &Cluster) -> Vec<Vec<u8>> {
+    let mut out: Vec<Option<Vec<u8>>> = vec![None; NODES as usize];
+    for i in 0u32.. {
+        let k = format!("key-{i}").into_bytes();
+        let lm = c.lmaster(&k);
+        if out[lm].is_none() {
+            out[lm] = Some(k);
+        }
+        if out.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+#[test]
+fn ring_of_fetches_moves_the_record_to_each_fetcher() {
+    let mut c = Cluster::new("ring", true);
+    let keys = keys_by_lmaster(&c);
+    for key in &keys {
+        let mut last_rsn = 0;
+        for round in 0..4u32 {
+            for node in 0..NODES as usize {
+                c.increment(round * 10 + node as u32 + 1, node, key);
+                assert_eq!(c.dmaster(key), node, "dmaster after a fetch on node {node}");
+                let (h, _) = c.header(node, key).unwrap();
+                assert!(h.rsn > last_rsn || (round == 0 && node == 0));
+                last_rsn = h.rsn;
+                assert_eq!(
+                    c.value(node, key),
+                    u64::from(round * NODES + node as u32 + 1)
+                );
+            }
+        }
+        c.check_rsn_history(key);
+        // A fetch on the node that is dmaster needs no call.
+        c.increment(99, 2, key);
+        assert_eq!(c.dmaster(key), 2);
+        assert_eq!(c.value(2, key), u64::from(4 * NODES + 1));
+        assert!(c.idle());
+    }
+    // Hops were counted where calls were served.
+    let served: u32 = c.nodes.iter().map(|n| n.hops).sum();
+    assert!(served > 0);
+    let db_id = c.db_id;
+    let buckets: u32 = c.nodes[0]
+        .dbs
+        .find(db_id)
+        .unwrap()
+        .statistics()
+        .hop_count_bucket
+        .iter()
+        .sum();
+    assert!(buckets > 0, "node 0 counted the calls it served");
+}
+
+/// Runs one seeded interleaving; (migrations, busy-lock retries).
+fn random_run(seed: u64, sharded: bool) -> (usize, u32) {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut c = Cluster::new(&format!("rand{seed}"), sharded);
+    let mut keys = keys_by_lmaster(&c);
+    keys.truncate(1 + rng.below(2));
+    let per_client = 3 + rng.below(4) as u32;
+    let mut clients = Vec::new();
+    let mut expected: HashMap<Vec<u8>, u64> = HashMap::new();
+    for node in 0..NODES as usize {
+        for j in 0..2 {
+            let key = keys[rng.below(keys.len())].clone();
+            *expected.entry(key.clone()).or_default() += u64::from(per_client);
+            let id = (node * 10 + j + 1) as u32;
+            clients.push(c.new_client(id, node, &key, per_client));
+        }
+    }
+    let mut steps = 0u32;
+    loop {
+        steps += 1;
+        assert!(steps < 500_000, "seed {seed}: no progress");
+        let events = c.events();
+        let runnable: Vec<usize> = (0..clients.len())
+            .filter(|&i| clients[i].state != ClientState::Done)
+            .collect();
+        if events.is_empty() && runnable.is_empty() {
+            break;
+        }
+        let n = events.len() + runnable.len();
+        let pick = rng.below(n);
+        if pick < events.len() {
+            c.fire(events[pick]);
+        } else {
+            let i = runnable[pick - events.len()];
+            let hold = rng.below(4) == 0;
+            let mut cl = clients.swap_remove(i);
+            c.client_step(&mut cl, hold);
+            clients.push(cl);
+        }
+    }
+    for (key, want) in &expected {
+        let owner = c.dmaster(key);
+        assert_eq!(
+            c.value(owner, key),
+            *want,
+            "seed {seed}: lost update on {key:?}"
+        );
+        c.check_rsn_history(key);
+    }
+    assert!(c.idle(), "seed {seed}: calls left over");
+    let migrations = c
+        .history
+        .values()
+        .map(|h| h.windows(2).filter(|w| w[0].0 != w[1].0).count())
+        .sum();
+    (migrations, c.retried)
+}
+
+#[test]
+fn random_interleavings_lose_no_update() {
+    let seeds: u64 = std::env::var("MIGRATE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let (mut migrations, mut retried) = (0, 0);
+    for seed in 0..seeds {
+        match std::panic::catch_unwind(|| random_run(seed, seed % 2 == 0)) {
+            Ok((m, r)) => {
+                migrations += m;
+                retried += r;
+            }
+            Err(e) => {
+                eprintln!("random_interleavings_lose_no_update failed with seed {seed}");
+                std::panic::resume_unwind(e);
+            }
+        }
+    }
+    eprintln!("{seeds} seeds: {migrations} migrations, {retried} busy-lock retries");
+    assert!(migrations as u64 > seeds, "records moved between nodes");
+    if ctdb_daemon::db::mutexes_work() {
+        // Clients holding a chain lock make record steps wait.
+        assert!(retried > 0, "busy chain locks were retried");
+    }
+}
+
+#[test]
+fn lost_call_is_resent_after_a_new_generation() {
+    let mut c = Cluster::new("resend", false);
+    let keys = keys_by_lmaster(&c);
+    // A record owned by node 1 whose lmaster is node 2.
+    let key = keys[2].clone();
+    c.increment(1, 1, &key);
+    assert_eq!(c.dmaster(&key), 1);
+    // Node 0's call is lost on the way (node 2's link is down).
+    c.blackhole = Some(2);
+    let mut cl = c.new_client(5, 0, &key, 1);
+    c.client_step(&mut cl, false);
+    assert_eq!(cl.state, ClientState::Waiting);
+    c.settle();
+    assert_eq!(c.nodes[0].m.pending_calls(), 1);
+    // Recovery: new generation everywhere, then the resend.
+    c.blackhole = None;
+    for n in &mut c.nodes {
+        n.m.set_generation(8);
+    }
+    let acts = c.nodes[0].m.resend_all(Instant::now());
+    c.apply(0, acts);
+    c.settle();
+    c.client_step(&mut cl, false);
+    assert_eq!(cl.state, ClientState::Idle, "the resent call was answered");
+    c.client_step(&mut cl, false);
+    assert_eq!(cl.state, ClientState::Done);
+    assert_eq!(c.dmaster(&key), 0);
+    assert_eq!(c.value(0, &key), 2);
+    assert!(c.idle());
+}
