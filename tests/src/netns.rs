@@ -41,7 +41,8 @@ pub fn available() -> bool {
     if !Path::new(IP).is_file() {
         return false;
     }
-    let name = format!("ctp{}p", std::process::id());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("ctp{}x{n}p", std::process::id());
     let ok = ip(&["netns", "add", &name]).is_ok();
     if ok {
         let _ = ip(&["netns", "del", &name]);
@@ -119,7 +120,7 @@ impl Partitioned {
         dir: &Path,
     ) -> Result<Partitioned> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tag = format!("{}{}", std::process::id() % 100_000, n % 100);
+        let tag = format!("{}x{}", std::process::id() % 100_000, n % 100);
         let p = Partitioned {
             ns: [format!("ctt{tag}a"), format!("ctt{tag}b")],
             // Interface names are at most 15 bytes.

@@ -1,6 +1,7 @@
 //! Must show (issue 5): with a cluster lock, two partitions never both have
-//! a leader. Node 0 runs in one network namespace, nodes 1 and 2 in
-//! another, joined by a veth pair (see `ctdb_tests::netns`); all three
+//! a leader. One node runs alone in a network namespace (node 0 in one
+//! test, node 2 in the other), the other two in a second namespace, joined
+//! by a veth pair (see `ctdb_tests::netns`); all three
 //! share the lock file on the common file system. Once the cluster is OK
 //! the link is cut (blackhole routes on both sides) for 30 seconds while
 //! every node is asked, every ~200 ms, which leader it hears (`ctdb leader`
@@ -17,16 +18,17 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ctdb_tests::must_show::{
-    ctdbd_or_skip, fail_with_logs, leader_seen_by, lock_holder, must, wait_agreed_leader, wait_for,
-    TestCluster,
+    ctdb_ok, ctdbd_or_skip, fail_with_logs, leader_seen_by, lock_holder, must, wait_agreed_leader,
+    wait_for, TestCluster,
 };
 use ctdb_tests::netns::{self, Partitioned};
 
 const PARTITION_FOR: Duration = Duration::from_secs(30);
 
-/// Which side of the cut node `i` is on (0: node 0 alone, 1: nodes 1, 2).
-fn side(i: u32) -> usize {
-    usize::from(i != 0)
+/// Which side of the cut node `i` is on when node `alone` is cut off from
+/// the other two (0: `alone`, 1: the others).
+fn side_of(alone: u32, i: u32) -> usize {
+    usize::from(i != alone)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -37,9 +39,29 @@ struct Sample {
     leader: Option<u32>,
 }
 
+/// The leader (node 0, started first so it takes the lock) is cut off
+/// alone: the two-node side is the one that must not elect itself.
 #[test]
-fn partitions_never_both_have_a_leader_with_cluster_lock() {
-    let name = "partitions_never_both_have_a_leader_with_cluster_lock";
+fn partitions_never_both_have_a_leader_leader_cut_off() {
+    partition_test("partitions_never_both_have_a_leader_leader_cut_off", 0, 0);
+}
+
+/// The leader (node 0 again) keeps the majority; node 2, cut off alone, is
+/// the one that must not elect itself.
+#[test]
+fn partitions_never_both_have_a_leader_leader_in_majority() {
+    partition_test(
+        "partitions_never_both_have_a_leader_leader_in_majority",
+        2,
+        0,
+    );
+}
+
+/// Cut node `alone` off from the other two; node `first` is started first
+/// so that it takes the lock and leads (the test only reports it if
+/// leadership ended up elsewhere: the invariants are checked either way).
+fn partition_test(name: &str, alone: usize, first: usize) {
+    let side = |i: u32| side_of(alone as u32, i);
     let Some(ctdbd) = ctdbd_or_skip(name) else {
         return;
     };
@@ -53,11 +75,12 @@ fn partitions_never_both_have_a_leader_with_cluster_lock() {
     let mut c = TestCluster::create(3, &ctdbd, |s| {
         s.cluster_lock = true;
         let addrs: Vec<_> = (0..3).map(|i| s.addr(i).expect("address")).collect();
+        let others: Vec<_> = (0..3).filter(|&i| i != alone).map(|i| addrs[i]).collect();
         std::fs::create_dir_all(&s.dir).expect("cluster dir");
         let p = Partitioned::create(
-            &addrs[..1],
-            &addrs[1..],
-            &[s.dir.join("node.0")],
+            &addrs[alone..=alone],
+            &others,
+            &[s.dir.join(format!("node.{alone}"))],
             &s.ctdbd,
             &s.dir,
         )
@@ -69,6 +92,17 @@ fn partitions_never_both_have_a_leader_with_cluster_lock() {
     // `net` was declared before `c`: on any exit the daemons are stopped
     // before the namespaces go.
     let net = net.as_mut().expect("namespaces made");
+    c.start_node(first).expect("start the first daemon");
+    let r = wait_for(
+        "the first node leading alone",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || match leader_seen_by(&c, first, 2) {
+            Some(l) if l == first as u32 => Ok(()),
+            other => Err(format!("leader {other:?}")),
+        },
+    );
+    must(&c, r);
     c.start_all().expect("start daemons");
     c.wait_all_ok(ctdb_tests::must_show::cli(), Duration::from_secs(60))
         .unwrap_or_else(|e| fail_with_logs(&c, &format!("cluster in namespaces: {e}")));
@@ -78,6 +112,16 @@ fn partitions_never_both_have_a_leader_with_cluster_lock() {
     );
     let lock = c.lock_file();
     assert_eq!(lock_holder(&c, &lock), Some(leader as usize));
+    // Notice the cut within seconds (default: 5 s x 5 keepalives), so the
+    // side without the lock really tries to elect a leader while sampled.
+    for i in 0..3 {
+        for (var, v) in [("KeepaliveInterval", "1"), ("KeepaliveLimit", "3")] {
+            must(&c, ctdb_ok(&c, i, &["setvar", var, v]));
+        }
+    }
+    if leader != first as u32 {
+        eprintln!("{name}: NOTE: leader is {leader}, not the first node {first}");
+    }
     eprintln!(
         "{name}: formed in namespaces {:?}, leader {leader}, after {:?}",
         net.namespaces(),
@@ -142,8 +186,9 @@ fn partitions_never_both_have_a_leader_with_cluster_lock() {
     if with_leader.is_empty() {
         problems.push("no partition had a leader (the lock holder's side must)".into());
     }
-    let sides: Vec<usize> = with_leader.iter().map(|s| side(s.node)).collect();
-    let holder_nodes: Vec<Option<usize>> = holders.iter().map(|h| h.1).collect();
+    let led_by_side = [0, 1].map(|x| with_leader.iter().filter(|s| side(s.node) == x).count());
+    let mut holder_nodes: Vec<Option<usize>> = holders.iter().map(|h| h.1).collect();
+    holder_nodes.dedup();
     for (at, h) in &holders {
         if let Some(h) = h {
             if side(*h as u32) != side(leader) && *at > Duration::from_secs(2) {
@@ -155,19 +200,11 @@ fn partitions_never_both_have_a_leader_with_cluster_lock() {
         }
     }
     eprintln!(
-        "{name}: {} samples, {} with a leader (sides {:?}), lock holders {:?}",
+        "{name}: {} samples, with a leader on side 0 (node {alone}): {}, on side 1: {}; \
+         lock holders over time {holder_nodes:?}",
         samples.len(),
-        with_leader.len(),
-        {
-            let mut s = sides.clone();
-            s.dedup();
-            s
-        },
-        {
-            let mut h = holder_nodes.clone();
-            h.dedup();
-            h
-        }
+        led_by_side[0],
+        led_by_side[1],
     );
     if !problems.is_empty() {
         fail_with_logs(
