@@ -1442,12 +1442,9 @@ fn control_ipinfo(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 1 {
         usage(Some("ipinfo"));
     }
-    let addr = match wire::parse_sock_addr(&args[0], false) {
-        Some(a) => a,
-        None => {
-            eprintln!("Invalid IP address {}", args[0]);
-            return 1;
-        }
+    let addr = match ip_arg(&args[0], false) {
+        Ok(a) => a,
+        Err(e) => return e,
     };
     let cmd_pnn = ctx.cmd_pnn;
     let info = match get_public_ip_info(ctx, cmd_pnn, &addr) {
@@ -2265,12 +2262,9 @@ fn control_gratarp(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 2 {
         usage(Some("gratarp"));
     }
-    let addr = match wire::parse_sock_addr(&args[0], false) {
-        Some(a) => a,
-        None => {
-            eprintln!("Invalid IP address {}", args[0]);
-            return 1;
-        }
+    let addr = match ip_arg(&args[0], false) {
+        Ok(a) => a,
+        Err(e) => return e,
     };
     let cmd_pnn = ctx.cmd_pnn;
     let info = AddrInfo {
@@ -2362,16 +2356,14 @@ fn control_tickle(_: &Options, args: &[String]) -> i32 {
         }
         return 0;
     }
-    let mut addrs = Vec::new();
-    for a in args {
-        match wire::parse_sock_addr(a, true) {
-            Some(s) => addrs.push(s),
-            None => {
-                eprintln!("Invalid IP address {a}");
-                return 1;
-            }
-        }
-    }
+    let addrs = match args
+        .iter()
+        .map(|a| ip_arg(a, true))
+        .collect::<Result<Vec<_>, i32>>()
+    {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
     let ret = send_tickle(&addrs[0], &addrs[1]);
     if ret != 0 {
         eprintln!("Failed to send tickle ack");
@@ -2391,12 +2383,9 @@ fn control_gettickles(ctx: &mut Ctx, args: &[String]) -> i32 {
             None => return libc::EINVAL,
         }
     }
-    let mut addr = match wire::parse_sock_addr(&args[0], false) {
-        Some(a) => a,
-        None => {
-            eprintln!("Invalid IP address {}", args[0]);
-            return 1;
-        }
+    let mut addr = match ip_arg(&args[0], false) {
+        Ok(a) => a,
+        Err(e) => return e,
     };
     addr.set_port(port as u16);
     let cmd_pnn = ctx.cmd_pnn;
@@ -2490,16 +2479,14 @@ fn tickle_control(
         }
         return 0;
     }
-    let mut addrs = Vec::new();
-    for a in args {
-        match wire::parse_sock_addr(a, true) {
-            Some(s) => addrs.push(s),
-            None => {
-                eprintln!("Invalid IP address {a}");
-                return 1;
-            }
-        }
-    }
+    let addrs = match args
+        .iter()
+        .map(|a| ip_arg(a, true))
+        .collect::<Result<Vec<_>, i32>>()
+    {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
     let conn = wire::Connection {
         src: addrs[0],
         dst: addrs[1],
@@ -2698,12 +2685,9 @@ fn control_moveip(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 2 {
         usage(Some("moveip"));
     }
-    let addr = match wire::parse_sock_addr(&args[0], false) {
-        Some(a) => a,
-        None => {
-            eprintln!("Invalid IP address {}", args[0]);
-            return 1;
-        }
+    let addr = match ip_arg(&args[0], false) {
+        Ok(a) => a,
+        Err(e) => return e,
     };
     let pnn = match format::smb_strtoul(&args[1], 10, false) {
         Some(p) if p as u32 != wire::CTDB_UNKNOWN_PNN && p <= u32::MAX as u64 => p as u32,
@@ -2830,12 +2814,9 @@ fn control_delip(ctx: &mut Ctx, args: &[String]) -> i32 {
     if args.len() != 1 {
         usage(Some("delip"));
     }
-    let addr = match wire::parse_sock_addr(&args[0], false) {
-        Some(a) => a,
-        None => {
-            eprintln!("Invalid IP address {}", args[0]);
-            return 1;
-        }
+    let addr = match ip_arg(&args[0], false) {
+        Ok(a) => a,
+        Err(e) => return e,
     };
     let cmd_pnn = ctx.cmd_pnn;
     let ips = match get_public_ips(ctx, cmd_pnn) {
@@ -3352,6 +3333,15 @@ fn volatile_db(ctx: &mut Ctx, arg: &str) -> Option<(String, u8)> {
 fn attach_or_report(ctx: &mut Ctx, name: &str, flags: u8) -> Result<LocalDb, i32> {
     ctx.attach(name, flags).inspect_err(|_| {
         eprintln!("Failed to attach to DB {name}");
+    })
+}
+
+/// An address argument (`ip`, or `ip:port` with `with_port`); prints
+/// upstream's complaint and gives status 1 if it is not one.
+fn ip_arg(s: &str, with_port: bool) -> Result<SockAddr, i32> {
+    wire::parse_sock_addr(s, with_port).ok_or_else(|| {
+        eprintln!("Invalid IP address {s}");
+        1
     })
 }
 
