@@ -217,7 +217,7 @@ impl CoreStore {
         // Only a hint; `find` re-reads everything under the lock.
         if let Some(first) = self.map.peek_u32(hash_top(bucket) as u64) {
             if first != 0 {
-                self.map.prefetch2(first);
+                self.map.prefetch_record(first);
             }
         }
         Ok((hash, bucket))

@@ -111,13 +111,13 @@ impl Map {
         Some(u32::from_le(a.load(Ordering::Relaxed)))
     }
 
-    /// Hint the CPU to start loading the two cache lines at `off` and
-    /// `off + 64` (a record header and what follows it). No bounds check:
+    /// Hint the CPU to start loading the three cache lines from `off` to
+    /// `off + 128` (a record header with a short key and value). No bounds check:
     /// a prefetch never faults and has no architectural effect, and the
     /// address is only computed (with wrapping arithmetic), never
     /// dereferenced.
     #[inline]
-    pub fn prefetch2(&self, off: u32) {
+    pub fn prefetch_record(&self, off: u32) {
         #[cfg(target_arch = "x86_64")]
         if let Some(raw) = self.raw.as_ref() {
             let p = raw.as_ptr().wrapping_add(off as usize);
@@ -127,6 +127,10 @@ impl Map {
                 std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
                 std::arch::x86_64::_mm_prefetch(
                     p.wrapping_add(64) as *const i8,
+                    std::arch::x86_64::_MM_HINT_T0,
+                );
+                std::arch::x86_64::_mm_prefetch(
+                    p.wrapping_add(128) as *const i8,
                     std::arch::x86_64::_MM_HINT_T0,
                 );
             }

@@ -629,10 +629,15 @@ impl MutexArea {
         #[cfg(target_arch = "x86_64")]
         {
             let p = self.chain_ptr(chain + 1);
+            // A 40-byte mutex straddles two cache lines for half of the
+            // chains, and a robust lock writes all of it (lock word, owner,
+            // robust-list links): fetch both lines.
+            let last = p.cast::<u8>().wrapping_add(MUTEX_SIZE - 1);
             // SAFETY: prefetching has no architectural side effects and
-            // never faults; `p` is inside the mapping anyway (I2).
+            // never faults; both addresses are inside the mapping anyway (I2).
             unsafe {
-                std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_ET0)
+                std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_ET0);
+                std::arch::x86_64::_mm_prefetch(last as *const i8, std::arch::x86_64::_MM_HINT_ET0);
             };
         }
     }
