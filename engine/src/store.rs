@@ -1062,6 +1062,29 @@ impl CoreStore {
         Ok(None)
     }
 
+    /// Start loading what an operation on `key` will touch (its chain
+    /// mutex, chain head and first record) without taking any lock. A
+    /// caller with several requests queued can call this for the next key
+    /// before serving the current one, so that the next key's cache misses
+    /// overlap the current operation instead of following it. A hint only:
+    /// nothing is read under the lock protocol, and a key of another
+    /// partition is ignored.
+    pub fn prefetch(&self, key: &[u8]) {
+        let hash = self.sh.hash.hash(key);
+        let bucket = hash % self.sh.hash_size;
+        if !self.owns(bucket) {
+            return;
+        }
+        if let Some(area) = &self.sh.mutex {
+            area.prefetch_chain(bucket);
+        }
+        if let Some(first) = self.map.peek_u32(hash_top(bucket) as u64) {
+            if first != 0 {
+                self.map.prefetch_record(first);
+            }
+        }
+    }
+
     /// Copy the value of `key` into `out` (cleared first). Returns false if
     /// the key does not exist. No allocation if `out` has capacity.
     pub fn fetch_into(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {

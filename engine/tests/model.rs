@@ -73,6 +73,7 @@ fn run(seed: u64, tflags: u32, hash_size: u32, steps: usize, path: &std::path::P
             }
             60..=74 => {
                 let k = key(&mut rng);
+                h.prefetch(&k);
                 assert_eq!(h.fetch(&k).unwrap().as_ref(), cur.get(&k), "{ctx}");
                 assert_eq!(h.exists(&k).unwrap(), cur.contains_key(&k), "{ctx}");
             }
@@ -230,6 +231,11 @@ fn partitioned_sequences_match_model() {
             let ctx = format!("seed {seed} step {step}");
             let k = format!("key{}", rng.below(400)).into_bytes();
             let owner = db.owner_of(&k, ncores);
+            // A prefetch hint (on every partition: the others ignore it)
+            // must never change what the operations see.
+            for q in &parts {
+                q.prefetch(&k);
+            }
             let p = &mut parts[owner];
             match rng.below(20) {
                 0..=8 => {

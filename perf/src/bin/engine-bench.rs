@@ -77,6 +77,12 @@ struct Args {
     /// counted) or `wall`. The scaling tables always use the wall clock.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "wall"])]
     clock: String,
+    /// With `--only engine`: before each store and fetch, call
+    /// `CoreStore::prefetch` for the key of the next operation (what a
+    /// server with queued requests can do; libtdb has no such call, so this
+    /// is not a like-for-like comparison and is refused otherwise).
+    #[arg(long)]
+    prefetch_next: bool,
 }
 
 /// One key-value backend under test.
@@ -87,6 +93,8 @@ trait Backend {
     fn delete(&mut self, key: &[u8]) -> Result<(), String>;
     /// Returns the number of records visited.
     fn traverse(&mut self) -> Result<u64, String>;
+    /// Hint that `key` comes next (`--prefetch-next`; no-op by default).
+    fn prefetch(&mut self, _key: &[u8]) {}
 }
 
 fn key_of(i: u32) -> Vec<u8> {
@@ -189,6 +197,7 @@ struct Budget {
     fetch: bool,
     traverse: bool,
     delete: bool,
+    prefetch_next: bool,
 }
 
 impl Budget {
@@ -204,6 +213,7 @@ impl Budget {
             fetch: args.phases.iter().any(|p| p == "fetch"),
             traverse: args.phases.iter().any(|p| p == "traverse"),
             delete: args.phases.iter().any(|p| p == "delete"),
+            prefetch_next: args.prefetch_next,
         }
     }
 
@@ -229,8 +239,17 @@ fn run_phases(
     let mut ops = 0u64;
     let mut passes = 0u32;
     loop {
-        for (k, v) in keys {
-            b.store(k, v)?;
+        if budget.prefetch_next {
+            for (i, (k, v)) in keys.iter().enumerate() {
+                if let Some((next, _)) = keys.get(i + 1) {
+                    b.prefetch(next);
+                }
+                b.store(k, v)?;
+            }
+        } else {
+            for (k, v) in keys {
+                b.store(k, v)?;
+            }
         }
         ops += keys.len() as u64;
         passes += 1;
@@ -268,11 +287,15 @@ fn fetch_phase(
         let mut idx = 0usize;
         for _ in 0..n {
             let (k, v) = &keys[idx];
+            let next = (idx + stride) % n;
+            if budget.prefetch_next {
+                b.prefetch(&keys[next].0);
+            }
             match b.fetch(k)? {
                 Some(len) if len == v.len() => {}
                 other => return Err(format!("fetch of key {idx}: got {other:?}")),
             }
-            idx = (idx + stride) % n;
+            idx = next;
             ops += 1;
             if budget.passes.is_none() && ops & 4095 == 0 && budget.over(0, start.elapsed()) {
                 break 'outer;
@@ -701,6 +724,9 @@ fn run(args: &Args) -> Result<(), String> {
     if args.records == 0 || args.hash_size == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
         return Err("--records, --hash-size and --seconds must be positive".into());
     }
+    if args.prefetch_next && args.only.as_deref() != Some("engine") {
+        return Err("--prefetch-next needs --only engine (libtdb has no prefetch)".into());
+    }
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("engine-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -830,6 +856,9 @@ mod engine {
             self.st
                 .delete(key)
                 .map_err(|e| format!("engine delete: {e}"))
+        }
+        fn prefetch(&mut self, key: &[u8]) {
+            self.st.prefetch(key);
         }
         fn traverse(&mut self) -> Result<u64, String> {
             let mut n = 0u64;
