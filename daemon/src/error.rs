@@ -72,12 +72,6 @@ impl DaemonError {
         }
     }
 
-    /// The same as [`DaemonError::path`]; the name the `ctdb-eventd`
-    /// binary still uses.
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self::path(op, path, source)
-    }
-
     pub fn sys(op: &'static str, source: io::Error) -> Self {
         DaemonError::Sys { op, source }
     }

@@ -1,8 +1,8 @@
 //! Event protocol codec: exact byte layouts, round trips of random
 //! packets (seeded, seed printed on failure), truncation and bad values.
 
+use ctdb_daemon::error::DaemonError;
 use ctdb_daemon::event::protocol::*;
-use ctdb_daemon::event::EventError;
 
 struct Rng(u64);
 impl Rng {
@@ -245,7 +245,7 @@ fn bad_values_are_named() {
     assert!(
         matches!(
             e,
-            EventError::BadValue {
+            DaemonError::BadValue {
                 what: "command",
                 offset: 12,
                 ..

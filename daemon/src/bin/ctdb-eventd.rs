@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use ctdb_config::{Config, LoadOptions, LogLocation, Paths};
+use ctdb_daemon::error::DaemonError;
 use ctdb_daemon::event::server::Server;
-use ctdb_daemon::event::{EventError, EventRunner};
+use ctdb_daemon::event::EventRunner;
 use ctdb_daemon::logging::{self, DebugLevel, LogTarget};
 
 #[derive(Parser, Debug)]
@@ -36,15 +37,15 @@ fn cleanup(socket: &Path, pidfile: &Path) {
     let _ = std::fs::remove_file(pidfile);
 }
 
-fn notify_startup(fd: i32) -> Result<(), EventError> {
+fn notify_startup(fd: i32) -> Result<(), DaemonError> {
     // Write through /proc so no unsafe fd handling is needed here.
     let path = PathBuf::from(format!("/proc/self/fd/{fd}"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
-        .map_err(|e| EventError::io("open startup fd", &path, e))?;
+        .map_err(|e| DaemonError::path("open startup fd", &path, e))?;
     f.write_all(&0u32.to_ne_bytes())
-        .map_err(|e| EventError::io("write startup fd", &path, e))
+        .map_err(|e| DaemonError::path("write startup fd", &path, e))
 }
 
 /// SIGUSR1: re-read ctdb.conf; only the debug script can change.
@@ -58,13 +59,13 @@ fn reload(runner: &EventRunner, etcdir: &Path) {
     }
 }
 
-fn run(args: Args) -> Result<u8, EventError> {
-    let paths = Paths::from_env().map_err(|e| EventError::BadOption {
+fn run(args: Args) -> Result<u8, DaemonError> {
+    let paths = Paths::from_env().map_err(|e| DaemonError::BadOption {
         option: "environment",
         why: e.to_string(),
     })?;
     let config = Config::load_with(&paths.etcdir, LoadOptions::ctdbd()).map_err(|e| {
-        EventError::BadOption {
+        DaemonError::BadOption {
             option: "configuration",
             why: e.to_string(),
         }
@@ -89,12 +90,12 @@ fn run(args: Args) -> Result<u8, EventError> {
     // thread starts (children get a clean mask from std's spawn).
     let signals = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
     ctdb_daemon::sys::block_signals(&signals)
-        .map_err(|e| EventError::io("block signals in", "ctdb-eventd", e))?;
+        .map_err(|e| DaemonError::path("block signals in", "ctdb-eventd", e))?;
 
     let runner = Arc::new(EventRunner::from_config(&paths, &config));
     let server = Server::bind(&socket, runner.clone())?;
     std::fs::write(&pidfile, format!("{}\n", std::process::id()))
-        .map_err(|e| EventError::io("write pid file", &pidfile, e))?;
+        .map_err(|e| DaemonError::path("write pid file", &pidfile, e))?;
     tracing::info!("daemon started, pid={}", std::process::id());
 
     if args.startup_fd >= 0 {

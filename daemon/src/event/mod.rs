@@ -93,12 +93,6 @@ use std::io;
 pub use client::EventClient;
 pub use runner::{EventRunner, RunResult, ScriptResult};
 
-/// The event modules report errors as the crate's one error type
-/// ([`DaemonError`](crate::DaemonError)): protocol decoding errors carry
-/// the byte offset and the field, I/O errors the operation and path. This
-/// name is kept for the `ctdb-eventd` binary and the event tests.
-pub type EventError = crate::DaemonError;
-
 /// Text of an errno value, as `strerror` gives it (without Rust's
 /// "(os error N)" suffix).
 pub fn strerror(errno: i32) -> String {
