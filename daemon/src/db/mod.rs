@@ -127,7 +127,7 @@ pub use vacuum::VacuumCounts;
 pub use wire::{encode_message, Served};
 
 /// `CTDB_CTRL_FLAG_ATTACH_RECOVERY`: an attach sent by the recovery code.
-pub const CTRL_FLAG_ATTACH_RECOVERY: u32 = 0x0000_0002;
+pub const CTRL_FLAG_ATTACH_RECOVERY: u32 = ctdb_protocol::constants::CTDB_CTRL_FLAG_ATTACH_RECOVERY;
 
 /// Name of the health database in the state directory.
 const PERSISTENT_HEALTH_TDB: &str = "persistent_health.tdb";
