@@ -169,6 +169,15 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<CliOutput> {
     })
 }
 
+/// smbd's `log level`: `$SAMBA_LOG_LEVEL` (e.g. `10` or `1 dbwrap:10
+/// ctdb:10`) when set, else 1.
+fn smbd_log_level() -> String {
+    std::env::var("SAMBA_LOG_LEVEL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "1".to_string())
+}
+
 fn write(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).map_err(io_err("write", path))
 }
@@ -240,7 +249,7 @@ impl SambaCluster {
                  \tncalrpc dir = {ncalrpc}\n\
                  \tlog file = {log}\n\
                  \tmax log size = 0\n\
-                 \tlog level = 1\n\
+                 \tlog level = {log_level}\n\
                  \tkernel oplocks = no\n\
                  \tkernel share modes = no\n\
                  \tposix locking = no\n\
@@ -264,6 +273,7 @@ impl SambaCluster {
                 ncalrpc = d("ncalrpc"),
                 log = d("log.smbd"),
                 share = share.display(),
+                log_level = smbd_log_level(),
             );
             write(&conf, &text)?;
             nodes.push(SmbNode {
@@ -663,6 +673,29 @@ impl SambaCluster {
         match left.first() {
             Some(&pid) => Err(HarnessError::Unkillable { pid }),
             None => Ok(()),
+        }
+    }
+
+    /// If `$SAMBA_TEST_LOGS` names a directory, copy every smbd log and
+    /// every ctdbd log of `cluster` to `$SAMBA_TEST_LOGS/<name>/` (the
+    /// cluster directory goes away with the cluster).
+    pub fn save_logs_if_asked(&self, cluster: &Cluster, name: &str) {
+        let Some(root) = std::env::var_os("SAMBA_TEST_LOGS") else {
+            return;
+        };
+        let dest = PathBuf::from(root).join(name);
+        if fs::create_dir_all(&dest).is_err() {
+            return;
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            for f in ["log.smbd", "log.stdout"] {
+                let _ = fs::copy(node.dir.join(f), dest.join(format!("smb.{i}.{f}")));
+            }
+        }
+        for i in 0..cluster.len() {
+            if let Ok(log) = cluster.log(i) {
+                let _ = fs::copy(log, dest.join(format!("ctdbd.{i}.log")));
+            }
         }
     }
 

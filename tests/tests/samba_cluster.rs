@@ -70,6 +70,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        self.samba.save_logs_if_asked(&self.cluster, self.name);
         eprintln!(
             "{}: [ctdbd {}] took {:?}",
             self.name,
