@@ -54,6 +54,7 @@ pub mod monitor;
 pub mod options;
 pub mod peers;
 pub mod process;
+pub mod recoverd_driver;
 pub mod runtime;
 pub mod shards;
 pub mod state;

@@ -53,14 +53,12 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ctdb_protocol::constants::{
-    CTDB_CAP_RECMASTER, CTDB_RECOVERY_ACTIVE, CTDB_RECOVERY_NORMAL, CTDB_UNKNOWN_PNN,
-    INVALID_GENERATION, NODE_FLAGS_INACTIVE, NODE_FLAGS_UNHEALTHY,
-};
-use ctdb_protocol::types::{srvid, SrvidMessage, VnnMap};
+use ctdb_protocol::constants::{CTDB_RECOVERY_NORMAL, NODE_FLAGS_INACTIVE, NODE_FLAGS_UNHEALTHY};
+use ctdb_protocol::types::{srvid, NodeFlagChange, SrvidMessage};
+use ctdb_protocol::Wire;
 
-use crate::cluster::Control;
-use crate::controls::{apply_effects, cluster_control, freeze_all};
+use crate::cluster::LockStatus;
+use crate::controls::apply_effects;
 use crate::db::OutMessage;
 use crate::event::eventd::{EventBackend, RunRefused};
 use crate::event::notify::{run_notification, Notification};
@@ -105,7 +103,28 @@ pub async fn run_event(backend: Option<EventBackend>, ev: CtdbEvent, timeout: u3
 }
 
 /// Runs an event in the background, logging a failure.
+///
+/// The recovery events carry upstream's bookkeeping (START_RECOVERY and
+/// END_RECOVERY from the leader arrive here through the node machine's
+/// effects): `startrecovery` marks the recovery start; `recovered` counts
+/// the recovery, marks its end and ends the FIRST_RECOVERY run state.
 pub fn spawn_event(d: &Daemon, ev: CtdbEvent) {
+    match ev {
+        CtdbEvent::StartRecovery => {
+            tracing::error!("Recovery has started");
+            d.last_recovery_started.set(now_timeval());
+        }
+        CtdbEvent::Recovered => {
+            d.stats.borrow_mut().count(|s| s.num_recoveries += 1);
+            d.last_recovery_finished.set(now_timeval());
+            d.recovered_at.set(Some(Instant::now()));
+            tracing::info!("Recovery has finished (generation {})", d.generation());
+            if d.runstate.get() == RUNSTATE_FIRST_RECOVERY {
+                set_runstate(d, RUNSTATE_STARTUP);
+            }
+        }
+        _ => {}
+    }
     let backend = d.events.clone();
     let timeout = d.tunable("EventScriptTimeout", 30);
     glommio::spawn_local(async move {
@@ -138,19 +157,24 @@ pub fn takeover_run(d: &Daemon, req: SrvidMessage) {
 /// The cluster lock, held by a cluster mutex helper child for as long as
 /// it runs (upstream's `ctdb_cluster_mutex`): `!prog args...` runs that
 /// command, anything else is a file for the default fcntl helper.
+/// Dropping it releases the lock.
 pub struct ClusterLock {
     child: std::process::Child,
+    released: bool,
 }
 
 impl ClusterLock {
     /// Starts the helper and waits (in the blocking pool) for its status
-    /// byte: `Ok` when held, `Err` with why not otherwise.
-    pub async fn take(helper: &std::path::Path, lock: &str) -> Result<ClusterLock, String> {
+    /// byte: `Ok` when held, otherwise the status and why.
+    pub async fn take(
+        helper: &std::path::Path,
+        lock: &str,
+    ) -> Result<ClusterLock, (LockStatus, String)> {
         let (prog, args): (std::path::PathBuf, Vec<String>) = match lock.strip_prefix('!') {
             Some(cmd) => {
                 let mut w = cmd.split_whitespace().map(str::to_string);
                 let Some(p) = w.next() else {
-                    return Err("empty cluster lock command".into());
+                    return Err((LockStatus::Error, "empty cluster lock command".into()));
                 };
                 (p.into(), w.collect())
             }
@@ -161,9 +185,17 @@ impl ClusterLock {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
+            .map_err(|e| {
+                (
+                    LockStatus::Error,
+                    format!("cannot run {}: {e}", prog.display()),
+                )
+            })?;
         let Some(mut out) = child.stdout.take() else {
-            return Err("cluster mutex helper has no stdout".into());
+            return Err((
+                LockStatus::Error,
+                "cluster mutex helper has no stdout".into(),
+            ));
         };
         let byte = glommio::executor()
             .spawn_blocking(move || {
@@ -172,20 +204,30 @@ impl ClusterLock {
                 out.read_exact(&mut b).map(|_| b[0])
             })
             .await;
-        let mut lock = ClusterLock { child };
+        let mut lock = ClusterLock {
+            child,
+            released: false,
+        };
         match byte {
             Ok(b'0') => Ok(lock),
             Ok(b) => {
                 lock.release();
-                Err(match b {
-                    b'1' => "contention".to_string(),
-                    b'2' => "timeout".to_string(),
-                    _ => format!("error (status '{}')", b as char),
-                })
+                let st = LockStatus::from_byte(b);
+                Err((
+                    st,
+                    match b {
+                        b'1' => "contention".to_string(),
+                        b'2' => "timeout".to_string(),
+                        _ => format!("error (status '{}')", b as char),
+                    },
+                ))
             }
             Err(e) => {
                 lock.release();
-                Err(format!("helper ended without status: {e}"))
+                Err((
+                    LockStatus::Error,
+                    format!("helper ended without status: {e}"),
+                ))
             }
         }
     }
@@ -197,8 +239,20 @@ impl ClusterLock {
 
     /// Releases the lock: SIGTERM to the helper, then reap it.
     pub fn release(&mut self) {
-        crate::event::runner::kill_pid(self.child.id(), libc::SIGTERM);
+        if self.released {
+            return;
+        }
+        self.released = true;
+        if matches!(self.child.try_wait(), Ok(None)) {
+            crate::event::runner::kill_pid(self.child.id(), libc::SIGTERM);
+        }
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for ClusterLock {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -224,7 +278,8 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
     notify(&d, Notification::Setup);
     set_runstate(&d, RUNSTATE_FIRST_RECOVERY);
 
-    let recoverd_start = Instant::now();
+    // The recovery daemon: elections, LEADER broadcasts, recoveries.
+    let recoverd = glommio::spawn_local(crate::recoverd_driver::run(d.clone(), stop.clone()));
     let mut next_stats = Instant::now();
     let mut next_startup: Option<Instant> = None;
     let mut next_monitor: Option<Instant> = None;
@@ -232,9 +287,6 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
     let monitor_busy = Rc::new(Cell::new(false));
     let timeouts = Rc::new(Cell::new(0u32));
     let startup_busy = Rc::new(Cell::new(false));
-    let mut lock: Option<ClusterLock> = None;
-    let mut next_leader = Instant::now();
-    let mut lock_retry: Option<Instant> = None;
 
     loop {
         if d.shutdown.get() || stop.is_stopped() {
@@ -255,76 +307,6 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
         let (_acts, effects) = d.node.borrow_mut().tick(ms, all_frozen);
         if !effects.is_empty() {
             apply_effects(&d, &effects);
-        }
-        if !d.node.borrow().ban.is_banned()
-            && d.node.borrow().membership.own_flags() & ctdb_protocol::constants::NODE_FLAGS_BANNED
-                != 0
-        {
-            // A ban just ended: unfreeze through a recovery.
-            d.recovery_wanted.set(true);
-        }
-
-        // Election: the only node wins once the election timeout passed.
-        let can_lead = {
-            let node = d.node.borrow();
-            node.membership.capabilities() & CTDB_CAP_RECMASTER != 0
-                && node.membership.own_flags() & NODE_FLAGS_INACTIVE == 0
-        };
-        let election_over = recoverd_start.elapsed()
-            >= Duration::from_secs(u64::from(d.tunable("ElectionTimeout", 3)));
-        if let Some(l) = lock.as_mut() {
-            if l.lost() {
-                tracing::error!("Cluster lock helper terminated");
-                lock = None;
-            }
-        }
-        if election_over && can_lead && lock.is_none() {
-            if let Some(path) = d.reclock.clone() {
-                if lock_retry.is_none_or(|t| now >= t) {
-                    match ClusterLock::take(&d.mutex_helper, &path).await {
-                        Ok(l) => {
-                            tracing::info!("Took cluster lock");
-                            lock = Some(l);
-                        }
-                        Err(why) => {
-                            tracing::error!("Unable to take cluster lock - {why}");
-                            lock_retry = Some(Instant::now() + Duration::from_secs(1));
-                        }
-                    }
-                }
-            }
-        }
-        let have_lock = d.reclock.is_none() || lock.is_some();
-        let can_lead = can_lead && have_lock;
-        if election_over {
-            if can_lead && d.leader.get() != d.pnn() {
-                tracing::info!("Election period ended, leader={}", d.pnn());
-                d.leader.set(d.pnn());
-            } else if !can_lead && d.leader.get() == d.pnn() {
-                tracing::info!("This node can no longer be leader");
-                d.leader.set(CTDB_UNKNOWN_PNN);
-            }
-        }
-
-        // The leader's broadcast, every second.
-        if d.leader.get() == d.pnn() {
-            if now >= next_leader {
-                next_leader = now + Duration::from_secs(1);
-                d.deliver(&OutMessage {
-                    pnn: d.pnn(),
-                    srvid: srvid::LEADER,
-                    data: d.pnn().to_le_bytes().to_vec(),
-                });
-            }
-            let need = {
-                let node = d.node.borrow();
-                node.recmode() == CTDB_RECOVERY_ACTIVE
-                    || node.vnnmap().generation == INVALID_GENERATION
-            } || d.recovery_wanted.get();
-            if need && can_lead {
-                d.recovery_wanted.set(false);
-                recover(&d).await;
-            }
         }
 
         // Start-up once the first recovery has settled.
@@ -401,10 +383,10 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
         })
         .await;
     }
+    // As upstream's shutdown sequence: the recovery daemon goes first
+    // (releasing the cluster lock), then the shutdown event.
+    recoverd.await;
     shutdown(&d).await;
-    if let Some(mut l) = lock.take() {
-        l.release();
-    }
     Ok(())
 }
 
@@ -427,78 +409,30 @@ fn health_result(d: &Daemon, status: i32, next_interval: &Cell<u32>, timeouts: &
     let unhealthy = d.node.borrow().membership.own_flags() & NODE_FLAGS_UNHEALTHY != 0;
     if status != 0 && !unhealthy {
         tracing::info!("monitor event failed - disabling node");
-        d.node.borrow_mut().membership.set_own_health(false);
+        let change = d.node.borrow_mut().membership.set_own_health(false);
+        push_node_flags(d, change);
         next_interval.set(5);
         notify(d, Notification::Unhealthy);
         tracing::error!("Node became UNHEALTHY. Ask recovery master to reallocate IPs");
     } else if status == 0 && unhealthy {
         tracing::info!("monitor event OK - node re-enabled");
-        d.node.borrow_mut().membership.set_own_health(true);
+        let change = d.node.borrow_mut().membership.set_own_health(true);
+        push_node_flags(d, change);
         next_interval.set(5);
         notify(d, Notification::Healthy);
         tracing::error!("Node became HEALTHY. Ask recovery master to reallocate IPs");
     }
 }
 
-/// The recovery of a one-node cluster.
-async fn recover(d: &Rc<Daemon>) {
-    tracing::info!("Starting do_recovery");
-    d.last_recovery_started.set(now_timeval());
-    let timeout = d.tunable("EventScriptTimeout", 30);
-    cluster_control(d, Control::SetRecmode(CTDB_RECOVERY_ACTIVE));
-    let code = run_event(d.events.clone(), CtdbEvent::StartRecovery, timeout).await;
-    if code != 0 {
-        tracing::error!("startrecovery event failed ({code})");
-    }
-    freeze_all(d, true);
-    let generation = new_generation(d.generation());
-    let vnnmap = VnnMap {
-        generation,
-        map: vec![d.pnn()],
-    };
-    d.dbs.borrow_mut().set_vnn_map(vnnmap.map.clone());
-    let (st, _) = cluster_control(d, Control::SetVnnmap(vnnmap));
-    if st != 0 {
-        tracing::error!("Unable to set vnnmap");
-    }
-    let (st, _) = cluster_control(d, Control::SetRecmode(CTDB_RECOVERY_NORMAL));
-    if st != 0 {
-        tracing::error!("Unable to set recovery mode to normal");
-    }
-    freeze_all(d, false);
-    let code = run_event(d.events.clone(), CtdbEvent::Recovered, timeout).await;
-    if code != 0 {
-        tracing::error!("recovered event failed ({code})");
-    }
-    d.last_recovery_finished.set(now_timeval());
-    d.recovered_at.set(Some(Instant::now()));
-    d.stats.borrow_mut().count(|s| s.num_recoveries += 1);
-    tracing::info!("Recovery complete (generation {generation})");
-    if d.runstate.get() == RUNSTATE_FIRST_RECOVERY {
-        set_runstate(d, RUNSTATE_STARTUP);
-    }
-    // Clients learn that a recovery happened.
-    d.deliver(&OutMessage {
-        pnn: d.pnn(),
-        srvid: srvid::RECONFIGURE,
-        data: Vec::new(),
-    });
-    spawn_event(d, CtdbEvent::IpReallocated);
-}
-
-/// A random generation different from INVALID and the current one.
-fn new_generation(old: u32) -> u32 {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.as_nanos() as u64)
-        .unwrap_or(1)
-        ^ (u64::from(std::process::id()) << 32);
-    let mut rng = crate::cluster::Rng::new(seed);
-    loop {
-        let g = rng.next_u64() as u32;
-        if g != INVALID_GENERATION && g != old && g != 0 {
-            return g;
-        }
+/// A change of this node's flags goes to its recovery daemon, which
+/// pushes it to every connected node (upstream's PUSH_NODE_FLAGS).
+fn push_node_flags(d: &Daemon, change: Option<NodeFlagChange>) {
+    if let Some(c) = change {
+        d.deliver(&OutMessage {
+            pnn: d.pnn(),
+            srvid: srvid::PUSH_NODE_FLAGS,
+            data: c.to_bytes(),
+        });
     }
 }
 

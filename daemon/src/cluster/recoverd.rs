@@ -60,7 +60,7 @@ use std::collections::BTreeMap;
 
 use super::banning::Culprits;
 use super::election::{ElectionState, LockState};
-use super::recovery::{RecoveryRun, Round, RunStatus, Sender, RUN_ID_BIT};
+use super::recovery::{RecoveryError, RecoveryRun, Round, RunStatus, Sender, RUN_ID_BIT};
 use super::{
     secs, Action, BanState, Control, ControlId, ControlResult, Dest, Message, Millis,
     NodeFlagChange, Pnn, Reply, Rng, Tunables, VnnMap, CTDB_CAP_LMASTER, CTDB_RECOVERY_ACTIVE,
@@ -142,6 +142,7 @@ pub struct Recoverd {
     run: Option<RecoveryRun>,
     remote: BTreeMap<Pnn, Vec<(Pnn, u32)>>,
     stats: RecoverdStats,
+    last_failure: Option<RecoveryError>,
 }
 
 impl Recoverd {
@@ -168,6 +169,7 @@ impl Recoverd {
             run: None,
             remote: BTreeMap::new(),
             stats: RecoverdStats::default(),
+            last_failure: None,
         }
     }
 
@@ -199,6 +201,10 @@ impl Recoverd {
     }
     pub fn stats(&self) -> RecoverdStats {
         self.stats
+    }
+    /// Why the last recovery run that failed did (for logs).
+    pub fn last_failure(&self) -> Option<&RecoveryError> {
+        self.last_failure.as_ref()
     }
     /// Elections this node forced.
     pub fn elections_forced(&self) -> u64 {
@@ -321,6 +327,7 @@ impl Recoverd {
 
     pub(crate) fn abort_run(&mut self) {
         if self.run.take().is_some() {
+            self.last_failure = None;
             self.stats.recoveries_failed += 1;
         }
     }
@@ -592,9 +599,10 @@ impl Recoverd {
         };
         match status {
             RunStatus::Running => {}
-            RunStatus::Failed(_) => {
+            RunStatus::Failed(e) => {
                 self.run = None;
                 self.stats.recoveries_failed += 1;
+                self.last_failure = Some(e);
             }
             RunStatus::Done => {
                 self.run = None;

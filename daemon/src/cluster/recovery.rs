@@ -234,8 +234,9 @@ pub enum RecoveryError {
     },
     /// Two nodes have the same database with different flags or names.
     Inconsistent { db_id: u32 },
-    /// Some databases could not be recovered.
-    Databases { failed: u32 },
+    /// Some databases could not be recovered; `last` says where the last
+    /// failed attempt stopped (database and step).
+    Databases { failed: u32, last: String },
     /// A reply had the wrong type.
     BadReply { step: &'static str },
 }
@@ -305,6 +306,7 @@ pub struct RecoveryRun {
     ban_target: Option<Pnn>,
     vnnmap: VnnMap,
     status: RunStatus,
+    last_db_failure: String,
 }
 
 /// Ids of a run's controls have this bit set.
@@ -347,6 +349,7 @@ impl RecoveryRun {
             ban_target: None,
             vnnmap: VnnMap::default(),
             status: RunStatus::Running,
+            last_db_failure: String::new(),
         };
         let mut out = Vec::new();
         let dests = run.nlist.clone();
@@ -726,7 +729,10 @@ impl RecoveryRun {
                     Some(Reply::Nodemap(m)) => m.iter().find(|(p, _)| *p == target).map(|x| x.1),
                     _ => {
                         let failed = self.failed_dbs;
-                        self.fail(RecoveryError::Databases { failed });
+                        self.fail(RecoveryError::Databases {
+                            failed,
+                            last: self.last_db_failure.clone(),
+                        });
                         return;
                     }
                 };
@@ -744,7 +750,10 @@ impl RecoveryRun {
             }
             Stage::Ban => {
                 let failed = self.failed_dbs;
-                self.fail(RecoveryError::Databases { failed });
+                self.fail(RecoveryError::Databases {
+                    failed,
+                    last: self.last_db_failure.clone(),
+                });
             }
             Stage::Normal => {
                 if self.step_failed("SET_RECMODE NORMAL") {
@@ -784,6 +793,12 @@ impl RecoveryRun {
     }
 
     fn db_attempt_failed(&mut self, out: &mut Vec<Action>) {
+        self.last_db_failure = format!(
+            "db 0x{:08x} at {:?} (failed: {:?})",
+            self.cur_db().info.db_id,
+            self.stage,
+            self.round.failed()
+        );
         self.attempts += 1;
         if self.attempts < NUM_RETRIES {
             self.start_db(out);
@@ -803,7 +818,10 @@ impl RecoveryRun {
         if self.failed_dbs > 0 {
             if !self.enable_bans {
                 let failed = self.failed_dbs;
-                self.fail(RecoveryError::Databases { failed });
+                self.fail(RecoveryError::Databases {
+                    failed,
+                    last: self.last_db_failure.clone(),
+                });
                 return;
             }
             self.ban_check(out);
@@ -829,7 +847,10 @@ impl RecoveryRun {
             }
             _ => {
                 let failed = self.failed_dbs;
-                self.fail(RecoveryError::Databases { failed });
+                self.fail(RecoveryError::Databases {
+                    failed,
+                    last: self.last_db_failure.clone(),
+                });
             }
         }
     }
@@ -966,9 +987,13 @@ mod tests {
                 time: tun.recovery_ban_period
             })
         );
-        assert_eq!(
-            run.status(),
-            &RunStatus::Failed(RecoveryError::Databases { failed: 1 })
+        assert!(
+            matches!(
+                run.status(),
+                RunStatus::Failed(RecoveryError::Databases { failed: 1, .. })
+            ),
+            "{:?}",
+            run.status()
         );
     }
 
