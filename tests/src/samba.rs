@@ -1094,6 +1094,11 @@ pub mod tap {
         pub messages: BTreeMap<u8, u64>,
         /// REGISTER_SRVID requests by srvid class (top byte).
         pub registered: BTreeMap<u8, u64>,
+        /// REPLY_CONTROL packets the daemon sent back, by (control opcode
+        /// of the request, reply status).
+        pub replies: BTreeMap<(u32, i32), u64>,
+        /// REPLY_CALL packets by status.
+        pub call_replies: BTreeMap<i32, u64>,
     }
 
     impl TapCounts {
@@ -1113,6 +1118,12 @@ pub mod tap {
             }
             for (k, v) in &other.registered {
                 *self.registered.entry(*k).or_default() += v;
+            }
+            for (k, v) in &other.replies {
+                *self.replies.entry(*k).or_default() += v;
+            }
+            for (k, v) in &other.call_replies {
+                *self.call_replies.entry(*k).or_default() += v;
             }
         }
 
@@ -1153,6 +1164,17 @@ pub mod tap {
             s.push_str("REGISTER_SRVID by srvid class (top byte):\n");
             for (class, n) in &self.registered {
                 s.push_str(&format!("  0x{class:02x}: {n}\n"));
+            }
+            s.push_str("control replies (opcode, status):\n");
+            for ((op, status), n) in &self.replies {
+                s.push_str(&format!(
+                    "  {:<26} ({op:>3}) status {status}: {n}\n",
+                    control_name(*op)
+                ));
+            }
+            s.push_str("call replies by status:\n");
+            for (status, n) in &self.call_replies {
+                s.push_str(&format!("  status {status}: {n}\n"));
             }
             s
         }
@@ -1290,6 +1312,31 @@ pub mod tap {
         Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
     }
 
+    /// Request ids of one connection's outstanding controls, to name the
+    /// control each reply answers.
+    type Pending = Arc<Mutex<std::collections::HashMap<u32, u32>>>;
+
+    /// Count one daemon packet to the client.
+    fn count_reply(c: &mut TapCounts, pending: &Pending, p: &[u8]) {
+        let (Some(op), Some(reqid), Some(status)) = (u32_at(p, 16), u32_at(p, 28), u32_at(p, 32))
+        else {
+            return;
+        };
+        let status = status as i32;
+        match op {
+            8 => {
+                let opcode = pending
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.remove(&reqid))
+                    .unwrap_or(u32::MAX);
+                *c.replies.entry((opcode, status)).or_default() += 1;
+            }
+            1 => *c.call_replies.entry(status).or_default() += 1,
+            _ => {}
+        }
+    }
+
     /// Count one client packet (`p` starts with the 32-byte header).
     fn count(c: &mut TapCounts, p: &[u8]) {
         let Some(op) = u32_at(p, 16) else { return };
@@ -1324,6 +1371,8 @@ pub mod tap {
             return;
         };
         let (mut s_read, mut c_write) = (server, client);
+        let pending: Pending = Arc::default();
+        let (pending2, counts2) = (pending.clone(), counts.clone());
         // Client to daemon: packet by packet, counted.
         thread::spawn(move || {
             let mut len = [0u8; 4];
@@ -1343,6 +1392,14 @@ pub mod tap {
                 if let Ok(mut c) = counts.lock() {
                     count(&mut c, &p);
                 }
+                // A control that wants a reply (flags bit 0 clear).
+                if u32_at(&p, 16) == Some(7) && u32_at(&p, 52).is_some_and(|f| f & 1 == 0) {
+                    if let (Some(reqid), Some(opcode), Ok(mut m)) =
+                        (u32_at(&p, 28), u32_at(&p, 32), pending.lock())
+                    {
+                        m.insert(reqid, opcode);
+                    }
+                }
                 if s_write.write_all(&p).is_err() {
                     break;
                 }
@@ -1350,9 +1407,29 @@ pub mod tap {
             let _ = s_write.shutdown(Shutdown::Both);
             let _ = c_read.shutdown(Shutdown::Both);
         });
-        // Daemon to client: a plain copy.
+        // Daemon to client: packet by packet, replies counted.
         thread::spawn(move || {
-            let _ = io::copy(&mut s_read, &mut c_write);
+            let mut len = [0u8; 4];
+            loop {
+                if s_read.read_exact(&mut len).is_err() {
+                    break;
+                }
+                let n = u32::from_le_bytes(len) as usize;
+                if !(4..=64 * 1024 * 1024).contains(&n) {
+                    break;
+                }
+                let mut p = vec![0u8; n];
+                p[..4].copy_from_slice(&len);
+                if s_read.read_exact(&mut p[4..]).is_err() {
+                    break;
+                }
+                if let Ok(mut c) = counts2.lock() {
+                    count_reply(&mut c, &pending2, &p);
+                }
+                if c_write.write_all(&p).is_err() {
+                    break;
+                }
+            }
             let _ = c_write.shutdown(Shutdown::Both);
             let _ = s_read.shutdown(Shutdown::Both);
         });

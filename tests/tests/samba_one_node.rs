@@ -280,3 +280,100 @@ fn samba_one_node_oplocks_and_byte_range_locks() {
         );
     }
 }
+
+/// Controls whose reply status is a value, not success or failure.
+const STATUS_IS_A_VALUE: &[u32] = &[
+    0,   // PROCESS_EXISTS: -1 = no such client process
+    3,   // PING: number of clients
+    15,  // GET_RECMODE
+    30,  // GET_PID
+    31,  // GET_RECMASTER
+    35,  // GET_PNN
+    130, // CHECK_SRVIDS (old) / answers per srvid
+    151, // CHECK_PID_SRVID: -1 = no such process or srvid
+];
+
+/// Every Samba tool of the node reaches ctdbd through a counting tap: a
+/// workload touching every part of the client protocol (attaches of all
+/// databases, fetch-locks, persistent transactions, traverses, messages
+/// between smbd processes) must see every control answered with success,
+/// apart from controls whose status is a value. Prints what was sent and
+/// how it was answered.
+#[test]
+fn samba_one_node_every_control_succeeds() {
+    if !samba::tools_available() {
+        eprintln!("samba_one_replies: SKIPPED, Samba tools not installed");
+        return;
+    }
+    let started = Instant::now();
+    let ctdbd = ctdbd_from_env();
+    eprintln!(
+        "samba_one_replies: running against ctdbd {}",
+        ctdbd.display()
+    );
+    let mut cluster = Cluster::create_on_free_addresses(1, &ctdbd).expect("create cluster");
+    cluster.start_all().expect("start ctdbd");
+    cluster
+        .wait_all_ok(&cli_from_env(), Duration::from_secs(60))
+        .expect("ctdb cluster OK");
+    let mut smb = SambaCluster::create_tapped(&cluster).expect("write smb.conf");
+    smb.setup(0).expect("setup");
+    smb.start_all().expect("start smbd");
+    let net = |args: &[&str]| {
+        let out = smb.tool(0, NET, args, Duration::from_secs(30)).unwrap();
+        assert_eq!(out.code(), 0, "net {args:?}: {}{}", out.stdout, out.stderr);
+    };
+    net(&["conf", "setparm", "global", "ctdbtest:key", "v"]);
+    net(&["conf", "list"]);
+    let mut h0 = smb.holder(0).expect("client 0");
+    let mut h1 = smb.holder(0).expect("client 1");
+    let rw = access::READ_DATA | access::WRITE_DATA;
+    let f = h0.open("u.txt", rw, share::NONE).unwrap().unwrap();
+    assert_eq!(
+        h1.open("u.txt", access::READ_DATA, share::READ).unwrap(),
+        Err(NT_STATUS_SHARING_VIOLATION)
+    );
+    for args in [&[][..], &["-L"][..], &["-b"][..]] {
+        let out = smb.smbstatus(0, args).unwrap();
+        assert_eq!(out.code(), 0, "smbstatus {args:?}: {}", out.stderr);
+    }
+    h0.close(f).unwrap().unwrap();
+    drop(h0);
+    drop(h1);
+    let out = smb
+        .smbclient(0, "put /etc/hostname h.txt; ls; del h.txt")
+        .unwrap();
+    assert_eq!(out.code(), 0, "{}{}", out.stdout, out.stderr);
+    let counts = smb.tap_counts(0);
+    println!(
+        "[ctdbd {}] what Samba sent to ctdbd and how it was answered:\n{}",
+        ctdbd.display(),
+        counts.report()
+    );
+    let failed: Vec<_> = counts
+        .replies
+        .iter()
+        .filter(|((op, status), _)| *status != 0 && !STATUS_IS_A_VALUE.contains(op))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "[ctdbd {}] controls Samba sent that failed (opcode, status): {failed:?}\n{}\n{}",
+        ctdbd.display(),
+        counts.report(),
+        smb.log_tail(0, 40)
+    );
+    assert!(
+        counts.call_replies.keys().all(|s| *s == 0),
+        "[ctdbd {}] calls answered with errors: {:?}",
+        ctdbd.display(),
+        counts.call_replies
+    );
+    smb.save_logs_if_asked(&cluster, "samba_one_replies");
+    drop(smb);
+    drop(cluster);
+    eprintln!(
+        "samba_one_replies: [ctdbd {}] took {:?}",
+        ctdbd.display(),
+        started.elapsed()
+    );
+}
