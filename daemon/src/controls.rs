@@ -205,7 +205,13 @@ fn serve(
             d.deliver(m);
         }
         for c in &s.controls {
-            crate::peers::send_control_noreply(d, c.destnode, c.opcode as u32, &c.data);
+            // A broadcast attach is already done here; a traverse's
+            // TRAVERSE_ALL includes this node (served through the loopback).
+            let attach = matches!(
+                c.opcode,
+                Opcode::DbAttach | Opcode::DbAttachPersistent | Opcode::DbAttachReplicated
+            );
+            crate::peers::send_control_noreply(d, c.destnode, c.opcode as u32, &c.data, attach);
         }
         return Ok(if s.deferred {
             Outcome::Deferred

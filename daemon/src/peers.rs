@@ -478,14 +478,18 @@ pub fn targets(d: &Daemon, dest: u32) -> Vec<u32> {
 }
 
 /// Sends a control that wants no reply (`CTDB_CTRL_FLAG_NOREPLY`) to
-/// `dest`, a node or a broadcast; this node's own copy goes through the
-/// transport's loopback, so it is served like any other node's.
-pub fn send_control_noreply(d: &Daemon, dest: u32, opcode: u32, data: &[u8]) {
+/// `dest`, a node or a broadcast; this node's own copy (unless
+/// `skip_self`) goes through the transport's loopback, so it is served
+/// like any other node's.
+pub fn send_control_noreply(d: &Daemon, dest: u32, opcode: u32, data: &[u8], skip_self: bool) {
     if d.peers.get().is_none() {
         tracing::debug!("control {opcode} for node {dest} not sent: no other nodes");
         return;
     }
     for pnn in targets(d, dest) {
+        if skip_self && pnn == d.pnn() {
+            continue;
+        }
         let mut req = ReqControl::raw(opcode, data);
         req.flags = CTDB_CTRL_FLAG_NOREPLY;
         let mut pkt = Vec::new();
