@@ -1,0 +1,155 @@
+//! Three of our ctdbd as one cluster: one leader elected and agreed on
+//! by all, recoveries that really move records between nodes (volatile
+//! databases rebuilt from every node's copies, persistent ones from the
+//! node with the highest sequence number), leadership moving off a
+//! stopped leader, and a killed node's departure and return, all seen
+//! through Debian's stock `ctdb` tool.
+//!
+//! Each test runs its own cluster on a reserved 127.61.Y.0/24 block
+//! ([`cluster_util`]), in test mode without real-time scheduling, with
+//! `RerecoveryTimeout` lowered so the steps do not wait 10 s each.
+
+mod cluster_util;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+use cluster_util::{Cluster, CTDB};
+
+const TUNABLES: &[(&str, u32)] = &[("RerecoveryTimeout", 2)];
+
+fn have_tools() -> bool {
+    let ok = Path::new(CTDB).exists() && Path::new("/usr/bin/tdbdump").exists();
+    if !ok {
+        eprintln!("skipped: Debian's ctdb and tdb-tools are not installed");
+    }
+    ok
+}
+
+/// The keys of a local database file, by `tdbdump`.
+fn local_keys(file: &Path) -> BTreeSet<String> {
+    let out = std::process::Command::new("/usr/bin/tdbdump")
+        .arg(file)
+        .output()
+        .expect("tdbdump");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("key("))
+        .filter_map(|l| l.split_once(") = \"").map(|(_, k)| k.trim_end_matches('"')))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The generation ctdb reports changes after `ctdb recover`.
+fn recover(c: &Cluster, via: usize, before: u32) -> u32 {
+    let (ok, out) = c.ctdb_t(via, 40, &["recover"]);
+    assert!(ok, "ctdb recover: {out}\n{}", c.logs());
+    let g = c.status(via).generation.unwrap_or(0);
+    assert_ne!(g, before, "generation unchanged by ctdb recover");
+    g
+}
+
+#[test]
+fn records_survive_recovery_on_every_node() {
+    if !have_tools() {
+        return;
+    }
+    let started = Instant::now();
+    let mut c = Cluster::new("clrec-records", 3, TUNABLES, false);
+    c.start_all();
+    let (leader, g0) = c.wait_agreed("3 nodes OK, one leader", &[0, 1, 2], "", 60);
+    eprintln!("leader {leader}, generation {g0}");
+
+    // Databases attached on node 0 only: the recovery attaches them on
+    // the other nodes (as it does for a database a node lacks).
+    c.ok(0, &["attach", "vol.tdb"]);
+    c.ok(0, &["attach", "pers.tdb", "persistent"]);
+    c.ok(0, &["attach", "g_lock.tdb"]);
+    let g1 = recover(&c, 1, g0);
+    for i in 0..3 {
+        let map = c.ok(i, &["getdbmap"]);
+        let has = |name: &str, persistent: bool| {
+            map.lines().any(|l| {
+                l.contains(&format!("name:{name} ")) && l.ends_with("PERSISTENT") == persistent
+            })
+        };
+        assert!(
+            has("vol.tdb", false) && has("pers.tdb", true),
+            "node {i}: {map}"
+        );
+    }
+
+    // Volatile records written on three different nodes.
+    for i in 0..3 {
+        c.ok(
+            i,
+            &[
+                "writekey",
+                "vol.tdb",
+                &format!("key{i}"),
+                &format!("value{i}"),
+            ],
+        );
+    }
+    // A persistent record stored through node 2.
+    c.ok(2, &["pstore", "pers.tdb", "pkey", "pvalue"]);
+    let g2 = recover(&c, 0, g1);
+    let (_, g3) = c.wait_agreed("all OK after recover", &[0, 1, 2], "", 30);
+    assert_eq!(g2, g3);
+
+    for i in 0..3 {
+        // Recovery pushed every record to every node's own file.
+        let vfile = c.base(i).join(format!("db/volatile/vol.tdb.{i}"));
+        let keys = local_keys(&vfile);
+        for k in ["key0", "key1", "key2"] {
+            assert!(keys.contains(k), "node {i} lacks {k} locally: {keys:?}");
+        }
+        let pfile = c.base(i).join(format!("db/persistent/pers.tdb.{i}"));
+        assert!(
+            local_keys(&pfile).contains("pkey"),
+            "node {i} lacks the persistent record"
+        );
+        for k in 0..3 {
+            let out = c.ok(i, &["readkey", "vol.tdb", &format!("key{k}")]);
+            assert!(out.contains(&format!("value{k}")), "node {i} key{k}: {out}");
+        }
+        let out = c.ok(i, &["pfetch", "pers.tdb", "pkey"]);
+        assert!(out.contains("pvalue"), "node {i} pfetch: {out}");
+    }
+    eprintln!("test took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn leadership_moves_and_nodes_rejoin() {
+    if !have_tools() {
+        return;
+    }
+    let started = Instant::now();
+    let mut c = Cluster::new("clrec-leader", 3, TUNABLES, false);
+    c.start_all();
+    let (l0, g0) = c.wait_agreed("3 nodes OK, one leader", &[0, 1, 2], "", 60);
+
+    // Stopping the leader makes another node leader.
+    let _ = c.ctdb_t(l0 as usize, 30, &["-T", "10", "stop"]);
+    let rest: Vec<usize> = (0..3).filter(|&i| i != l0 as usize).collect();
+    let (l1, g1) = c.wait_agreed("a new leader after stop", &rest, "STOPPED", 40);
+    assert_ne!(l1, l0, "the stopped node still leads");
+    assert_ne!(g1, g0);
+    let _ = c.ctdb_t(l0 as usize, 30, &["-T", "10", "continue"]);
+    let (_, g2) = c.wait_agreed("all OK after continue", &[0, 1, 2], "", 40);
+
+    // kill -9 of a non-leader: the others recover without it.
+    let victim = (0..3).find(|&i| i != l1 as usize).unwrap();
+    c.kill9(victim);
+    let up: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
+    let (l3, g3) = c.wait_agreed("recovered without the killed node", &up, "DISCONNECTED", 40);
+    assert_ne!(g3, g2, "no recovery after the node died");
+    assert_eq!(l3, l1, "leadership moved although the leader lives");
+
+    // It comes back and rejoins.
+    c.start(victim);
+    let (_, g4) = c.wait_agreed("restarted node rejoined", &[0, 1, 2], "", 60);
+    assert_ne!(g4, g3, "no recovery for the rejoining node");
+    eprintln!("test took {:.1} s", started.elapsed().as_secs_f64());
+}
