@@ -40,6 +40,8 @@ const RECOVER_LIMIT: Duration = Duration::from_secs(60);
 struct Tally {
     committed: Vec<String>,
     failed: u64,
+    /// How the last failed `ctdb ptrans` ended (for messages).
+    last_failure: String,
 }
 
 fn ptrans_loop(node: usize, env: Vec<(String, String)>, stop: &AtomicBool, tally: &Mutex<Tally>) {
@@ -52,15 +54,26 @@ fn ptrans_loop(node: usize, env: Vec<(String, String)>, stop: &AtomicBool, tally
             .env_remove("CTDB_TOOL_SETPGID")
             .envs(env.iter().cloned());
         let input = format!("\"{key}\" \"v{seq}\"\n");
-        let ok = match Bounded::spawn(cmd, Duration::from_secs(30), Some(input.as_bytes())) {
-            Ok(b) => b.finish().ok(),
-            Err(_) => false,
+        let (ok, why) = match Bounded::spawn(cmd, Duration::from_secs(30), Some(input.as_bytes())) {
+            Ok(b) => {
+                let r = b.finish();
+                let why = format!(
+                    "exit {}{}: {}{}",
+                    r.code,
+                    if r.overran { " (overran)" } else { "" },
+                    r.stdout.trim(),
+                    r.stderr.trim()
+                );
+                (r.ok(), why)
+            }
+            Err(e) => (false, e.to_string()),
         };
         if let Ok(mut t) = tally.lock() {
             if ok {
                 t.committed.push(key);
             } else {
                 t.failed += 1;
+                t.last_failure = format!("ctdb ptrans on node {node}: {why}");
             }
         }
         if !ok {
@@ -106,7 +119,12 @@ fn progress(c: &TestCluster, tallies: &[Mutex<Tally>], before: usize, what: &str
             if now > before {
                 Ok(now)
             } else {
-                Err(format!("{now} committed"))
+                let why: Vec<String> = tallies
+                    .iter()
+                    .filter_map(|t| t.lock().ok().map(|t| t.last_failure.clone()))
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                Err(format!("{now} committed; last failures: {why:?}"))
             }
         },
     );
