@@ -49,6 +49,9 @@ pub async fn serve_client_packet(
     if client != 0 && forwarded(d, client, pkt) {
         return Ok(Outcome::Done);
     }
+    if client != 0 && cluster_commit(d, client, pkt) {
+        return Ok(Outcome::Done);
+    }
     if client != 0 && crate::calls::client_call(d, client, pkt) {
         return Ok(Outcome::Done);
     }
@@ -89,6 +92,123 @@ fn forwarded(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
         return false;
     }
     crate::peers::forward_client_control(d, client, pkt);
+    true
+}
+
+/// TRANS3_COMMIT on a cluster (upstream's `ctdb_control_trans3_commit`):
+/// the record buffer goes as UPDATE_RECORD to every active node of the vnn
+/// map, this one included, and the client hears 0 once all applied it, −1
+/// if any failed or timed out. `false`: served locally (one node, no vnn
+/// map yet, recovery active — the local path answers those).
+fn cluster_commit(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
+    let Ok(raw) = RawHeader::parse(pkt) else {
+        return false;
+    };
+    if raw.operation() != Ok(ctdb_protocol::Operation::ReqControl) || d.peers.get().is_none() {
+        return false;
+    }
+    let Ok(Packet {
+        payload: Payload::ReqControl(c),
+        header,
+    }) = Packet::decode(pkt, &d.limits)
+    else {
+        return false;
+    };
+    if c.opcode != Opcode::Trans3Commit as u32 {
+        return false;
+    }
+    let nodes: Vec<u32> = {
+        let node = d.node.borrow();
+        if node.recmode() == CTDB_RECOVERY_ACTIVE {
+            return false;
+        }
+        let mut v: Vec<u32> = node
+            .vnnmap()
+            .map
+            .iter()
+            .copied()
+            .filter(|p| {
+                node.membership
+                    .flags(*p)
+                    .is_some_and(|f| f & NODE_FLAGS_INACTIVE == 0)
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    if nodes.len() <= 1 {
+        return false;
+    }
+    let data = match &c.data {
+        ctdb_protocol::Data::Raw(b) => b.to_vec(),
+        ctdb_protocol::Data::Typed(t) => {
+            let mut v = Vec::new();
+            t.push(&mut v);
+            v
+        }
+    };
+    if ctdb_protocol::types::RecBuffer::from_bytes(&data).is_err() {
+        // Malformed: the local path reports it.
+        return false;
+    }
+    let noreply = c.noreply();
+    let (reqid, srcnode) = (header.reqid, header.srcnode);
+    let d = d.clone();
+    let timeout = std::time::Duration::from_secs(u64::from(d.tunable("ControlTimeout", 60).max(1)));
+    glommio::spawn_local(async move {
+        // All nodes at once, as upstream sends them.
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|&pnn| {
+                let (d, data) = (d.clone(), data.clone());
+                glommio::spawn_local(async move {
+                    crate::peers::control(
+                        &d,
+                        pnn,
+                        Opcode::UpdateRecord as u32,
+                        0,
+                        0,
+                        &data,
+                        timeout,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(handles.len());
+        for h in handles {
+            results.push(h.await);
+        }
+        let mut status = 0;
+        for (pnn, r) in nodes.iter().zip(results) {
+            match r {
+                Ok(r) if r.status == 0 => {}
+                Ok(r) => {
+                    tracing::error!("UPDATE_RECORD on node {pnn} failed ({})", r.status);
+                    status = -1;
+                }
+                Err(e) => {
+                    tracing::error!("UPDATE_RECORD on node {pnn}: {e}");
+                    status = -1;
+                }
+            }
+        }
+        if noreply {
+            return;
+        }
+        let mut out = Vec::new();
+        if Packet::new(
+            Header::new(d.generation(), srcnode, d.pnn(), reqid),
+            Payload::ReplyControl(ReplyControl::status(status)),
+        )
+        .encode(&mut out)
+        .is_ok()
+        {
+            crate::peers::send_to_client(&d, client, out).await;
+        }
+    })
+    .detach();
     true
 }
 
