@@ -57,7 +57,7 @@ fn persistent_transactions_from_all_nodes_serialise() {
     // 1. Upstream's transaction.002.loop.
     let loopdb = "persistent_trans.tdb";
     must(&c, ctdb_ok(&c, 0, &["attach", loopdb, "persistent"]));
-    must(&c, ctdb_ok(&c, 0, &["wipedb", loopdb]));
+    // A fresh cluster: the database starts empty (upstream wipes it first).
     let n = NODES.to_string();
     let runs = perf_on_all(
         &c,
