@@ -237,14 +237,20 @@ impl ClusterLock {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Releases the lock: SIGTERM to the helper, then reap it.
+    /// Releases the lock: kill the helper, then reap it.
+    ///
+    /// SIGKILL, not upstream's SIGTERM: the helper inherits the daemon's
+    /// signal mask, in which SIGTERM is blocked (only the signal thread
+    /// takes it), so a SIGTERM would never arrive and the wait below
+    /// would hang the control core. The kernel drops the helper's fcntl
+    /// lock when it dies either way.
     pub fn release(&mut self) {
         if self.released {
             return;
         }
         self.released = true;
         if matches!(self.child.try_wait(), Ok(None)) {
-            crate::event::runner::kill_pid(self.child.id(), libc::SIGTERM);
+            crate::event::runner::kill_pid(self.child.id(), libc::SIGKILL);
         }
         let _ = self.child.wait();
     }

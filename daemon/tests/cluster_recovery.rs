@@ -153,3 +153,70 @@ fn leadership_moves_and_nodes_rejoin() {
     assert_ne!(g4, g3, "no recovery for the rejoining node");
     eprintln!("test took {:.1} s", started.elapsed().as_secs_f64());
 }
+
+/// Runs the fcntl mutex helper on `file`: its status byte ('0' taken,
+/// '1' contention).
+fn try_lock(file: &Path) -> u8 {
+    use std::io::Read;
+    let mut child = std::process::Command::new(cluster_util::MUTEX_HELPER)
+        .arg(file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mutex helper");
+    let mut b = [0u8; 1];
+    let r = child.stdout.take().expect("stdout").read_exact(&mut b);
+    let _ = child.kill();
+    let _ = child.wait();
+    r.map(|_| b[0]).unwrap_or(b'?')
+}
+
+/// The pid of a mutex helper child of `ctdbd` (of any of its threads).
+fn helper_child(ctdbd: u32) -> Option<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{ctdbd}/task")).ok()?;
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.contains("ctdb_mutex_fcntl_helper"))
+        })
+}
+
+#[test]
+fn cluster_lock_holder_leads() {
+    if !have_tools() || !Path::new(cluster_util::MUTEX_HELPER).exists() {
+        return;
+    }
+    let started = Instant::now();
+    let mut c = Cluster::new("clrec-lock", 3, TUNABLES, true);
+    let lock = c.dir.join("shared/cluster.lock");
+    c.start_all();
+    let (l0, _) = c.wait_agreed("3 nodes OK with a cluster lock", &[0, 1, 2], "", 60);
+    assert_eq!(try_lock(&lock), b'1', "the leader holds the cluster lock");
+    let holders: Vec<usize> = (0..3)
+        .filter(|&i| c.pid(i).and_then(helper_child).is_some())
+        .collect();
+    assert_eq!(
+        holders,
+        vec![l0 as usize],
+        "only the leader runs the lock helper"
+    );
+
+    // The leader goes: the lock is free again and another node takes it.
+    let _ = c.ctdb_t(l0 as usize, 30, &["-T", "10", "stop"]);
+    let rest: Vec<usize> = (0..3).filter(|&i| i != l0 as usize).collect();
+    let (l1, _) = c.wait_agreed("a new leader holding the lock", &rest, "STOPPED", 40);
+    assert_ne!(l1, l0);
+    c.wait("the lock helper moved to the new leader", 20, |c| {
+        c.pid(l0 as usize).and_then(helper_child).is_none()
+            && c.pid(l1 as usize).and_then(helper_child).is_some()
+    });
+    assert_eq!(try_lock(&lock), b'1', "the new leader holds the lock");
+    eprintln!("test took {:.1} s", started.elapsed().as_secs_f64());
+}
