@@ -109,7 +109,7 @@ use std::path::{Path, PathBuf};
 
 use ctdb_engine::ltdb::LtdbHeader;
 use ctdb_engine::{flags as tdbf, CoreStore, Database, OpenOptions};
-use ctdb_protocol::constants::CTDB_CURRENT_NODE;
+use ctdb_protocol::constants::{CTDB_BROADCAST_CONNECTED, CTDB_CURRENT_NODE};
 use ctdb_protocol::types::{
     CtdbString, DbId, DbIdMap, DB_FLAGS_PERSISTENT, DB_FLAGS_READONLY, DB_FLAGS_REPLICATED,
     DB_FLAGS_STICKY,
@@ -815,7 +815,25 @@ impl Databases {
             return ControlOutcome::data(db.id.to_bytes());
         }
         match self.local_attach(&name, flags) {
-            Ok(id) => ControlOutcome::data(id.to_bytes()),
+            Ok(id) => {
+                // As upstream: a database new on this node is announced to
+                // every connected node (NOREPLY), so it exists everywhere.
+                let opcode = if flags & DB_FLAGS_PERSISTENT != 0 {
+                    Opcode::DbAttachPersistent
+                } else if flags & DB_FLAGS_REPLICATED != 0 {
+                    Opcode::DbAttachReplicated
+                } else {
+                    Opcode::DbAttach
+                };
+                ControlOutcome {
+                    controls_after: vec![OutControl {
+                        destnode: CTDB_BROADCAST_CONNECTED,
+                        opcode,
+                        data: cstring(&name),
+                    }],
+                    ..ControlOutcome::data(id.to_bytes())
+                }
+            }
             Err(why) => ControlOutcome::fail_msg(why),
         }
     }
