@@ -2,8 +2,9 @@
 //! by all, recoveries that really move records between nodes (volatile
 //! databases rebuilt from every node's copies, persistent ones from the
 //! node with the highest sequence number), leadership moving off a
-//! stopped leader, and a killed node's departure and return, all seen
-//! through Debian's stock `ctdb` tool.
+//! stopped leader, the cluster lock held by the leader only, and a killed
+//! node's departure and return (catching up on persistent records written
+//! while it was down), all seen through Debian's stock `ctdb` tool.
 //!
 //! Each test runs its own cluster on a reserved 127.61.Y.0/24 block
 //! ([`cluster_util`]), in test mode without real-time scheduling, with
@@ -139,6 +140,11 @@ fn leadership_moves_and_nodes_rejoin() {
     let _ = c.ctdb_t(l0 as usize, 30, &["-T", "10", "continue"]);
     let (_, g2) = c.wait_agreed("all OK after continue", &[0, 1, 2], "", 40);
 
+    for i in 0..3 {
+        c.ok(i, &["attach", "pers.tdb", "persistent"]);
+        c.ok(i, &["attach", "g_lock.tdb"]);
+    }
+
     // kill -9 of a non-leader: the others recover without it.
     let victim = (0..3).find(|&i| i != l1 as usize).unwrap();
     c.kill9(victim);
@@ -147,10 +153,24 @@ fn leadership_moves_and_nodes_rejoin() {
     assert_ne!(g3, g2, "no recovery after the node died");
     assert_eq!(l3, l1, "leadership moved although the leader lives");
 
-    // It comes back and rejoins.
+    // A persistent record stored while it is down (so only the live
+    // nodes have it, at a higher sequence number).
+    c.ok(l1 as usize, &["pstore", "pers.tdb", "while-down", "value"]);
+    let pfile = c
+        .base(victim)
+        .join(format!("db/persistent/pers.tdb.{victim}"));
+    assert!(!local_keys(&pfile).contains("while-down"));
+
+    // It comes back and rejoins; recovery brings it the record.
     c.start(victim);
     let (_, g4) = c.wait_agreed("restarted node rejoined", &[0, 1, 2], "", 60);
     assert_ne!(g4, g3, "no recovery for the rejoining node");
+    assert!(
+        local_keys(&pfile).contains("while-down"),
+        "the rejoined node lacks the persistent record stored while it was down"
+    );
+    let out = c.ok(victim, &["pfetch", "pers.tdb", "while-down"]);
+    assert!(out.contains("value"), "pfetch on the rejoined node: {out}");
     eprintln!("test took {:.1} s", started.elapsed().as_secs_f64());
 }
 
