@@ -1,53 +1,47 @@
 //! The daemon's life on the control core: start-up run states and their
-//! events, the recovery daemon's once-a-second loop (leader, LEADER
-//! broadcast, recovery, bans), monitoring, statistics history and the
-//! shutdown sequence.
+//! events, the recovery daemon ([`crate::recoverd_driver`]: leader
+//! election, LEADER broadcast, recoveries, bans), monitoring, statistics
+//! history and the shutdown sequence.
 //!
 //! Upstream's order (4.17 `ctdb_start_daemon`, `ctdb_monitor.c`):
 //! INIT: `init` event (failure is fatal), `init` notification; SETUP:
 //! `setup` event (fatal), `setup` notification, recovery daemon started;
-//! FIRST_RECOVERY until a recovery completes; STARTUP: once no recovery
-//! happened for RerecoveryTimeout + 3 s, the `startup` event (retried every
-//! 5 s), then RUNNING, `startup` notification and monitoring: the first
-//! `monitor` event 2 s later, then at intervals doubling from 5 s (after a
-//! health change) up to MonitorInterval. A failing monitor makes the node
-//! UNHEALTHY (`unhealthy` notification), a passing one clears it
-//! (`healthy`); timeouts count only after MonitorTimeoutCount in a row.
+//! FIRST_RECOVERY until a recovery completes (the `recovered` event of
+//! the leader's END_RECOVERY, see [`spawn_event`]); STARTUP: once no
+//! recovery happened for RerecoveryTimeout + 3 s, the `startup` event
+//! (retried every 5 s), then RUNNING, `startup` notification and
+//! monitoring: the first `monitor` event 2 s later, then at intervals
+//! doubling from 5 s (after a health change) up to MonitorInterval. A
+//! failing monitor makes the node UNHEALTHY (`unhealthy` notification), a
+//! passing one clears it (`healthy`); either change is pushed to every
+//! node through the recovery daemon (PUSH_NODE_FLAGS); timeouts count
+//! only after MonitorTimeoutCount in a row.
 //!
 //! Only this core runs events (in glommio's blocking pool, so the core
 //! keeps serving clients while a script runs).
 //!
-//! Recovery on a one-node cluster: this node is the only candidate, so it
-//! becomes leader ElectionTimeout seconds after the recovery daemon starts
-//! (as an uncontested election) and recovers alone: recovery mode ACTIVE,
-//! `startrecovery`, databases frozen, a new generation in the vnn map,
-//! NORMAL (databases thawed), `recovered`, then a takeover run
-//! (`ipreallocated`). Recovery mode and vnn map go through the sans-I/O
-//! [`crate::cluster::node::Node`], so the multi-node daemon will keep the
-//! same state machine and swap this local recovery for
-//! [`crate::cluster::recoverd::Recoverd`] driven over the transport.
+//! The recovery daemon is the same on one node and on many: with no other
+//! node, the leader broadcast times out (`leader timeout`), this node
+//! wins the election ElectionTimeout later and recovers alone through the
+//! same controls it would send to other nodes. With a cluster lock
+//! configured, leading needs the lock, held by the cluster mutex helper
+//! ([`ClusterLock`]) for as long as it runs.
 //!
-//! With a cluster lock configured, leading needs the lock: the control
-//! core starts the cluster mutex helper and holds the lock while it runs
-//! ([`ClusterLock`]); a lost helper means no leader until it is retaken.
+//! # Differences from upstream 4.17
 //!
-//! # Differences from upstream 4.17 (single node, for now)
-//!
-//! * No node links yet: controls for another node are answered -1 ("node
-//!   is disconnected"), messages for other nodes are dropped with a log
-//!   line; broadcasts reach this node only.
-//! * No `ELECTION` message exchange and no recovery helper: the node
-//!   leads after ElectionTimeout and recovers alone (above).
 //! * No public addresses: GET_PUBLIC_IPS and GET_IFACES are empty and a
-//!   takeover run is only the `ipreallocated` event.
-//! * REQ_CALLs are served on the control core even with data cores (the
-//!   database layer's shard routing is not wired in yet).
+//!   takeover run is only the `ipreallocated` event on every active node.
 //! * A deferred packet (attach during recovery, call on a frozen
 //!   database) is retried every 100 ms and holds up that client's later
 //!   packets until it is answered.
 //! * Tunables changed with SET_TUNABLE take effect at once for monitoring,
-//!   events, elections and statistics; the database layer keeps the values
-//!   it was opened with. `memory_used` in STATISTICS is 0.
+//!   events and statistics; the database layer keeps the values it was
+//!   opened with, the recovery daemon those of start-up except
+//!   RecoverTimeout and RecBufferSizeLimit. `memory_used` in STATISTICS
+//!   is 0.
+//! * The recovery bookkeeping of END_RECOVERY (recovery count, end time,
+//!   FIRST_RECOVERY -> STARTUP) happens when the `recovered` event is
+//!   started, not when it finishes.
 
 use std::cell::Cell;
 use std::rc::Rc;
