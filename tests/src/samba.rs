@@ -1136,6 +1136,17 @@ pub mod tap {
             t
         }
 
+        /// Control replies with a non-zero status, apart from controls
+        /// whose status is a value rather than success or failure
+        /// ([`STATUS_IS_A_VALUE`]).
+        pub fn failed_controls(&self) -> Vec<((u32, i32), u64)> {
+            self.replies
+                .iter()
+                .filter(|((op, status), _)| *status != 0 && !STATUS_IS_A_VALUE.contains(op))
+                .map(|(k, n)| (*k, *n))
+                .collect()
+        }
+
         /// A readable table.
         pub fn report(&self) -> String {
             let mut s = format!("client connections: {}\n", self.connections);
@@ -1179,6 +1190,18 @@ pub mod tap {
             s
         }
     }
+
+    /// Controls whose reply status is a value, not success or failure.
+    pub const STATUS_IS_A_VALUE: &[u32] = &[
+        0,   // PROCESS_EXISTS: -1 = no such client process
+        3,   // PING: number of clients
+        15,  // GET_RECMODE
+        30,  // GET_PID
+        31,  // GET_RECMASTER
+        35,  // GET_PNN
+        130, // CHECK_SRVIDS
+        151, // CHECK_PID_SRVID: -1 = no such process or srvid
+    ];
 
     /// Name of a packet operation.
     pub fn operation_name(op: u32) -> &'static str {

@@ -281,18 +281,6 @@ fn samba_one_node_oplocks_and_byte_range_locks() {
     }
 }
 
-/// Controls whose reply status is a value, not success or failure.
-const STATUS_IS_A_VALUE: &[u32] = &[
-    0,   // PROCESS_EXISTS: -1 = no such client process
-    3,   // PING: number of clients
-    15,  // GET_RECMODE
-    30,  // GET_PID
-    31,  // GET_RECMASTER
-    35,  // GET_PNN
-    130, // CHECK_SRVIDS (old) / answers per srvid
-    151, // CHECK_PID_SRVID: -1 = no such process or srvid
-];
-
 /// Every Samba tool of the node reaches ctdbd through a counting tap: a
 /// workload touching every part of the client protocol (attaches of all
 /// databases, fetch-locks, persistent transactions, traverses, messages
@@ -350,11 +338,7 @@ fn samba_one_node_every_control_succeeds() {
         ctdbd.display(),
         counts.report()
     );
-    let failed: Vec<_> = counts
-        .replies
-        .iter()
-        .filter(|((op, status), _)| *status != 0 && !STATUS_IS_A_VALUE.contains(op))
-        .collect();
+    let failed = counts.failed_controls();
     assert!(
         failed.is_empty(),
         "[ctdbd {}] controls Samba sent that failed (opcode, status): {failed:?}\n{}\n{}",
