@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::addr::AddrLease;
-use crate::cluster::{CliOutput, Cluster, ClusterSpec, StatusSummary, DEBIAN_CTDB, DEBIAN_CTDBD};
+use crate::cluster::{Cluster, ClusterSpec, StatusSummary, DEBIAN_CTDB, DEBIAN_CTDBD};
 use crate::error::{HarnessError, Result};
 
 /// Environment variable naming the ctdbd the cluster tests run.
@@ -140,10 +140,49 @@ impl TestCluster {
         limit: Duration,
         adjust: impl FnOnce(&mut ClusterSpec),
     ) -> Result<TestCluster> {
-        let mut c = TestCluster::create(nodes, ctdbd, adjust)?;
-        c.start_all()?;
-        c.wait_all_ok(cli(), limit)?;
-        Ok(c)
+        let mut adjust = Some(adjust);
+        let mut spec_of_first = None;
+        for attempt in 0..3 {
+            let mut c = match adjust.take() {
+                Some(a) => {
+                    let c = TestCluster::create(nodes, ctdbd, a)?;
+                    spec_of_first = Some(c.spec().clone());
+                    c
+                }
+                None => {
+                    // Same settings on a fresh block of addresses.
+                    let lease = AddrLease::reserve()?;
+                    let mut spec = spec_of_first.clone().ok_or_else(|| {
+                        HarnessError::BadSpec("no cluster description to retry".into())
+                    })?;
+                    spec.first_addr = lease.first();
+                    spec.dir = crate::cluster::unique_dir("cluster");
+                    TestCluster {
+                        cluster: Cluster::create(spec)?,
+                        _lease: lease,
+                    }
+                }
+            };
+            c.start_all()?;
+            match c.wait_all_ok(cli(), limit) {
+                Ok(()) => return Ok(c),
+                // Something outside this harness's leases (a cluster
+                // started by hand, another tool) holds one of our node
+                // addresses: take another block rather than fail.
+                Err(HarnessError::DaemonExited { ref log_tail, .. })
+                    if attempt < 2 && address_in_use(log_tail) =>
+                {
+                    eprintln!(
+                        "a node address of {} is in use elsewhere; retrying on other addresses",
+                        c.dir().display()
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(HarnessError::BadSpec(
+            "node addresses kept being in use elsewhere".into(),
+        ))
     }
 
     /// The cluster lock file the harness configures when asked to.
@@ -154,6 +193,12 @@ impl TestCluster {
             .join(".ctdb")
             .join("cluster.lock")
     }
+}
+
+/// Whether a daemon's last log lines say it could not bind its address.
+fn address_in_use(log_tail: &str) -> bool {
+    let l = log_tail.to_ascii_lowercase();
+    l.contains("address already in use") || l.contains("addrinuse") || l.contains("address in use")
 }
 
 /// Output of a program run by [`run_bounded`] / [`Bounded::finish`].
@@ -623,12 +668,6 @@ pub fn must<T>(cluster: &Cluster, r: std::result::Result<T, String>) -> T {
     }
 }
 
-/// Convenience: the CLI output of one call as a [`Ran`]-like string for
-/// messages.
-pub fn describe(out: &CliOutput) -> String {
-    format!("exit {}: {}{}", out.code(), out.stdout, out.stderr)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,6 +682,16 @@ mod tests {
         assert_eq!(statistic(text, "", "max_hop_count"), Some(3));
         assert_eq!(statistic(text, "node", "max_hop_count"), None);
         assert_eq!(hop_count_total(text), 7);
+    }
+
+    #[test]
+    fn bind_failures_are_recognised() {
+        assert!(address_in_use(
+            "tcp_connect.c:578 Failed to bind() to socket. Address already in use(98)"
+        ));
+        assert!(!address_in_use(
+            "Failed to start listening: Permission denied"
+        ));
     }
 
     #[test]
