@@ -752,10 +752,21 @@ pub fn apply_effects(d: &Daemon, effects: &[Effect]) {
     }
 }
 
-/// DB_FREEZE / DB_THAW on every database.
+/// FREEZE / THAW of the whole node: DB_FREEZE / DB_THAW on every
+/// database. A node-wide freeze happens only when the node goes inactive
+/// (or the leader asks for it), so, as upstream's `ctdb_start_freeze`, the
+/// records of volatile databases are marked invalid: a recovery pulls none
+/// from this node (its copies may be older than a delete done meanwhile;
+/// recovery.003.no_resurrect). DB_THAW clears the mark.
 pub fn freeze_all(d: &Daemon, freeze: bool) {
     d.frozen.set(freeze);
     let mut dbs = d.dbs.borrow_mut();
+    if freeze {
+        if !dbs.freeze_all() {
+            tracing::error!("not every database could be frozen");
+        }
+        return;
+    }
     let ids: Vec<u32> = dbs
         .iter()
         .filter(|db| db.frozen() != freeze)
