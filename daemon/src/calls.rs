@@ -31,6 +31,7 @@ use ctdb_protocol::constants::CTDB_RECOVERY_ACTIVE;
 use ctdb_protocol::types::MAX_COUNT_BUCKETS;
 use ctdb_protocol::{Operation, RawHeader, CTDB_PROTOCOL};
 
+use crate::db::migrator::StickyConfig;
 use crate::db::{Action, Migrator};
 use crate::peers;
 use crate::state::Daemon;
@@ -77,9 +78,22 @@ fn driver(d: &Rc<Daemon>) -> Rc<Driver> {
 }
 
 fn prepare(d: &Daemon, drv: &Driver) {
+    let sticky: std::collections::HashSet<u32> = d
+        .dbs
+        .borrow()
+        .iter()
+        .filter(|db| db.sticky())
+        .map(|db| db.id())
+        .collect();
     let mut m = drv.m.borrow_mut();
     m.set_generation(d.generation());
     m.set_fetch_collapse(d.tunable("FetchCollapse", 1) == 1);
+    m.set_sticky(StickyConfig {
+        dbs: sticky,
+        hopcount_make_sticky: d.tunable("HopcountMakeSticky", 50),
+        duration: Duration::from_secs(u64::from(d.tunable("StickyDuration", 600))),
+        pindown: Duration::from_millis(u64::from(d.tunable("StickyPindown", 200))),
+    });
 }
 
 /// A local client's packet: `true` when it is a REQ_CALL on a volatile

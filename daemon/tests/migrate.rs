@@ -607,3 +607,58 @@ fn lost_call_is_resent_after_a_new_generation() {
     assert_eq!(c.value(0, &key), 2);
     assert!(c.idle());
 }
+
+#[test]
+fn sticky_record_is_pinned_down_on_its_new_dmaster() {
+    let mut c = Cluster::new("sticky", false);
+    let pindown = std::time::Duration::from_millis(300);
+    for n in &mut c.nodes {
+        n.m.set_sticky(ctdb_daemon::db::migrator::StickyConfig {
+            dbs: [c.db_id].into_iter().collect(),
+            hopcount_make_sticky: 0,
+            duration: std::time::Duration::from_secs(60),
+            pindown,
+        });
+    }
+    let db_id = c.db_id;
+    let key = keys_by_lmaster(&c)[2].clone();
+    c.increment(1, 0, &key);
+    // Node 0 serves node 1's call: the record becomes sticky on node 0.
+    c.increment(2, 1, &key);
+    assert!(c.nodes[0].m.is_sticky(db_id, &key));
+    // Node 0 gets it back and pins it down.
+    c.increment(3, 0, &key);
+    let t = Instant::now();
+    assert!(c.nodes[0].m.is_pinned(db_id, &key, t));
+    // Node 2 must wait until the pin-down ends.
+    let mut cl = c.new_client(4, 2, &key, 1);
+    c.client_step(&mut cl, false);
+    c.settle();
+    c.client_step(&mut cl, false);
+    assert_eq!(
+        cl.state,
+        ClientState::Waiting,
+        "node 2 waits while pinned down"
+    );
+    assert_eq!(c.dmaster(&key), 0);
+    let acts = c.nodes[0].m.tick(Instant::now());
+    c.apply(0, acts);
+    c.settle();
+    c.client_step(&mut cl, false);
+    assert_eq!(
+        cl.state,
+        ClientState::Waiting,
+        "a tick before the end keeps it"
+    );
+    std::thread::sleep(pindown.saturating_sub(t.elapsed()) + std::time::Duration::from_millis(20));
+    let acts = c.nodes[0].m.tick(Instant::now());
+    c.apply(0, acts);
+    c.settle();
+    c.client_step(&mut cl, false);
+    assert_eq!(cl.state, ClientState::Idle, "released after the pin-down");
+    c.client_step(&mut cl, false);
+    assert_eq!(cl.state, ClientState::Done);
+    assert_eq!(c.dmaster(&key), 2);
+    assert_eq!(c.value(2, &key), 4);
+    assert!(c.idle());
+}

@@ -155,6 +155,8 @@ pub struct Migrator {
     busy: HashMap<RecKey, Busy>,
     jobs: HashMap<u64, Job>,
     loopback: VecDeque<Vec<u8>>,
+    sticky_cfg: StickyConfig,
+    sticky: HashMap<RecKey, Sticky>,
 }
 
 fn encode(hdr: Header, payload: Payload<'_>) -> Vec<u8> {
@@ -178,9 +180,45 @@ fn req_call_payload(call: &ShardCall) -> Payload<'_> {
 }
 
 /// Wait before retrying a step whose chain lock was busy: 1 ms, doubling
-/// to 64 ms.
+/// to 8 ms (upstream's lock helper would simply wait for the lock; a long
+/// pause here lets a client that locks the record in a loop starve the
+/// node that wants it).
 fn backoff(tries: u32) -> Duration {
-    Duration::from_millis(1u64 << tries.saturating_sub(1).min(6))
+    Duration::from_millis(1u64 << tries.saturating_sub(1).min(3))
+}
+
+/// Sticky records (databases with DB_FLAGS_STICKY): a record that keeps
+/// arriving after many hops is made sticky for a while; each time this
+/// node becomes its dmaster it is pinned down here briefly, and node
+/// REQ_CALLs for it wait until the pin-down ends.
+#[derive(Debug, Clone)]
+pub struct StickyConfig {
+    /// Databases with DB_FLAGS_STICKY.
+    pub dbs: std::collections::HashSet<u32>,
+    /// Tunable HopcountMakeSticky.
+    pub hopcount_make_sticky: u32,
+    /// Tunable StickyDuration.
+    pub duration: Duration,
+    /// Tunable StickyPindown.
+    pub pindown: Duration,
+}
+
+impl Default for StickyConfig {
+    fn default() -> Self {
+        StickyConfig {
+            dbs: std::collections::HashSet::new(),
+            hopcount_make_sticky: 50,
+            duration: Duration::from_secs(600),
+            pindown: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Sticky {
+    until: Instant,
+    /// Pinned down until then; node calls queued meanwhile.
+    pindown: Option<(Instant, VecDeque<(u32, Vec<u8>)>)>,
 }
 
 impl Migrator {
@@ -197,6 +235,67 @@ impl Migrator {
             busy: HashMap::new(),
             jobs: HashMap::new(),
             loopback: VecDeque::new(),
+            sticky_cfg: StickyConfig::default(),
+            sticky: HashMap::new(),
+        }
+    }
+
+    /// The sticky databases and tunables.
+    pub fn set_sticky(&mut self, cfg: StickyConfig) {
+        self.sticky_cfg = cfg;
+    }
+
+    /// Whether `key` of `db_id` is sticky now (for tests and diagnostics).
+    pub fn is_sticky(&self, db_id: u32, key: &[u8]) -> bool {
+        self.sticky.contains_key(&(db_id, key.to_vec()))
+    }
+
+    /// Whether `key` of `db_id` is pinned down on this node now.
+    pub fn is_pinned(&self, db_id: u32, key: &[u8], now: Instant) -> bool {
+        self.sticky
+            .get(&(db_id, key.to_vec()))
+            .and_then(|s| s.pindown.as_ref())
+            .is_some_and(|(t, _)| *t > now)
+    }
+
+    /// `ctdb_make_record_sticky`, when a call arrived after enough hops.
+    fn maybe_make_sticky(&mut self, key: &RecKey, hopcount: u32, now: Instant) {
+        if !self.sticky_cfg.dbs.contains(&key.0)
+            || hopcount < self.sticky_cfg.hopcount_make_sticky
+            || self.sticky.contains_key(key)
+        {
+            return;
+        }
+        tracing::error!(
+            "Make record sticky for {} seconds in db 0x{:08x} key:0x{:08x}.",
+            self.sticky_cfg.duration.as_secs(),
+            key.0,
+            ctdb_engine::hash::jenkins_hash(&key.1)
+        );
+        self.sticky.insert(
+            key.clone(),
+            Sticky {
+                until: now + self.sticky_cfg.duration,
+                pindown: None,
+            },
+        );
+    }
+
+    /// `ctdb_set_sticky_pindown`, when this node became dmaster.
+    fn maybe_pindown(&mut self, key: &RecKey, now: Instant) {
+        if !self.sticky_cfg.dbs.contains(&key.0) {
+            return;
+        }
+        let pindown = self.sticky_cfg.pindown;
+        if let Some(s) = self.sticky.get_mut(key) {
+            if s.pindown.is_none() {
+                tracing::error!(
+                    "Pinning down record in 0x{:08x} for {} ms",
+                    key.0,
+                    pindown.as_millis()
+                );
+                s.pindown = Some((now + pindown, VecDeque::new()));
+            }
         }
     }
 
@@ -354,6 +453,15 @@ impl Migrator {
         match &packet.payload {
             Payload::ReqCall(c) => {
                 let key = (c.db_id, c.key.to_vec());
+                if self.sticky_cfg.dbs.contains(&c.db_id) {
+                    if let Some((_, queue)) =
+                        self.sticky.get_mut(&key).and_then(|s| s.pindown.as_mut())
+                    {
+                        tracing::warn!("Defer request for pinned down record in 0x{:08x}", c.db_id);
+                        queue.push_back((from, pkt.to_vec()));
+                        return out;
+                    }
+                }
                 if let Some(b) = self.busy.get_mut(&key) {
                     if b.generation == hdr.generation {
                         b.queue.push_back((from, pkt.to_vec()));
@@ -633,6 +741,7 @@ impl Migrator {
                     out.push(Action::Hop {
                         hopcount: call.hopcount,
                     });
+                    self.maybe_make_sticky(&key, call.hopcount, now);
                     let pkt = encode(
                         Header::new(self.generation, lmaster, self.pnn, hdr.reqid),
                         Payload::ReqDmaster(ReqDmaster {
@@ -655,6 +764,7 @@ impl Migrator {
                     out.push(Action::Hop {
                         hopcount: call.hopcount,
                     });
+                    self.maybe_make_sticky(&key, call.hopcount, now);
                     self.send_reply_dmaster(
                         dest,
                         hdr.reqid,
@@ -669,6 +779,7 @@ impl Migrator {
                     out.push(Action::Hop {
                         hopcount: call.hopcount,
                     });
+                    self.maybe_make_sticky(&key, call.hopcount, now);
                     let pkt = encode(
                         Header::new(self.generation, hdr.srcnode, self.pnn, hdr.reqid),
                         Payload::ReplyCall(ReplyCall {
@@ -710,6 +821,7 @@ impl Migrator {
                         );
                     }
                     RecordStep::Became { reply } => {
+                        self.maybe_pindown(&key, now);
                         if let (Some(reqid), Some((status, data))) = (runs, reply) {
                             self.complete(reqid, status, data, &mut out, now);
                         }
@@ -919,6 +1031,20 @@ impl Migrator {
             if let Some(c) = self.collapse.remove(&k) {
                 self.replay_clients(c.queue, &mut out, now);
             }
+        }
+        let mut released = Vec::new();
+        self.sticky.retain(|_, s| {
+            let unpin = s.until <= now || s.pindown.as_ref().is_some_and(|(t, _)| *t <= now);
+            if unpin {
+                if let Some((_, q)) = s.pindown.take() {
+                    released.extend(q);
+                }
+            }
+            s.until > now
+        });
+        for (from, pkt) in released {
+            let more = self.peer_inner(from, &pkt, now);
+            out.extend(more);
         }
         self.finish(out, now)
     }
