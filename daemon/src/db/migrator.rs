@@ -85,6 +85,9 @@ pub enum Action {
 
 type RecKey = (u32, Vec<u8>);
 
+/// Packets waiting, with the node (or client) they came from.
+type Queued = VecDeque<(u32, Vec<u8>)>;
+
 #[derive(Debug)]
 struct Pending {
     client: u32,
@@ -218,7 +221,7 @@ impl Default for StickyConfig {
 struct Sticky {
     until: Instant,
     /// Pinned down until then; node calls queued meanwhile.
-    pindown: Option<(Instant, VecDeque<(u32, Vec<u8>)>)>,
+    pindown: Option<(Instant, Queued)>,
 }
 
 impl Migrator {
