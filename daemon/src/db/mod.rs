@@ -40,6 +40,12 @@
 //! * [`Databases::serve_client_packet`]: all of the above for one decoded
 //!   client packet, writing the reply and the messages for the client's own
 //!   srvids into its output buffer; what the client socket calls.
+//! * [`Databases::record_op`] / [`ShardRequest::Record`]: one step of a
+//!   record migration between nodes ([`RecordOp`] -> [`RecordStep`], the
+//!   rsn/dmaster rules of upstream's `ctdb_call.c`) on the core that owns
+//!   the record; [`Migrator`] is the sans-I/O protocol state around them
+//!   (pending calls, fetch collapse, dmaster defer, sticky records,
+//!   resend after recovery), driven by [`crate::calls`].
 //! * [`Databases::vacuum`] (every VacuumInterval), [`Databases::freeze_all`]
 //!   / [`Databases::thaw_all`] (FREEZE when the node goes inactive),
 //!   [`Databases::route_call`] (data cores, below).
@@ -61,6 +67,10 @@
 //!
 //! # Deviations (single node, synchronous)
 //!
+//! * Read-only delegations are not handed out between nodes: a call with
+//!   CTDB_WANT_READONLY migrates the record like a normal fetch (the client
+//!   then finds itself dmaster), and delegation flags met on a record are
+//!   dropped instead of revoked (no revoke child).
 //! * No lock helper child: a REQ_CALL whose chain lock is busy is answered
 //!   [`CallOutcome::Retry`] (the caller hands it in again shortly, so a
 //!   client sitting on a record never stalls the core); DB_FREEZE waits
@@ -90,6 +100,10 @@
 //! `db_compare_debian.rs` (the same commands and raw controls against
 //! Debian's ctdbd 4.17 leave identical records and answers),
 //! `db_shards.rs` (two data-core threads on one file, throughput),
+//! `migrate.rs` (three nodes' databases and migrators in-process, packets
+//! moved by hand: ring of fetches, seeded random interleavings with no lost
+//! update, resend, sticky pin-down), `cluster_migrate.rs` (three of our
+//! daemons: stock tool, fetch_ring, fetch_loop),
 //! `db_ctdbd_e2e.rs` (our `ctdbd` binary with the stock `ctdb` tool).
 
 mod call;
