@@ -1,5 +1,5 @@
 //! `scripts/local-cluster` (used by the README) sets up the same layout as
-//! the Rust harness: start a 2-node Debian cluster with it, query it through
+//! the Rust harness: start a 2-node cluster of our ctdbd (the default) with it, query it through
 //! the script and through the harness's view of the directory, stop it, and
 //! check that nothing is left running.
 
