@@ -238,5 +238,22 @@ fn cluster_lock_holder_leads() {
             && c.pid(l1 as usize).and_then(helper_child).is_some()
     });
     assert_eq!(try_lock(&lock), b'1', "the new leader holds the lock");
+    let _ = c.ctdb_t(l0 as usize, 30, &["-T", "10", "continue"]);
+    c.wait_agreed("all OK after continue", &[0, 1, 2], "", 40);
+
+    // kill -9 of the lock holder: its helper notices (within 5 s) and
+    // the lock, and leadership, go to one of the others.
+    c.kill9(l1 as usize);
+    let rest: Vec<usize> = (0..3).filter(|&i| i != l1 as usize).collect();
+    let (l2, _) = c.wait_agreed("a new leader after kill -9", &rest, "DISCONNECTED", 60);
+    assert_ne!(l2, l1);
+    c.wait("the lock helper on the newest leader", 20, |c| {
+        c.pid(l2 as usize).and_then(helper_child).is_some()
+    });
+    let helpers = rest
+        .iter()
+        .filter(|&&i| c.pid(i).and_then(helper_child).is_some())
+        .count();
+    assert_eq!(helpers, 1, "one lock helper among the live nodes");
     eprintln!("test took {:.1} s", started.elapsed().as_secs_f64());
 }
