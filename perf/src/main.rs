@@ -67,13 +67,15 @@ struct Args {
     #[arg(long)]
     theirs_only: bool,
     /// CI mode: about SECS seconds of light workloads on ours if it forms
-    /// a cluster, else on Samba's; fails if any workload fails.
+    /// a cluster, else on Samba's (with --ours-only: on ours, failing if it
+    /// does not form one); fails if any workload fails.
     #[arg(long, value_name = "SECS")]
     smoke: Option<f64>,
     /// Write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Our daemon (default: <repo>/target/release/ctdbd).
+    /// Our daemon (default: the ctdbd built next to this binary, else
+    /// <repo>/target/release/ctdbd).
     #[arg(long)]
     ours: Option<PathBuf>,
     /// Samba's daemon.
@@ -243,6 +245,34 @@ fn validate(args: &Args) -> Result<Vec<String>> {
     Ok(list)
 }
 
+/// The `ctdb` tool that goes with a daemon: ours is built next to our
+/// ctdbd; Samba's (and ours when our tool is not built) is Debian's.
+fn cli_for(imp: &str, daemon: &Path) -> PathBuf {
+    if imp == "ours" {
+        if let Some(c) = daemon.parent().map(|d| d.join("ctdb")) {
+            if c.exists() {
+                return c;
+            }
+        }
+    }
+    PathBuf::from("/usr/bin/ctdb")
+}
+
+/// Our daemon when `--ours` is not given: the `ctdbd` built next to this
+/// binary (same target directory), else `<repo>/target/release/ctdbd`.
+fn default_ours(repo: &Path) -> PathBuf {
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        let c = d.join("ctdbd");
+        if c.exists() {
+            return c;
+        }
+    }
+    repo.join("target/release/ctdbd")
+}
+
 struct Runner<'a> {
     args: &'a Args,
     script: PathBuf,
@@ -253,6 +283,7 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     fn start(&self, daemon: &Path, imp: &str, wait: u64) -> Result<Cluster> {
+        let cli = cli_for(imp, daemon);
         // Ours takes --cores (control core + data cores); the script runs
         // the daemon without arguments, so wrap it.
         let daemon = if imp == "ours" {
@@ -273,6 +304,8 @@ impl Runner<'_> {
         } else {
             daemon.to_path_buf()
         };
+        // The script checks "all OK" with `$CTDB status`: ours next to our
+        // daemon (its release build), Samba's with Samba's daemon.
         Cluster::start(
             &self.script,
             &daemon,
@@ -280,7 +313,7 @@ impl Runner<'_> {
             &self.dir.join(imp),
             &self.net,
             wait,
-            &[],
+            &[("CTDB".to_string(), cli.display().to_string())],
         )
     }
 
@@ -676,10 +709,7 @@ fn real_main() -> Result<bool> {
             script.display()
         )));
     }
-    let ours = args
-        .ours
-        .clone()
-        .unwrap_or_else(|| repo.join("target/release/ctdbd"));
+    let ours = args.ours.clone().unwrap_or_else(|| default_ours(&repo));
     let dir = args
         .dir
         .clone()
@@ -707,19 +737,27 @@ fn real_main() -> Result<bool> {
     let mut ok = true;
 
     if args.smoke.is_some() {
-        // Ours if it forms a cluster, else theirs.
-        let use_ours = ours.exists()
-            && match runner.start(&ours, "ours", 15) {
-                Ok(mut c) => {
-                    c.stop();
-                    true
-                }
-                Err(e) => {
-                    eprintln!("ctdb-perf: ours: not functional yet ({e}); smoke runs theirs");
-                    ours_reason = Some(shorten(&e.to_string(), 400));
-                    false
-                }
-            };
+        // Ours if it forms a cluster, else theirs; with --ours-only, ours
+        // or failure (CI: the smoke test must exercise our daemon).
+        if args.ours_only && !ours.exists() {
+            return Err(PerfError::Args(format!(
+                "--ours-only: our daemon {} does not exist (cargo build --release -p ctdb-daemon -p ctdb-cli)",
+                ours.display()
+            )));
+        }
+        let use_ours = args.ours_only
+            || ours.exists()
+                && match runner.start(&ours, "ours", 15) {
+                    Ok(mut c) => {
+                        c.stop();
+                        true
+                    }
+                    Err(e) => {
+                        eprintln!("ctdb-perf: ours: not functional yet ({e}); smoke runs theirs");
+                        ours_reason = Some(shorten(&e.to_string(), 400));
+                        false
+                    }
+                };
         let (daemon, imp) = if use_ours {
             (ours.clone(), "ours")
         } else {
@@ -752,17 +790,10 @@ fn real_main() -> Result<bool> {
             if !ours.exists() {
                 ours_note = Some(format!("not built ({})", ours.display()));
             } else {
-                match runner.start(&ours, "ours", args.start_wait.min(30)) {
-                    Ok(mut c) => {
-                        c.stop();
-                        rows.extend(runner.run_daemon(&ours, "ours", &list));
-                    }
-                    Err(e) => {
-                        eprintln!("ctdb-perf: ours: not functional yet: {e}");
-                        ours_note = Some("not functional yet".into());
-                        ours_reason = Some(shorten(&e.to_string(), 400));
-                    }
-                }
+                // A cluster that does not form fails its rows with the reason.
+                let ours_rows = runner.run_daemon(&ours, "ours", &list);
+                ok &= ours_rows.iter().all(|r| r.result.is_ok());
+                rows.extend(ours_rows);
             }
         }
     }
