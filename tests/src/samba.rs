@@ -560,6 +560,22 @@ impl SambaCluster {
         all
     }
 
+    /// Lines of every node's smbd log that show damage: a record smbd
+    /// could not parse, a panic. Empty when all is well.
+    pub fn smbd_log_problems(&self) -> Vec<String> {
+        const BAD: [&str; 3] = ["Found invalid record", "PANIC", "INTERNAL ERROR"];
+        let mut found = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let text = fs::read_to_string(node.dir.join("log.smbd")).unwrap_or_default();
+            for line in text.lines() {
+                if BAD.iter().any(|b| line.contains(b)) {
+                    found.push(format!("node {i}: {}", line.trim()));
+                }
+            }
+        }
+        found
+    }
+
     /// Wait (at most `limit`) until node `i`'s smbd accepts a login and
     /// lists the share. Fails early if smbd exits.
     pub fn wait_ready(&mut self, i: usize, limit: Duration) -> Result<()> {

@@ -399,3 +399,36 @@ fn samba_ctdb_protocol_usage() {
         all.report()
     );
 }
+
+/// Contention on one share-mode record from both nodes: smbtorture's
+/// `smb2.bench.path-contention-shared` (every connection opens and closes
+/// the same path, so the path's locking.tdb record migrates between the
+/// nodes all the time) and `smb2.bench.oplock1`, 3 s each, two
+/// connections per node. Every open must succeed and no smbd may find a
+/// damaged record (smbd panics on one).
+#[test]
+fn samba_contention_on_one_record_across_nodes() {
+    if !samba::smbtorture_available() {
+        eprintln!("samba_contention: SKIPPED, smbtorture not installed (samba-testsuite)");
+        return;
+    }
+    let Some(env) = Env::new("samba_contention", 2) else {
+        return;
+    };
+    for test in ["smb2.bench.path-contention-shared", "smb2.bench.oplock1"] {
+        let r = env.samba.bench(test, &[0, 1], 4, 3);
+        let damaged = env.samba.smbd_log_problems();
+        assert!(
+            damaged.is_empty(),
+            "[ctdbd {}] {test}: smbd logged:\n{}",
+            env.samba.ctdbd().display(),
+            damaged.join("\n")
+        );
+        let r = r.unwrap_or_else(|e| panic!("[ctdbd {}] {test}: {e}", env.samba.ctdbd().display()));
+        eprintln!(
+            "samba_contention: {test} across nodes 0 and 1: {:.0} opens/s",
+            r.opens_per_sec
+        );
+        assert!(r.opens_per_sec > 0.0);
+    }
+}
