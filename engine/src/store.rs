@@ -399,7 +399,7 @@ impl CoreStore {
 
     /// Read a record that must be on a hash chain (live or dead magic) and
     /// whose `next` lies inside the file (libtdb's `tdb_rec_read`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_chain_rec(&mut self, off: u32) -> Result<Rec> {
         let rec = self.read_rec_raw(off)?;
         if (rec.magic == TDB_MAGIC || rec.magic == TDB_DEAD_MAGIC)
@@ -1036,6 +1036,7 @@ impl CoreStore {
     // --------------------------------------------------------------- lookup
 
     /// Find a live record for `key` on chain `bucket` (chain locked).
+    #[inline(always)]
     fn find(&mut self, key: &[u8], hash: u32, bucket: u32) -> Result<Option<(u32, Rec)>> {
         let mut rec_ptr = self.read_u32(hash_top(bucket))?;
         let mut walk = ChainWalk::new(rec_ptr);
@@ -1091,7 +1092,12 @@ impl CoreStore {
         let (hash, bucket) = self.bucket_checked(key)?;
         self.lock_chain(bucket, LockType::Read)?;
         let r = self.fetch_locked(key, hash, bucket, out);
-        self.unlock_chain(bucket)?;
+        let u = self.unlock_chain(bucket);
+        // As in `storev`: tags only on the hot path.
+        if let (Ok(found), true) = (&r, u.is_ok()) {
+            return Ok(*found);
+        }
+        u?;
         r
     }
 
@@ -1156,7 +1162,17 @@ impl CoreStore {
         self.lock_chain(bucket, LockType::Write)?;
         let r = self.store_locked(key, parts, flag, hash, bucket);
         let u = self.unlock_chain(bucket);
-        r.and(u)
+        // Look at the results' tags only: moving a whole `Result` (with its
+        // large error variant) through the stack costs a store-forwarding
+        // stall on the hot path.
+        if r.is_ok() && u.is_ok() {
+            return Ok(());
+        }
+        if r.is_err() {
+            r
+        } else {
+            u
+        }
     }
 
     /// Compare the bytes at `off` with the concatenation of `parts`.
@@ -1272,7 +1288,17 @@ impl CoreStore {
         self.lock_chain(bucket, LockType::Write)?;
         let r = self.delete_locked(key, hash, bucket);
         let u = self.unlock_chain(bucket);
-        r.and(u)
+        // Look at the results' tags only: moving a whole `Result` (with its
+        // large error variant) through the stack costs a store-forwarding
+        // stall on the hot path.
+        if r.is_ok() && u.is_ok() {
+            return Ok(());
+        }
+        if r.is_err() {
+            r
+        } else {
+            u
+        }
     }
 
     fn delete_locked(&mut self, key: &[u8], hash: u32, bucket: u32) -> Result<()> {
