@@ -687,11 +687,16 @@ impl CoreStore {
         self.nest_unlock(off)
     }
 
-    #[inline]
+    #[inline(always)]
     fn lock_chain(&mut self, bucket: u32, ty: LockType) -> Result<()> {
         if self.nest.is_empty() && self.allrec.count == 0 && !self.sh.nolock {
             return self.lock_chain_first(bucket, ty);
         }
+        self.lock_chain_nested(bucket, ty)
+    }
+
+    #[inline(never)]
+    fn lock_chain_nested(&mut self, bucket: u32, ty: LockType) -> Result<()> {
         self.lock_list(chain_lock_offset(bucket), ty, true)
             .map(|_| ())
     }
@@ -699,7 +704,7 @@ impl CoreStore {
     /// [`CoreStore::lock_list`] for the common case of a chain lock taken
     /// while this handle holds no other lock: no nesting to look up, no
     /// other chain mutex held.
-    #[inline]
+    #[inline(always)]
     fn lock_chain_first(&mut self, bucket: u32, ty: LockType) -> Result<()> {
         let off = chain_lock_offset(bucket);
         if let Some(area) = self.sh.mutex.as_ref() {
@@ -716,11 +721,19 @@ impl CoreStore {
         }
         self.nest.push(NestLock { off, count: 1, ty });
         if self.needs_recovery() {
-            self.nest_unlock(off)?;
-            self.lock_and_recover()?;
-            return self.lock_list(off, ty, true).map(|_| ());
+            return self.recover_under_first_lock(off, ty);
         }
         Ok(())
+    }
+
+    /// A transaction's recovery record was found right after taking the
+    /// first chain lock: release it, replay the recovery and lock again.
+    #[cold]
+    #[inline(never)]
+    fn recover_under_first_lock(&mut self, off: u64, ty: LockType) -> Result<()> {
+        self.nest_unlock(off)?;
+        self.lock_and_recover()?;
+        self.lock_list(off, ty, true).map(|_| ())
     }
 
     #[cold]

@@ -585,8 +585,82 @@ impl MutexArea {
     /// waited for (or tried) and released, and the whole thing is retried.
     /// With another chain held that check is skipped, exactly as libtdb does,
     /// because waiting for the allrecord holder then could deadlock.
-    #[inline]
+    #[inline(always)]
     pub fn lock_chain(
+        &self,
+        chain: u32,
+        kind: LockKind,
+        wait: bool,
+        holding_other_chain: bool,
+    ) -> io::Result<Acquired> {
+        // Fast path: a blocking lock of a valid chain, no other chain held,
+        // the mutex was free or released normally, and no allrecord lock
+        // stands in the way. Everything else takes `lock_chain_slow`.
+        if wait && !holding_other_chain && chain < self.hash_size {
+            let m = self.chain_ptr(chain + 1);
+            // SAFETY: `m` points to an initialised process-shared mutex
+            // inside the live mapping (I1-I3).
+            let rc = unsafe { libc::pthread_mutex_lock(m) };
+            if rc == 0 {
+                let state = self.allrecord_lock().load(Ordering::SeqCst);
+                if state == F_UNLCK || (state == F_RDLCK && kind == LockKind::Read) {
+                    self.held.add(true);
+                    return Ok(Acquired::default());
+                }
+            }
+            return self.lock_chain_contended(m, rc, chain, kind);
+        }
+        self.lock_chain_slow(chain, kind, wait, holding_other_chain)
+    }
+
+    /// The rest of a fast-path [`MutexArea::lock_chain`] whose
+    /// `pthread_mutex_lock(m)` returned `rc`: an allrecord lock is in the
+    /// way (`rc == 0`; the mutex is held but not yet counted), the previous
+    /// owner died (`EOWNERDEAD`), or an error.
+    #[cold]
+    #[inline(never)]
+    fn lock_chain_contended(
+        &self,
+        m: *mut libc::pthread_mutex_t,
+        rc: i32,
+        chain: u32,
+        kind: LockKind,
+    ) -> io::Result<Acquired> {
+        let mut result = Acquired::default();
+        match rc {
+            0 => self.held.add(true),
+            libc::EOWNERDEAD => {
+                // We own the mutex now, in "inconsistent" state.
+                self.held.add(true);
+                // SAFETY: as in `raw_lock`; we are the owner.
+                let rc = unsafe { libc::pthread_mutex_consistent(m) };
+                if rc != 0 {
+                    self.raw_unlock(m);
+                    return Err(os_err(rc));
+                }
+                result = Acquired { owner_died: true };
+                let state = self.allrecord_lock().load(Ordering::SeqCst);
+                if state == F_UNLCK || (state == F_RDLCK && kind == LockKind::Read) {
+                    return Ok(result);
+                }
+            }
+            rc => return Err(os_err(rc)),
+        }
+        // Held, but an allrecord lock is in the way: let go and take the
+        // full path (which waits for the allrecord holder and retries).
+        let rc = self.raw_unlock(m);
+        if rc != 0 {
+            return Err(os_err(rc));
+        }
+        self.lock_chain_slow(chain, kind, true, false)
+            .map(|a| a.merge(result))
+    }
+
+    /// [`MutexArea::lock_chain`] in full: range check, try or wait, the
+    /// allrecord dance unless another chain is held.
+    #[cold]
+    #[inline(never)]
+    fn lock_chain_slow(
         &self,
         chain: u32,
         kind: LockKind,
@@ -643,7 +717,7 @@ impl MutexArea {
     }
 
     /// Unlock the mutex of chain `chain` held by this thread.
-    #[inline]
+    #[inline(always)]
     pub fn unlock_chain(&self, chain: u32) -> io::Result<()> {
         self.check_chain(chain)?;
         match self.raw_unlock(self.chain_ptr(chain + 1)) {
@@ -950,6 +1024,57 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         area.unlock_chain(4).unwrap();
         t.join().unwrap();
+        drop(area);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn blocking_chain_lock_fast_path_edges() {
+        let (dir, area) = temp_area("fastpath", 5);
+        let area = Arc::new(area);
+        // A dead owner seen by a blocking lock (EOWNERDEAD on the fast path).
+        let a2 = Arc::clone(&area);
+        std::thread::spawn(move || {
+            a2.lock_chain(3, LockKind::Write, true, false).unwrap();
+        })
+        .join()
+        .unwrap();
+        let got = area.lock_chain(3, LockKind::Write, true, false).unwrap();
+        assert!(got.owner_died);
+        area.unlock_chain(3).unwrap();
+        let got = area.lock_chain(3, LockKind::Write, true, false).unwrap();
+        assert!(!got.owner_died);
+        area.unlock_chain(3).unwrap();
+
+        // A blocking chain write lock waits for a read allrecord lock held
+        // by another thread, then gets through.
+        area.lock_all(LockKind::Read, true).unwrap();
+        let a2 = Arc::clone(&area);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            a2.lock_chain(1, LockKind::Write, true, false).unwrap();
+            tx.send(()).unwrap();
+            a2.unlock_chain(1).unwrap();
+        });
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_err());
+        area.unlock_all().unwrap();
+        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        t.join().unwrap();
+
+        // A blocking chain read lock passes a read allrecord lock.
+        area.lock_all(LockKind::Read, true).unwrap();
+        let a2 = Arc::clone(&area);
+        std::thread::spawn(move || {
+            a2.lock_chain(1, LockKind::Read, true, false).unwrap();
+            a2.unlock_chain(1).unwrap();
+        })
+        .join()
+        .unwrap();
+        area.unlock_all().unwrap();
+        // An out-of-range chain is refused on the blocking path too.
+        assert!(area.lock_chain(5, LockKind::Read, true, false).is_err());
         drop(area);
         std::fs::remove_dir_all(dir).unwrap();
     }
