@@ -662,3 +662,50 @@ fn sticky_record_is_pinned_down_on_its_new_dmaster() {
     assert_eq!(c.value(2, &key), 4);
     assert!(c.idle());
 }
+
+#[test]
+fn fetch_collapse_sends_one_call_for_clients_waiting_on_one_key() {
+    let mut c = Cluster::new("collapse", false);
+    let keys = keys_by_lmaster(&c);
+    let key = keys[1].clone();
+    c.increment(1, 2, &key);
+    assert_eq!(c.dmaster(&key), 2);
+    // Three clients of node 0 ask at once.
+    let mut clients: Vec<Client> = (10..13).map(|id| c.new_client(id, 0, &key, 1)).collect();
+    for cl in &mut clients {
+        c.client_step(cl, false);
+        assert_eq!(cl.state, ClientState::Waiting);
+    }
+    let calls_out: usize = c
+        .links
+        .iter()
+        .filter(|((from, _), _)| *from == 0)
+        .map(|(_, q)| q.len())
+        .sum::<usize>()
+        + c.nodes[0].ops.len();
+    assert_eq!(
+        c.nodes[0].m.pending_calls(),
+        0,
+        "the first call's step has not run yet"
+    );
+    assert_eq!(calls_out, 1, "one record step for three clients");
+    c.settle();
+    assert_eq!(c.nodes[0].m.pending_calls(), 0);
+    // Each client is answered, finds the record local and increments it.
+    for _ in 0..4 {
+        for cl in &mut clients {
+            c.client_step(cl, false);
+        }
+        c.settle();
+    }
+    assert!(clients.iter().all(|cl| cl.state == ClientState::Done));
+    assert_eq!(c.dmaster(&key), 0);
+    assert_eq!(c.value(0, &key), 4);
+    // One migration to node 0 for the three of them.
+    let moves = c.history[&key]
+        .windows(2)
+        .filter(|w| w[0].0 != w[1].0)
+        .count();
+    assert_eq!(moves, 1, "history {:?}", c.history[&key]);
+    assert!(c.idle());
+}
