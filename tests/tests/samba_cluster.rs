@@ -2,6 +2,14 @@
 //! serving one shared directory. Runs against `$CTDBD` (Debian's ctdbd by
 //! default), so the same tests prove our daemon once it forms a cluster.
 //! Each test prints which ctdbd it ran against and how long it took.
+//!
+//! ```text
+//! cargo build --release -p ctdb-daemon
+//! CTDBD=$PWD/target/release/ctdbd cargo test -p ctdb-tests --test samba_cluster
+//! # smbd's log level (default 1) and a directory that keeps every smbd and
+//! # ctdbd log per test:
+//! SAMBA_LOG_LEVEL=10 SAMBA_TEST_LOGS=/tmp/samba-logs CTDBD=... cargo test ...
+//! ```
 
 use std::fs;
 use std::path::Path;
