@@ -28,31 +28,36 @@ pub const CTDBD_ENV: &str = "CTDB_TEST_CTDBD";
 /// (`fetch_ring`, `message_ring`, ... of ctdb-perf).
 pub const PERF_BINS_ENV: &str = "CTDB_TEST_PERF_BINS";
 
-/// The daemon the cluster tests run when `CTDB_TEST_CTDBD` is not set.
-/// Switching the default to our own daemon is this one line.
-pub const DEFAULT_CTDBD: &str = DEBIAN_CTDBD;
+/// Samba's ctdbd, which every cluster test also passes against
+/// (`CTDB_TEST_CTDBD=/usr/sbin/ctdbd`).
+pub const REFERENCE_CTDBD: &str = DEBIAN_CTDBD;
 
-/// The ctdbd under test: `$CTDB_TEST_CTDBD` if set, else [`DEFAULT_CTDBD`].
+/// The ctdbd under test: `$CTDB_TEST_CTDBD` if set, else ours, next to the
+/// running test binary's profile directory (where `cargo build --release`
+/// puts it, as for [`perf_bin`]).
 pub fn ctdbd_under_test() -> PathBuf {
-    std::env::var_os(CTDBD_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CTDBD))
+    if let Some(p) = std::env::var_os(CTDBD_ENV) {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|d| d.join("ctdbd")))
+        .unwrap_or_else(|| PathBuf::from("target/release/ctdbd"))
 }
 
-/// The ctdbd under test, or `None` (after printing why the test is
-/// skipped) if that binary does not exist.
+/// The ctdbd under test. A missing binary fails the test (build it first:
+/// the README's test command does), so the cluster tests cannot pass by
+/// not running.
 pub fn ctdbd_or_skip(test: &str) -> Option<PathBuf> {
     let d = ctdbd_under_test();
-    if d.is_file() {
-        eprintln!("{test}: running against {}", d.display());
-        Some(d)
-    } else {
-        eprintln!(
-            "{test}: SKIPPED: no ctdbd at {} (set {CTDBD_ENV} to a daemon to test)",
-            d.display()
-        );
-        None
-    }
+    assert!(
+        d.is_file(),
+        "{test}: no ctdbd at {}: run `cargo build --release --bins` first, \
+         or set {CTDBD_ENV} to the daemon to test (e.g. {REFERENCE_CTDBD})",
+        d.display()
+    );
+    eprintln!("{test}: running against {}", d.display());
+    Some(d)
 }
 
 /// The CLI the cluster tests always use: the stock one.
