@@ -40,8 +40,9 @@ struct Args {
     /// Nodes per cluster (127.X.Y.1 .. 127.X.Y.N).
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// Data cores per node for our daemon (it runs with --cores=N+1: one
-    /// control core plus N data cores).
+    /// Data cores per node for our daemon: it runs with --cores=N+1 (one
+    /// control core plus N data cores); 0 runs it with --cores=1 (one
+    /// executor serving control and data). Our daemon needs that many CPUs.
     #[arg(long, default_value_t = 1)]
     cores: usize,
     /// Seconds per throughput workload.
@@ -84,7 +85,9 @@ struct Args {
     /// State directory (default: <tmp>/ctdb-perf-<pid>).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// First three octets of the node addresses (default: from the pid).
+    /// First three octets of the node addresses of the first cluster
+    /// (default: from the pid); each later cluster of the run moves the
+    /// third octet on by one.
     #[arg(long)]
     net: Option<String>,
     /// Repository root holding scripts/local-cluster.
@@ -171,6 +174,14 @@ fn repo_root(args: &Args) -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// `base` (`127.A.B`) moved on by `k` in its last octet, wrapping within 1..=254.
+fn next_net(base: &str, k: u32) -> String {
+    let (head, last) = base.rsplit_once('.').unwrap_or(("127.0", "1"));
+    let b = last.parse::<u32>().unwrap_or(1);
+    let v = (b.saturating_sub(1) + k) % 254 + 1;
+    format!("{head}.{v}")
+}
+
 fn default_net() -> String {
     let pid = std::process::id();
     format!("127.{}.{}", 100 + pid % 100, (pid / 100) % 250 + 1)
@@ -189,8 +200,11 @@ fn validate(args: &Args) -> Result<Vec<String>> {
             args.clients
         )));
     }
-    if args.cores == 0 {
-        return Err(PerfError::Args("--cores must be at least 1".into()));
+    if args.cores > 1023 {
+        return Err(PerfError::Args(format!(
+            "--cores must be 0..1023, got {}",
+            args.cores
+        )));
     }
     if !(args.duration > 0.0 && args.duration <= 3600.0) {
         return Err(PerfError::Args(format!(
@@ -245,6 +259,15 @@ fn validate(args: &Args) -> Result<Vec<String>> {
     Ok(list)
 }
 
+/// Our daemon's `--cores` (executors) for `data` data cores per node.
+fn ours_cores(data: usize) -> usize {
+    if data == 0 {
+        1
+    } else {
+        data + 1
+    }
+}
+
 /// The `ctdb` tool that goes with a daemon: ours is built next to our
 /// ctdbd; Samba's (and ours when our tool is not built) is Debian's.
 fn cli_for(imp: &str, daemon: &Path) -> PathBuf {
@@ -278,10 +301,24 @@ struct Runner<'a> {
     script: PathBuf,
     dir: PathBuf,
     net: String,
+    /// Clusters started so far: each gets its own /24 (see [`Runner::net_for`]).
+    started: std::cell::Cell<u32>,
     params: Params,
 }
 
 impl Runner<'_> {
+    /// The network of the next cluster: the base `127.A.B`, then
+    /// `127.A.B+1`, ... Every start gets fresh addresses because a daemon
+    /// that just stopped leaves TIME_WAIT sockets on its node address, and
+    /// a listener without SO_REUSEADDR cannot bind there for a minute
+    /// (perf-needs.md); it also keeps a slow-dying cluster from meeting the
+    /// next one.
+    fn net_for_next(&self) -> String {
+        let k = self.started.get();
+        self.started.set(k + 1);
+        next_net(&self.net, k)
+    }
+
     fn start(&self, daemon: &Path, imp: &str, wait: u64) -> Result<Cluster> {
         let cli = cli_for(imp, daemon);
         // Ours takes --cores (control core + data cores); the script runs
@@ -293,7 +330,7 @@ impl Runner<'_> {
             let text = format!(
                 "#!/bin/sh\nexec '{}' --cores={} \"$@\"\n",
                 daemon.display(),
-                self.args.cores + 1
+                ours_cores(self.args.cores)
             );
             std::fs::write(&w, text)
                 .map_err(|e| PerfError::io(format!("write {}", w.display()), e))?;
@@ -311,7 +348,7 @@ impl Runner<'_> {
             &daemon,
             self.args.nodes,
             &self.dir.join(imp),
-            &self.net,
+            &self.net_for_next(),
             wait,
             &[("CTDB".to_string(), cli.display().to_string())],
         )
@@ -719,6 +756,7 @@ fn real_main() -> Result<bool> {
         script,
         dir: dir.clone(),
         net: args.net.clone().unwrap_or_else(default_net),
+        started: std::cell::Cell::new(0),
         params: Params {
             duration: Duration::from_secs_f64(args.duration),
             clients: args.clients,
@@ -726,7 +764,7 @@ fn real_main() -> Result<bool> {
         },
     };
     eprintln!(
-        "ctdb-perf: clusters in {} on {}.N (if interrupted: CTDB_LOCAL_DIR={}/<daemon> scripts/local-cluster stop)",
+        "ctdb-perf: clusters in {} on {}.N and the /24s after it (if interrupted: CTDB_LOCAL_DIR={}/<daemon> scripts/local-cluster stop)",
         dir.display(),
         runner.net,
         dir.display()
@@ -809,7 +847,7 @@ fn real_main() -> Result<bool> {
         match (&ours_note, &ours_reason) {
             (Some(n), Some(r)) => format!("{} {n}: {r}", ours.display()),
             (Some(n), None) => format!("{} {n}", ours.display()),
-            _ => format!("{} --cores={}", ours.display(), args.cores + 1),
+            _ => format!("{} --cores={}", ours.display(), ours_cores(args.cores)),
         },
     ));
     let mut report = String::new();
@@ -888,6 +926,14 @@ mod tests {
             .contains("recovery-x"));
         assert_eq!(workloads::recovery_records("recovery-1m"), Some(1_000_000));
         assert_eq!(workloads::recovery_records("recovery-250"), Some(250));
+    }
+
+    #[test]
+    fn each_cluster_gets_its_own_net() {
+        assert_eq!(next_net("127.5.7", 0), "127.5.7");
+        assert_eq!(next_net("127.5.7", 3), "127.5.10");
+        assert_eq!(next_net("127.5.254", 1), "127.5.1");
+        assert_eq!(next_net("127.5.0", 0), "127.5.1");
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! CI smoke test: `ctdb-perf --smoke` on a real 2-node cluster (ours if it
-//! forms a cluster, else Debian's /usr/sbin/ctdbd), so the harness, its
-//! client and its cluster handling cannot rot. Also checks that bad
-//! arguments are refused with a message naming them.
+//! CI smoke test: `ctdb-perf --smoke --ours-only` on a real 2-node cluster
+//! of our ctdbd (the release or debug build next to the harness, as CI's
+//! `cargo build --workspace --release --bins` leaves it), so the harness,
+//! its client, its cluster handling and our daemon's paths it drives cannot
+//! rot. Also checks that bad arguments are refused with a message naming
+//! them.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,12 +19,40 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// Our ctdbd and ctdb, built next to the harness binary.
+fn ours() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_ctdb-perf"));
+    let dir = exe.parent().expect("binary directory").to_path_buf();
+    for b in ["ctdbd", "ctdb"] {
+        assert!(
+            dir.join(b).exists(),
+            "{} is not built: the smoke test runs our daemon; build it first \
+             (cargo build --release -p ctdb-daemon -p ctdb-cli, or the same \
+             profile as this test)",
+            dir.join(b).display()
+        );
+    }
+    dir.join("ctdbd")
+}
+
 #[test]
-fn smoke_runs_every_light_workload() {
+fn smoke_runs_every_light_workload_on_ours() {
+    let ours = ours();
     let dir = temp_dir("smoke");
     let json = dir.join("out.json");
+    let started = std::time::Instant::now();
     let out = perf()
-        .args(["--smoke", "6", "--nodes", "2", "--clients", "2"])
+        .args([
+            "--smoke",
+            "6",
+            "--nodes",
+            "2",
+            "--clients",
+            "2",
+            "--ours-only",
+        ])
+        .arg("--ours")
+        .arg(&ours)
         .arg("--dir")
         .arg(dir.join("cluster"))
         .arg("--json")
@@ -51,6 +81,8 @@ fn smoke_runs_every_light_workload() {
     }
     let j = std::fs::read_to_string(&json).expect("JSON written");
     assert_eq!(j.matches("\"ok\": true").count(), 6, "{j}");
+    assert_eq!(j.matches("\"daemon\": \"ours\"").count(), 6, "{j}");
+    assert!(!j.contains("\"daemon\": \"theirs\""), "{j}");
     assert!(!j.contains("\"ok\": false"), "{j}");
     assert!(
         j.contains("counter matches commits on every node and in ctdb pfetch"),
@@ -81,6 +113,7 @@ fn smoke_runs_every_light_workload() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("smoke run took {:.1} s", started.elapsed().as_secs_f64());
 }
 
 #[test]
@@ -90,6 +123,7 @@ fn bad_arguments_are_named() {
         (vec!["--workloads", "ping,bogus"], "bogus"),
         (vec!["--net", "10.0.0"], "--net"),
         (vec!["--duration", "0"], "--duration"),
+        (vec!["--cores", "5000"], "--cores"),
     ] {
         let out = perf().args(&args).output().expect("run ctdb-perf");
         let stderr = String::from_utf8_lossy(&out.stderr);
