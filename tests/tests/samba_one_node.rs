@@ -361,3 +361,118 @@ fn samba_one_node_every_control_succeeds() {
         started.elapsed()
     );
 }
+
+/// A bare ctdb client connection for the CHECK_PID_SRVID test: sends one
+/// control at a time and waits for its reply.
+struct RawClient {
+    sock: std::os::unix::net::UnixStream,
+    reqid: u32,
+}
+
+impl RawClient {
+    fn connect(path: &std::path::Path) -> RawClient {
+        let sock = std::os::unix::net::UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        RawClient { sock, reqid: 1 }
+    }
+
+    /// REQ_CONTROL to this node; the reply status.
+    fn control(&mut self, opcode: u32, srvid: u64, data: &[u8]) -> i32 {
+        use std::io::{Read, Write};
+        self.reqid += 1;
+        let len = 32 + 28 + data.len();
+        let mut p = Vec::with_capacity(len);
+        for v in [len as u32, 0x4354_4442, 1, 0, 7, 0xF000_0001, 0, self.reqid] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p.extend_from_slice(&opcode.to_le_bytes());
+        p.extend_from_slice(&0u32.to_le_bytes());
+        p.extend_from_slice(&srvid.to_le_bytes());
+        for v in [0u32, 0, data.len() as u32] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p.extend_from_slice(data);
+        self.sock.write_all(&p).expect("send control");
+        loop {
+            let mut l = [0u8; 4];
+            self.sock.read_exact(&mut l).expect("reply length");
+            let n = u32::from_le_bytes(l) as usize;
+            assert!((36..1 << 20).contains(&n), "bad reply length {n}");
+            let mut rest = vec![0u8; n - 4];
+            self.sock.read_exact(&mut rest).expect("reply");
+            let op = u32::from_le_bytes(rest[12..16].try_into().unwrap());
+            let reqid = u32::from_le_bytes(rest[24..28].try_into().unwrap());
+            if op == 8 && reqid == self.reqid {
+                return i32::from_le_bytes(rest[28..32].try_into().unwrap());
+            }
+        }
+    }
+
+    fn check_pid_srvid(&mut self, pid: u32, srvid: u64) -> i32 {
+        let mut d = Vec::new();
+        // As smbd's ctdbd_process_exists: pid and srvid packed, 12 bytes.
+        d.extend_from_slice(&(pid as i32).to_le_bytes());
+        d.extend_from_slice(&srvid.to_le_bytes());
+        self.control(151, 0, &d)
+    }
+}
+
+/// CHECK_PID_SRVID (what smbd asks to learn whether a server id on
+/// another node is alive) is answered from the pid ctdbd learned from each
+/// client connection (SO_PEERCRED; the client never sends it): yes while a
+/// connection of that pid has the srvid registered, no for another srvid,
+/// another process, or once that connection is gone.
+#[test]
+fn samba_one_node_check_pid_srvid_uses_the_peer_pid() {
+    let ctdbd = ctdbd_from_env();
+    let mut cluster = Cluster::create_on_free_addresses(1, &ctdbd).expect("create cluster");
+    cluster.start_all().expect("start ctdbd");
+    cluster
+        .wait_all_ok(&cli_from_env(), Duration::from_secs(60))
+        .expect("ctdb cluster OK");
+    let sock = cluster.socket(0).unwrap();
+    let me = std::process::id();
+    let srvid = 0x00C7_DB00_0000_0000 | u64::from(me);
+    // Upstream looks the pid up among its clients newest first, so the
+    // connection holding the srvid is the newer one (both are this
+    // process).
+    let mut asker = RawClient::connect(&sock);
+    let mut owner = RawClient::connect(&sock);
+    assert_eq!(owner.control(23, srvid, &[]), 0, "REGISTER_SRVID");
+    let who = format!("[ctdbd {}]", ctdbd.display());
+    assert_eq!(
+        asker.check_pid_srvid(me, srvid),
+        0,
+        "{who} registered srvid"
+    );
+    assert_eq!(
+        asker.check_pid_srvid(me, srvid + 1),
+        -1,
+        "{who} other srvid"
+    );
+    // A live process that is no client of ctdbd.
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        asker.check_pid_srvid(other.id(), srvid),
+        -1,
+        "{who} non-client"
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+    drop(owner);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while asker.check_pid_srvid(me, srvid) != -1 {
+        assert!(
+            Instant::now() < deadline,
+            "{who} srvid still reported after its connection closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(asker);
+    drop(cluster);
+}
