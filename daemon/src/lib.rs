@@ -38,8 +38,9 @@
 //! * [`controls`]: what a client packet does;
 //! * [`shards`]: which client calls the data cores serve, and keeping
 //!   their shards in step with the database registry;
-//! * [`monitor`]: run states, events, recovery, LEADER broadcast,
-//!   monitoring, shutdown;
+//! * [`monitor`]: run states, events, monitoring, shutdown;
+//! * [`recoverd_driver`]: the recovery daemon: the [`cluster`] machines
+//!   (election, LEADER broadcast, recovery, bans) driven over [`peers`];
 //! * `sys`: the only module with `unsafe`, thin wrappers over libc.
 
 pub mod calls;
