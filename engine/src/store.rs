@@ -385,13 +385,19 @@ impl CoreStore {
         self.write_slow(off as u64, &v.to_le_bytes())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_rec_raw(&mut self, off: u32) -> Result<Rec> {
         if self.tx.is_none() {
             if let Some(b) = self.map.read_array::<24>(off as u64) {
                 return Ok(Rec::from_bytes(&b));
             }
         }
+        self.read_rec_slow(off)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_rec_slow(&mut self, off: u32) -> Result<Rec> {
         let mut b = [0u8; 24];
         self.read(off as u64, &mut b)?;
         Ok(Rec::from_bytes(&b))
@@ -409,14 +415,17 @@ impl CoreStore {
         {
             return Ok(rec);
         }
-        self.check_chain_rec(off, rec)
+        // The check returns only a verdict, so that the record stays in
+        // registers on the fast path.
+        self.check_chain_rec(off, &rec)?;
+        Ok(rec)
     }
 
     /// The slow half of [`CoreStore::read_chain_rec`]: report what is wrong
     /// with `rec`, or remap when `next` lies past the mapped size.
     #[cold]
     #[inline(never)]
-    fn check_chain_rec(&mut self, off: u32, rec: Rec) -> Result<Rec> {
+    fn check_chain_rec(&mut self, off: u32, rec: &Rec) -> Result<()> {
         if rec.magic != TDB_MAGIC && rec.magic != TDB_DEAD_MAGIC {
             return Err(self.corrupt(off as u64, format!("bad record magic 0x{:08x}", rec.magic)));
         }
@@ -429,7 +438,7 @@ impl CoreStore {
             }
             self.ensure(rec.next as u64, REC_SIZE as u64)?;
         }
-        Ok(rec)
+        Ok(())
     }
 
     #[inline]
@@ -442,18 +451,24 @@ impl CoreStore {
     }
 
     /// Check that key+data fit in the record, returning the data offset.
+    #[inline(always)]
     fn rec_data_off(&self, off: u32, rec: &Rec) -> Result<u64> {
         let need = rec.key_len as u64 + rec.data_len as u64 + 4;
         if need > rec.rec_len as u64 {
-            return Err(self.corrupt(
-                off as u64,
-                format!(
-                    "key_len {} + data_len {} do not fit rec_len {}",
-                    rec.key_len, rec.data_len, rec.rec_len
-                ),
-            ));
+            return Err(self.rec_overflow(off, rec.key_len, rec.data_len, rec.rec_len));
         }
         Ok(off as u64 + REC_SIZE as u64 + rec.key_len as u64)
+    }
+
+    /// The error of [`CoreStore::rec_data_off`], out of line (taking the
+    /// fields by value keeps the record in registers on the hot path).
+    #[cold]
+    #[inline(never)]
+    fn rec_overflow(&self, off: u32, key_len: u32, data_len: u32, rec_len: u32) -> Error {
+        self.corrupt(
+            off as u64,
+            format!("key_len {key_len} + data_len {data_len} do not fit rec_len {rec_len}"),
+        )
     }
 
     #[inline]
