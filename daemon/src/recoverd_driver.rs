@@ -39,9 +39,12 @@
 //!   DB_PUSH_CONFIRM, whose count is the reply. Records for this node are
 //!   handed to the database layer directly.
 //!
-//! Until the node transport hands push messages to the database layer
-//! itself (see `/work/notes/recoverd-needs.md`), every node's driver
-//! subscribes to [`PUSH_SRVID`] and stores those records ([`push_tap`]).
+//! Until [`peers::deliver_local`] hands messages on a DB_PUSH srvid to
+//! the database layer itself (as upstream's DB_PUSH_START srvid handler
+//! does, for a push from any node), every node's driver subscribes to
+//! [`PUSH_SRVID`] and stores those records (`push_tap`); the leader then
+//! makes a round trip to the node before DB_PUSH_CONFIRM, so that task
+//! has run.
 //!
 //! # Takeover runs
 //!
