@@ -62,8 +62,9 @@ fn records_survive_recovery_on_every_node() {
     let (leader, g0) = c.wait_agreed("3 nodes OK, one leader", &[0, 1, 2], "", 60);
     eprintln!("leader {leader}, generation {g0}");
 
-    // Databases attached on node 0 only: the recovery attaches them on
-    // the other nodes (as it does for a database a node lacks).
+    // Databases attached on node 0 only: the attach broadcast (or else
+    // the recovery, which attaches a database a node lacks) puts them on
+    // the other nodes.
     c.ok(0, &["attach", "vol.tdb"]);
     c.ok(0, &["attach", "pers.tdb", "persistent"]);
     c.ok(0, &["attach", "g_lock.tdb"]);
