@@ -721,6 +721,21 @@ pub fn deliver(d: &Daemon, m: &OutMessage) {
 /// A message for this node: the daemon's own handlers, in-daemon
 /// subscribers, then every client that registered the srvid.
 pub fn deliver_local(d: &Daemon, m: &OutMessage) {
+    // Records of a DB_PUSH in progress (upstream's DB_PUSH_START registers
+    // a srvid handler in ctdbd), from whichever node pushes them. Messages
+    // from one node are handled in arrival order here, before any later
+    // control of that node (controls run in tasks spawned after), so the
+    // records are stored before DB_PUSH_CONFIRM counts them.
+    if d.dbs.borrow().is_push_srvid(m.srvid) {
+        if !d.dbs.borrow_mut().push_message(m.srvid, &m.data) {
+            tracing::error!(
+                "recovery records ({} bytes) for srvid 0x{:x} not stored",
+                m.data.len(),
+                m.srvid
+            );
+        }
+        return;
+    }
     crate::controls::daemon_message(d, m);
     {
         let mut subs = d.subscribers.borrow_mut();

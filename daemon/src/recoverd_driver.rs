@@ -156,8 +156,6 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
         let sub = peers::subscribe(&d, sid);
         glommio::spawn_local(forward_messages(sid, sub, tx.clone(), alive.clone())).detach();
     }
-    let tap = peers::subscribe(&d, PUSH_SRVID);
-    glommio::spawn_local(push_tap(d.clone(), tap, alive.clone())).detach();
 
     let mut drv = Driver {
         d: d.clone(),
@@ -411,22 +409,6 @@ async fn forward_messages(
         };
         if tx.try_send(Ev::Msg(msg)).is_err() {
             return;
-        }
-    }
-}
-
-/// Stores DB_PUSH records that reach this node on [`PUSH_SRVID`] (see
-/// the module docs).
-async fn push_tap(d: Rc<Daemon>, rx: LocalReceiver<Vec<u8>>, alive: Rc<Cell<bool>>) {
-    while let Some(data) = rx.recv().await {
-        if !alive.get() {
-            return;
-        }
-        if !d.dbs.borrow_mut().push_message(PUSH_SRVID, &data) {
-            tracing::error!(
-                "recovery records ({} bytes) arrived with no DB push started",
-                data.len()
-            );
         }
     }
 }
@@ -710,7 +692,6 @@ async fn db_push(
         return Err(format!("DB_PUSH_START status {}", r.status));
     }
     let limit = d.tunable("RecBufferSizeLimit", 1_000_000).max(1024) as usize;
-    let mut sent = false;
     for buf in record_buffers(db_id, records, limit) {
         if dest == d.pnn() {
             d.dbs.borrow_mut().push_message(PUSH_SRVID, &buf);
@@ -720,18 +701,7 @@ async fn db_push(
                 srvid: PUSH_SRVID,
                 data: buf,
             });
-            sent = true;
         }
-    }
-    if sent {
-        // A round trip before DB_PUSH_CONFIRM: the other node hands the
-        // records to its database layer in a task of its own
-        // ([`push_tap`]), which must run before the confirm is served
-        // (a confirm read in the same batch as the records could be
-        // served first).
-        peers::control(d, dest, Opcode::GetPnn as u32, 0, 0, &[], timeout(d))
-            .await
-            .map_err(|e| format!("barrier before DB_PUSH_CONFIRM: {e}"))?;
     }
     let r = peers::control(
         d,
