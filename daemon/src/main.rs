@@ -112,6 +112,7 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
         .paths
         .helper("CTDB_CLUSTER_MUTEX_HELPER", "ctdb_mutex_fcntl_helper");
     let port = ctdb_config::addr::ctdb_port();
+    let fast_start = settings.test_mode;
     let rt = Runtime::start(cfg, move |core| async move {
         let NodeParts {
             id,
@@ -131,6 +132,7 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
             notification_script,
         );
         daemon.mutex_helper = mutex_helper;
+        daemon.fast_start = fast_start;
         daemon.data_cores = ctdb_daemon::shards::DataCores::new(core.clone()).map(Rc::new);
         let daemon = Rc::new(daemon);
         let stop = core.stop_signal();
@@ -257,7 +259,8 @@ fn build_node(settings: &Settings) -> Result<NodeParts, DaemonError> {
         keepalive_interval: t("KeepaliveInterval", 5),
         keepalive_limit: t("KeepaliveLimit", 5),
         leader_timeout: config.leader_timeout(),
-        fast_start: false,
+        // Upstream: test mode sets fast_start (first election 0.5 s).
+        fast_start: settings.test_mode,
     };
     let addrs = id
         .nodes

@@ -174,17 +174,17 @@ impl ClusterLock {
             }
             None => (helper.to_path_buf(), vec![lock.to_string()]),
         };
-        let mut child = std::process::Command::new(&prog)
-            .args(&args)
+        let mut cmd = std::process::Command::new(&prog);
+        cmd.args(&args)
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                (
-                    LockStatus::Error,
-                    format!("cannot run {}: {e}", prog.display()),
-                )
-            })?;
+            .stdout(std::process::Stdio::piped());
+        crate::sys::unblock_signals_in_child(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| {
+            (
+                LockStatus::Error,
+                format!("cannot run {}: {e}", prog.display()),
+            )
+        })?;
         let Some(mut out) = child.stdout.take() else {
             return Err((
                 LockStatus::Error,
@@ -233,11 +233,9 @@ impl ClusterLock {
 
     /// Releases the lock: kill the helper, then reap it.
     ///
-    /// SIGKILL, not upstream's SIGTERM: the helper inherits the daemon's
-    /// signal mask, in which SIGTERM is blocked (only the signal thread
-    /// takes it), so a SIGTERM would never arrive and the wait below
-    /// would hang the control core. The kernel drops the helper's fcntl
-    /// lock when it dies either way.
+    /// SIGKILL, not upstream's SIGTERM: the wait below runs on the control
+    /// core, and a `!command` helper that ignores SIGTERM would hang it.
+    /// The kernel drops the helper's lock when it dies either way.
     pub fn release(&mut self) {
         if self.released {
             return;
@@ -311,9 +309,12 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
 
         // Start-up once the first recovery has settled.
         if d.runstate.get() == RUNSTATE_STARTUP && !startup_busy.get() {
+            // As upstream: unless started in test mode (fast start), wait
+            // RerecoveryTimeout + 3 s after the last recovery.
             let settled = d.recovered_at.get().is_some_and(|t| {
-                t.elapsed()
-                    >= Duration::from_secs(u64::from(d.tunable("RerecoveryTimeout", 10)) + 3)
+                d.fast_start
+                    || t.elapsed()
+                        >= Duration::from_secs(u64::from(d.tunable("RerecoveryTimeout", 10)) + 3)
             });
             let due = next_startup.is_none_or(|t| now >= t);
             if settled && due && d.node.borrow().recmode() == CTDB_RECOVERY_NORMAL {

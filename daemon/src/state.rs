@@ -204,6 +204,9 @@ pub struct Daemon {
     /// The data cores, when there are any (two or more cores): volatile
     /// databases' REQ_CALLs are served there ([`crate::shards`]).
     pub data_cores: Option<Rc<crate::shards::DataCores>>,
+    /// Upstream's `fast_start` (set in test mode): the startup event does
+    /// not wait RerecoveryTimeout + 3 s after the first recovery.
+    pub fast_start: bool,
     /// The link to the other nodes, once started ([`crate::peers`]).
     pub peers: crate::peers::PeersCell,
     /// In-daemon consumers of messages, by srvid ([`crate::peers::subscribe`]).
@@ -251,6 +254,7 @@ impl Daemon {
             frame: FrameConfig::default(),
             limits: DecodeLimits::default(),
             data_cores: None,
+            fast_start: false,
             peers: crate::peers::PeersCell::new(),
             subscribers: RefCell::new(std::collections::HashMap::new()),
         }

@@ -265,6 +265,29 @@ pub fn block_signals(signals: &[i32]) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes the child of `cmd` start with an empty signal mask. The daemon
+/// blocks SIGTERM/SIGINT/SIGHUP in every thread (only its signal thread
+/// takes them); a child would inherit that mask across exec and never see
+/// the SIGTERM that is meant to stop it (cluster mutex helper, event
+/// daemon, event scripts, notification script).
+pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only sigemptyset and pthread_sigmask, both async-signal-safe; it
+    // touches no memory but its own local set.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            let r = libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            if r != 0 {
+                return Err(io::Error::from_raw_os_error(r));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Waits for one of `signals` (which must be blocked) and returns it.
 pub fn wait_signal(signals: &[i32]) -> io::Result<i32> {
     let set = sigset(signals)?;

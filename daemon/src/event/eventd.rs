@@ -66,14 +66,16 @@ impl EventdProcess {
             exe.display(),
             parent_pid
         );
-        let child = Command::new("/bin/sh")
-            .arg("-c")
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
             .arg("exec \"$0\" -P \"$1\" -S 3 3>&1 >/dev/null")
             .arg(exe)
             .arg(parent_pid.to_string())
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
-            .stdout(w)
+            .stdout(w);
+        crate::sys::unblock_signals_in_child(&mut cmd);
+        let child = cmd
             .spawn()
             .map_err(|e| DaemonError::path("start", exe, e))?;
         let mut proc = EventdProcess {

@@ -68,11 +68,10 @@ pub fn run_notification_sync(script: &Path, event: &str) -> NotifyOutcome {
         return NotifyOutcome::NotExecutable(script.to_path_buf());
     }
     let cmd = format!("{} {}\n", script.display(), event);
-    let st = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&cmd)
-        .stdin(Stdio::null())
-        .status();
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-c").arg(&cmd).stdin(Stdio::null());
+    crate::sys::unblock_signals_in_child(&mut sh);
+    let st = sh.status();
     let code = match st {
         Ok(s) => s.code().unwrap_or(-1),
         Err(_) => -1,

@@ -625,6 +625,7 @@ fn spawn_script(path: &Path, arg0: &str, args: &[String]) -> std::io::Result<(Ch
         .stdout(w)
         .stderr(w2)
         .process_group(0);
+    crate::sys::unblock_signals_in_child(&mut cmd);
     let child = cmd.spawn();
     drop(cmd);
     let child = child?;
