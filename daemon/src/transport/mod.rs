@@ -332,7 +332,15 @@ impl Transport {
         let my_ip = cfg.my_ip()?;
         let (core, cores) = (seat.core(), seat.cores());
         let ends = seat.connect().await;
-        let listener = TcpListener::bind(SocketAddr::new(my_ip, cfg.port)).map_err(|e| {
+        let addr = SocketAddr::new(my_ip, cfg.port);
+        // Several cores share the port through SO_REUSEPORT; one core
+        // listens alone, with upstream's SO_REUSEADDR.
+        let bound = if cores > 1 {
+            TcpListener::bind(addr).map_err(io::Error::from)
+        } else {
+            sys::exclusive_listener(addr)
+        };
+        let listener = bound.map_err(|e| {
             let e: io::Error = e.into();
             DaemonError::sys(
                 "listen on the node address",

@@ -170,3 +170,17 @@ pub fn into_glommio(fd: OwnedFd) -> glommio::net::TcpStream {
     // (just released from the OwnedFd); glommio takes over closing it.
     unsafe { glommio::net::TcpStream::from_raw_fd(raw) }
 }
+
+/// A listening socket on `addr` with SO_REUSEADDR and without SO_REUSEPORT,
+/// as upstream's ctdbd listens: a restart binds again at once even with
+/// connections of the previous daemon in TIME_WAIT, and a second daemon on
+/// the same address still fails with EADDRINUSE. Must be called on a
+/// glommio executor thread.
+pub fn exclusive_listener(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> {
+    // std's bind sets SO_REUSEADDR (and nothing else) on Unix.
+    let l = std::net::TcpListener::bind(addr)?;
+    let raw = l.into_raw_fd();
+    // SAFETY: `raw` is an open, listening TCP socket we own exclusively
+    // (just released from the std listener); glommio takes over closing it.
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(raw) })
+}
