@@ -12,8 +12,9 @@
 //! so instead of numbers.
 //!
 //! `--smoke SECS` is the CI mode: a few seconds of the light workloads on
-//! ours if it forms a cluster, else on Samba's; the exit status is non-zero
-//! if any workload fails.
+//! ours if it forms a cluster, else on Samba's (`--smoke SECS --ours-only`,
+//! what CI runs: on ours, failing if it does not form one); the exit status
+//! is non-zero if any workload fails.
 
 #![deny(unsafe_code)]
 
