@@ -145,15 +145,29 @@ pub fn peer_packet(d: &Rc<Daemon>, from: u32, bytes: Vec<u8>) {
     run(d, &drv, actions);
 }
 
-/// A REQ_TUNNEL from node `from`. Tunnel registration (TUNNEL_REGISTER)
-/// is not served by this daemon yet, so no local client can have
-/// registered the id: dropped with upstream's log line.
-pub fn peer_tunnel(_d: &Rc<Daemon>, from: u32, bytes: Vec<u8>) {
+/// A REQ_TUNNEL from node `from`: to the local client that registered its
+/// tunnel id (TUNNEL_REGISTER), as the whole packet.
+pub fn peer_tunnel(d: &Rc<Daemon>, from: u32, bytes: Vec<u8>) {
+    deliver_tunnel(d, from, bytes);
+}
+
+/// Hands a REQ_TUNNEL packet to the client that registered its id, or logs
+/// upstream's line when none did.
+pub fn deliver_tunnel(d: &Daemon, from: u32, bytes: Vec<u8>) {
     let id = bytes
         .get(32..40)
         .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
         .unwrap_or(0);
-    tracing::error!("Tunnel id 0x{id:x} not registered (from node {from})");
+    let client = d.tunnels.borrow().get(&id).copied();
+    let queue = client.and_then(|c| d.clients.borrow().get(&c).map(|e| e.queue.clone()));
+    match queue {
+        Some(q) => {
+            if let Err(e) = q.try_send(bytes) {
+                tracing::error!("tunnel 0x{id:x} packet from node {from} dropped: {e}");
+            }
+        }
+        None => tracing::error!("Tunnel id 0x{id:x} not registered (from node {from})"),
+    }
 }
 
 /// Node `pnn` died. Upstream does nothing here: the recovery that

@@ -367,6 +367,27 @@ fn serve(
                 data,
             });
         }
+        Payload::ReqTunnel(_) => {
+            // As upstream's ctdb_daemon_send_tunnel: the whole packet, from
+            // this node, to the node it names (this one included).
+            let dest = packet.header.destnode;
+            let dest = if dest == CTDB_CURRENT_NODE {
+                d.pnn()
+            } else {
+                dest
+            };
+            let mut bytes = Vec::new();
+            if packet.encode(&mut bytes).is_ok() {
+                crate::peers::readdress(&mut bytes, dest, d.pnn(), packet.header.reqid);
+                if dest == d.pnn() {
+                    crate::calls::deliver_tunnel(d, d.pnn(), bytes);
+                } else if crate::state::is_broadcast(dest) {
+                    tracing::error!("REQ_TUNNEL to a broadcast address 0x{dest:x} dropped");
+                } else {
+                    crate::peers::send_packet(d, dest, bytes);
+                }
+            }
+        }
         other => {
             tracing::error!(
                 "daemon: operation {} is not accepted from clients",
@@ -492,6 +513,31 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
                 ok()
             } else {
                 tracing::error!("Failed to deregister srvid 0x{:x}: not registered", c.srvid);
+                FAIL
+            }
+        }
+        C::TunnelRegister => {
+            // The tunnel id travels in the srvid field.
+            if !d.clients.borrow().contains_key(&client) {
+                tracing::error!("Bad client_id in ctdb_tunnel_register");
+                return FAIL;
+            }
+            let mut t = d.tunnels.borrow_mut();
+            if t.contains_key(&c.srvid) {
+                tracing::error!("Tunnel id 0x{:x} already registered", c.srvid);
+                return FAIL;
+            }
+            t.insert(c.srvid, client);
+            tracing::info!("Registered tunnel for id 0x{:x}", c.srvid);
+            ok()
+        }
+        C::TunnelDeregister => {
+            let mut t = d.tunnels.borrow_mut();
+            if t.get(&c.srvid) == Some(&client) {
+                t.remove(&c.srvid);
+                ok()
+            } else {
+                tracing::error!("Failed to deregister tunnel id 0x{:x}", c.srvid);
                 FAIL
             }
         }

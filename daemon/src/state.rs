@@ -204,6 +204,8 @@ pub struct Daemon {
     /// The data cores, when there are any (two or more cores): volatile
     /// databases' REQ_CALLs are served there ([`crate::shards`]).
     pub data_cores: Option<Rc<crate::shards::DataCores>>,
+    /// Registered tunnels: tunnel id → client id (TUNNEL_REGISTER).
+    pub tunnels: RefCell<std::collections::HashMap<u64, u32>>,
     /// Upstream's `fast_start` (set in test mode): the startup event does
     /// not wait RerecoveryTimeout + 3 s after the first recovery.
     pub fast_start: bool,
@@ -255,6 +257,7 @@ impl Daemon {
             limits: DecodeLimits::default(),
             data_cores: None,
             fast_start: false,
+            tunnels: RefCell::new(std::collections::HashMap::new()),
             peers: crate::peers::PeersCell::new(),
             subscribers: RefCell::new(std::collections::HashMap::new()),
         }
@@ -293,6 +296,7 @@ impl Daemon {
 
     pub fn remove_client(&self, id: u32) {
         self.clients.borrow_mut().remove(&id);
+        self.tunnels.borrow_mut().retain(|_, c| *c != id);
     }
 
     pub fn client_has_srvid(&self, id: u32, srvid: u64) -> bool {
