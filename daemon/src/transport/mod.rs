@@ -341,7 +341,6 @@ impl Transport {
             sys::exclusive_listener(addr)
         };
         let listener = bound.map_err(|e| {
-            let e: io::Error = e.into();
             DaemonError::sys(
                 "listen on the node address",
                 io::Error::new(e.kind(), format!("{my_ip}:{}: {e}", cfg.port)),
