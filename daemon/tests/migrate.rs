@@ -21,11 +21,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ctdb_daemon::db::{
-    Action, Databases, DbConfig, Migrator, RecordOp, RecordStep, Shard, ShardReply,
+    Action, ControlCtx, Databases, DbConfig, Migrator, RecordOp, RecordStep, Shard, ShardReply,
 };
 use ctdb_engine::ltdb::LtdbHeader;
 use ctdb_engine::CoreStore;
-use ctdb_protocol::constants::{CTDB_IMMEDIATE_MIGRATION, CTDB_NULL_FUNC};
+use ctdb_protocol::constants::{
+    CTDB_FETCH_FUNC, CTDB_FETCH_WITH_HEADER_FUNC, CTDB_IMMEDIATE_MIGRATION, CTDB_NULL_FUNC,
+    CTDB_WANT_READONLY,
+};
 use ctdb_protocol::{Header, Packet, Payload, ReqCall};
 
 const NODES: u32 = 3;
@@ -708,4 +711,117 @@ fn fetch_collapse_sends_one_call_for_clients_waiting_on_one_key() {
         .count();
     assert_eq!(moves, 1, "history {:?}", c.history[&key]);
     assert!(c.idle());
+}
+
+impl Cluster {
+    /// A client on `node` replaces the data of `key` (this node must be its
+    /// dmaster), keeping the header, as smbd does under its chain lock.
+    fn write_local(&mut self, node: usize, key: &[u8], data: &[u8]) {
+        let mut h = self.nodes[node].dbs.client_handle(self.db_id).unwrap();
+        h.chainlock(key).unwrap();
+        let v = h.fetch(key).unwrap().expect("record on its dmaster");
+        let (hdr, _) = LtdbHeader::split(&v).unwrap();
+        assert_eq!(hdr.dmaster, node as u32);
+        h.store(key, &hdr.with_data(data), ctdb_engine::StoreFlag::Replace)
+            .unwrap();
+        h.chainunlock(key).unwrap();
+    }
+
+    /// A client of `node` sends one REQ_CALL and waits for the reply's data.
+    fn call(&mut self, id: u32, node: usize, key: &[u8], flags: u32, callid: u32) -> Vec<u8> {
+        let mut pkt = Vec::new();
+        Packet::new(
+            Header::new(0, node as u32, node as u32, 77),
+            Payload::ReqCall(ReqCall {
+                flags,
+                db_id: self.db_id,
+                callid,
+                hopcount: 0,
+                key,
+                calldata: &[],
+            }),
+        )
+        .encode(&mut pkt)
+        .unwrap();
+        let acts = self.nodes[node]
+            .m
+            .client_call(id, &pkt, Instant::now())
+            .unwrap();
+        self.apply(node, acts);
+        self.settle();
+        let mut got = self.nodes[node].replies.remove(&id).unwrap_or_default();
+        assert_eq!(got.len(), 1, "one reply for client {id} on node {node}");
+        let pkt = got.pop().unwrap();
+        let p = Packet::decode(&pkt, &Default::default()).unwrap();
+        let Payload::ReplyCall(r) = p.payload else {
+            panic!("client {id} got {:?}", p.payload)
+        };
+        assert_eq!(r.status, 0);
+        assert_eq!(p.header.reqid, 77);
+        r.data.to_vec()
+    }
+}
+
+/// smbd's `ctdbd_parse` asks for a record whose local copy it cannot use
+/// with CTDB_FETCH_FUNC | CTDB_WANT_READONLY. On a database without
+/// read-only support the daemon drops WANT_READONLY and runs a plain
+/// FETCH, so the client must get the record's data as it is (a regression
+/// stripped 24 bytes off it when this node was the dmaster, which smbd read
+/// as a damaged locking.tdb record and panicked). With read-only support
+/// the call runs as FETCH_WITH_HEADER and only the header is taken off.
+/// Node 2 serves its records from data-core shards.
+#[test]
+fn readonly_fetch_returns_the_record_data() {
+    for readonly in [false, true] {
+        let mut c = Cluster::new(&format!("rofetch{}", readonly as u8), true);
+        if readonly {
+            let db_id = c.db_id;
+            for n in &mut c.nodes {
+                let o = n
+                    .dbs
+                    .handle_control(&ControlCtx::default(), 129, &db_id.to_le_bytes())
+                    .expect("SET_DB_READONLY is a database control");
+                assert_eq!(o.status, 0, "SET_DB_READONLY");
+                assert!(n.dbs.find(db_id).unwrap().readonly());
+            }
+        }
+        let mut id = 1000;
+        for i in 0..6u32 {
+            let node = (i % NODES) as usize;
+            let key = format!("rofetch-{i}").into_bytes();
+            c.increment(id, node, &key);
+            id += 1;
+            let data: Vec<u8> = (0..60u8).map(|b| b.wrapping_mul(7) ^ i as u8).collect();
+            c.write_local(node, &key, &data);
+            for (what, flags) in [("FETCH", 0), ("FETCH + WANT_READONLY", CTDB_WANT_READONLY)] {
+                let got = c.call(id, node, &key, flags, CTDB_FETCH_FUNC);
+                id += 1;
+                assert_eq!(
+                    got, data,
+                    "readonly db {readonly}: {what} on the dmaster (node {node}) answers the data"
+                );
+            }
+            if readonly {
+                // WITH_HEADER keeps its header.
+                let got = c.call(
+                    id,
+                    node,
+                    &key,
+                    CTDB_WANT_READONLY,
+                    CTDB_FETCH_WITH_HEADER_FUNC,
+                );
+                id += 1;
+                let (_, d) = LtdbHeader::split(&got).expect("header in the reply");
+                assert_eq!(d, &data[..]);
+            } else {
+                // From another node: the record migrates there for the fetch.
+                let other = (node + 1) % NODES as usize;
+                let got = c.call(id, other, &key, CTDB_WANT_READONLY, CTDB_FETCH_FUNC);
+                id += 1;
+                assert_eq!(got, data, "FETCH + WANT_READONLY from node {other}");
+                assert_eq!(c.dmaster(&key), other);
+            }
+            assert!(c.idle());
+        }
+    }
 }

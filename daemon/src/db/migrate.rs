@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ctdb_engine::ltdb::{LtdbHeader, RecordFlags};
+use ctdb_engine::ltdb::{LtdbHeader, RecordFlags, LTDB_HEADER_SIZE};
 use ctdb_engine::Database;
 use ctdb_protocol::constants::{
     CTDB_CALL_FLAG_VACUUM_MIGRATION, CTDB_FETCH_FUNC, CTDB_FETCH_WITH_HEADER_FUNC, CTDB_NULL_FUNC,
@@ -120,7 +120,8 @@ pub enum RecordStep {
     Defer,
     /// Nothing to send (logged).
     Drop,
-    /// The call ran here: REPLY_CALL with this status and data.
+    /// The call ran here: REPLY_CALL with this status and data (for a
+    /// local client's read-only FETCH already without the record header).
     Reply { status: i32, data: Vec<u8> },
     /// A client's call for a record this node is not dmaster of: send
     /// REQ_CALL to `dest` with these (possibly adjusted) flags and call id.
@@ -333,7 +334,19 @@ fn client_call(ctx: &mut RecordCtx<'_>, env: &Env<'_>, call: &ShardCall) -> Reco
         };
     }
     match call_local(ctx, env, &call.key, &mut header, &data, callid) {
-        Some(data) => RecordStep::Reply { status: 0, data },
+        Some(mut data) => {
+            // A read-only FETCH ran as FETCH_WITH_HEADER: the client gets
+            // the data without the header. Decided on the effective flags
+            // (WANT_READONLY is dropped above for a database without
+            // read-only support, and then the reply has no header to strip).
+            if flags & CTDB_WANT_READONLY != 0
+                && call.callid == CTDB_FETCH_FUNC
+                && data.len() >= LTDB_HEADER_SIZE
+            {
+                data.drain(..LTDB_HEADER_SIZE);
+            }
+            RecordStep::Reply { status: 0, data }
+        }
         // ctdb_call_local_send ignores the failure: status 0, no data.
         None => RecordStep::Reply {
             status: 0,

@@ -856,11 +856,10 @@ impl Migrator {
         now: Instant,
     ) {
         match step {
-            RecordStep::Reply { status, mut data } => {
-                let readonly = matches!(&op, RecordOp::ClientCall { call } if call.flags & ctdb_protocol::constants::CTDB_WANT_READONLY != 0);
-                if readonly && client_callid == CTDB_FETCH_FUNC && data.len() >= LTDB_HEADER_SIZE {
-                    data.drain(..LTDB_HEADER_SIZE);
-                }
+            RecordStep::Reply { status, data } => {
+                // Already in the client's format: the record step strips
+                // the header of a read-only FETCH (it knows whether
+                // WANT_READONLY survived the database's flags).
                 out.push(self.client_reply(client, client_reqid, status, &data));
                 self.release_collapse(key, Owner::Job(ticket), out, now);
             }
