@@ -637,6 +637,46 @@ fn leader_pnn(cluster: &Cluster) -> Result<u32> {
         .map_err(|_| PerfError::Cluster(format!("ctdb leader printed '{}'", out.trim())))
 }
 
+/// Both daemons refuse to start a recovery within RerecoveryTimeout
+/// (default 10 s) of the end of the previous one (upstream disables
+/// recoveries for that long after each). A freshly started cluster has
+/// just recovered, so a kill at once would measure that hold-off, not the
+/// recovery. Waits until the leader's last recovery finished more than
+/// this long ago (plus 1 s); returns the seconds waited.
+const RERECOVERY_TIMEOUT_S: f64 = 10.0;
+
+fn wait_recoveries_enabled(cluster: &Cluster, leader: usize) -> Result<f64> {
+    let start = Instant::now();
+    let mut cl = Client::connect(&cluster.socket(leader))?;
+    cl.set_timeout(Duration::from_secs(5));
+    let cur = ctdb_protocol::constants::CTDB_CURRENT_NODE;
+    loop {
+        let r = cl.control_ok(cur, ControlData::Uptime)?;
+        let u = match ControlReplyData::decode(Opcode::Uptime as u32, &r.data) {
+            Ok(ControlReplyData::Uptime(u)) => u,
+            _ => return Err(PerfError::Cluster("UPTIME reply did not decode".into())),
+        };
+        let secs = |t: &ctdb_protocol::types::Timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        let since = secs(&u.current_time) - secs(&u.last_recovery_finished);
+        let recovering = secs(&u.last_recovery_started) > secs(&u.last_recovery_finished);
+        let need = RERECOVERY_TIMEOUT_S + 1.0;
+        if !recovering && since >= need {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > Duration::from_secs(60) || crate::sys::interrupted() {
+            return Err(PerfError::Timeout {
+                what: format!("node {leader}: recoveries settling before the kill"),
+            });
+        }
+        let wait = if recovering {
+            0.2
+        } else {
+            (need - since).clamp(0.05, 1.0)
+        };
+        std::thread::sleep(Duration::from_secs_f64(wait));
+    }
+}
+
 /// Fills a volatile database with `records` records (each node writes its
 /// share directly into its local file as dmaster), then kills one node with
 /// SIGKILL — the leader when `kill_leader`, else the highest non-leader pnn
@@ -679,6 +719,7 @@ fn kill_and_recover(cluster: &mut Cluster, records: u64, kill_leader: bool) -> R
     }
     let fill_s = fill_start.elapsed().as_secs_f64();
     let leader = leader_pnn(cluster)?;
+    let settled_s = wait_recoveries_enabled(cluster, leader as usize)?;
     let victim = if kill_leader {
         leader as usize
     } else {
@@ -772,7 +813,7 @@ fn kill_and_recover(cluster: &mut Cluster, records: u64, kill_leader: bool) -> R
         lat_ns: Vec::new(),
         elapsed: Some(el),
         note: format!(
-            "killed {what} node {victim} of {n}{phases}; {records} records filled in {fill_s:.1} s{held}"
+            "killed {what} node {victim} of {n}{phases}; {records} records filled in {fill_s:.1} s{held}; waited {settled_s:.1} s before the kill for RerecoveryTimeout after the last recovery"
         ),
     })
 }
