@@ -90,12 +90,21 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
         .as_ref()
         .map(|e| EventBackend::Daemon(e.socket().to_path_buf()));
 
+    // Default: one core per allowed CPU, pinned. In test mode (several
+    // daemons on one host, as upstream's CTDB_TEST_MODE assumes) one
+    // unpinned core unless --cores says otherwise: with every record step
+    // crossing to a data core while the sockets stay on core 0, daemons
+    // that share CPUs spend their time waking each other's pinned threads
+    // (fetch-ring measured 14x slower, perf/RESULTS.md).
+    let shared_host = settings.test_mode && settings.cores.is_none();
     let cores = match settings.cores {
         Some(n) => n,
+        None if shared_host => 1,
         None => sys::affinity(0).map(|c| c.len().max(1)).unwrap_or(1),
     };
     let cfg = RuntimeConfig {
         cores,
+        pin: !shared_host,
         realtime: settings.realtime,
         mlock: settings.mlock,
         ..RuntimeConfig::default()

@@ -542,7 +542,17 @@ pub fn decode_reply(op: Opcode, r: &ControlReply) -> Result<Reply, String> {
 
 /// Sends one typed control and waits for its typed result.
 async fn send_control(d: &Rc<Daemon>, dest: Pnn, ctl: Control, seq: &Cell<u64>) -> ControlResult {
-    let what = format!("{ctl:?}");
+    // Named for the error log only: never the records of a DB_PUSH (a
+    // Debug dump of a million records cost seconds and hundreds of MiB).
+    let what = match &ctl {
+        Control::DbPush { db_id, records } => {
+            format!(
+                "DbPush {{ db_id: 0x{db_id:08x}, records: {} }}",
+                records.len()
+            )
+        }
+        c => format!("{c:?}"),
+    };
     let r = match ctl {
         Control::DbPull(db_id) => {
             let n = seq.get();

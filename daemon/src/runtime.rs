@@ -86,6 +86,9 @@ pub struct RuntimeConfig {
     /// CPUs to pin the cores to, in core order; default: the first `cores`
     /// CPUs this process may run on.
     pub cpus: Option<Vec<usize>>,
+    /// Pin each core's thread to its CPU (`Placement::Fixed`); off, the
+    /// kernel places the threads (test mode: several daemons share a host).
+    pub pin: bool,
     /// SCHED_FIFO on every core thread.
     pub realtime: bool,
     /// SCHED_FIFO priority (upstream: 1).
@@ -105,6 +108,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cores: 1,
             cpus: None,
+            pin: true,
             realtime: true,
             rt_priority: 1,
             mlock: false,
@@ -651,7 +655,12 @@ impl Runtime {
             let realtime = cfg.realtime;
             let prio = cfg.rt_priority;
             let control = if index == 0 { control.take() } else { None };
-            let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            let placement = if cfg.pin {
+                Placement::Fixed(cpu)
+            } else {
+                Placement::Unbound
+            };
+            let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("ctdb-core-{index}"))
                 .io_memory(cfg.io_memory)
                 .spawn(move || async move {

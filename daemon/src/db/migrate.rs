@@ -505,7 +505,7 @@ fn req_dmaster(
         return RecordStep::Drop;
     }
     let hash = ctdb_engine::hash::jenkins_hash(key);
-    tracing::debug!(
+    tracing::trace!(
         "pnn {} dmaster request on {hash:08x} for {new_dmaster} from {}",
         env.pnn,
         origin.srcnode
@@ -565,7 +565,7 @@ fn become_dmaster(
     record_flags: u32,
     call: Option<&ShardCall>,
 ) -> RecordStep {
-    tracing::debug!(
+    tracing::trace!(
         "pnn {} dmaster response {:08x}",
         env.pnn,
         ctdb_engine::hash::jenkins_hash(key)
