@@ -44,8 +44,10 @@ struct Args {
     /// Data cores per node for our daemon: it runs with --cores=N+1 (one
     /// control core plus N data cores); 0 runs it with --cores=1 (one
     /// executor serving control and data). Our daemon needs that many CPUs.
-    #[arg(long, default_value_t = 1)]
-    cores: usize,
+    /// Without this option ours runs with its default configuration (no
+    /// --cores).
+    #[arg(long)]
+    cores: Option<usize>,
     /// Seconds per throughput workload.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
@@ -201,11 +203,8 @@ fn validate(args: &Args) -> Result<Vec<String>> {
             args.clients
         )));
     }
-    if args.cores > 1023 {
-        return Err(PerfError::Args(format!(
-            "--cores must be 0..1023, got {}",
-            args.cores
-        )));
+    if let Some(c) = args.cores.filter(|&c| c > 1023) {
+        return Err(PerfError::Args(format!("--cores must be 0..1023, got {c}")));
     }
     if !(args.duration > 0.0 && args.duration <= 3600.0) {
         return Err(PerfError::Args(format!(
@@ -324,14 +323,14 @@ impl Runner<'_> {
         let cli = cli_for(imp, daemon);
         // Ours takes --cores (control core + data cores); the script runs
         // the daemon without arguments, so wrap it.
-        let daemon = if imp == "ours" {
+        let daemon = if let (true, Some(cores)) = (imp == "ours", self.args.cores) {
             let w = self.dir.join("ctdbd-ours");
             std::fs::create_dir_all(&self.dir)
                 .map_err(|e| PerfError::io(format!("mkdir {}", self.dir.display()), e))?;
             let text = format!(
                 "#!/bin/sh\nexec '{}' --cores={} \"$@\"\n",
                 daemon.display(),
-                ours_cores(self.args.cores)
+                ours_cores(cores)
             );
             std::fs::write(&w, text)
                 .map_err(|e| PerfError::io(format!("write {}", w.display()), e))?;
@@ -848,7 +847,10 @@ fn real_main() -> Result<bool> {
         match (&ours_note, &ours_reason) {
             (Some(n), Some(r)) => format!("{} {n}: {r}", ours.display()),
             (Some(n), None) => format!("{} {n}", ours.display()),
-            _ => format!("{} --cores={}", ours.display(), ours_cores(args.cores)),
+            _ => match args.cores {
+                Some(c) => format!("{} --cores={}", ours.display(), ours_cores(c)),
+                None => format!("{} (default configuration)", ours.display()),
+            },
         },
     ));
     let mut report = String::new();
