@@ -1,14 +1,15 @@
 //! Clustered Samba end to end: one smbd per CTDB node on loopback, all
-//! serving one shared directory. Runs against `$CTDBD` (Debian's ctdbd by
-//! default), so the same tests prove our daemon once it forms a cluster.
-//! Each test prints which ctdbd it ran against and how long it took.
+//! serving one shared directory. Runs against our ctdbd (the release build
+//! next to the test binary) or `$CTDB_TEST_CTDBD` (e.g. Debian's
+//! /usr/sbin/ctdbd, which passes them too). Each test prints which ctdbd it
+//! ran against and how long it took.
 //!
 //! ```text
-//! cargo build --release -p ctdb-daemon
-//! CTDBD=$PWD/target/release/ctdbd cargo test -p ctdb-tests --test samba_cluster
+//! cargo build --release --bins
+//! cargo test --release -p ctdb-tests --test samba_cluster
 //! # smbd's log level (default 1) and a directory that keeps every smbd and
 //! # ctdbd log per test:
-//! SAMBA_LOG_LEVEL=10 SAMBA_TEST_LOGS=/tmp/samba-logs CTDBD=... cargo test ...
+//! SAMBA_LOG_LEVEL=10 SAMBA_TEST_LOGS=/tmp/samba-logs cargo test ...
 //! ```
 
 use std::fs;
@@ -16,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ctdb_tests::samba::{self, access, share, SambaCluster, NT_STATUS_SHARING_VIOLATION};
-use ctdb_tests::{cli_from_env, ctdbd_from_env, Cluster, StatusSummary};
+use ctdb_tests::{cli_from_env, Cluster, StatusSummary};
 
 /// A CTDB cluster of `n` nodes with one smbd per node, ready to serve.
 struct Env {
@@ -36,7 +37,7 @@ impl Env {
             return None;
         }
         let started = Instant::now();
-        let ctdbd = ctdbd_from_env();
+        let ctdbd = ctdb_tests::must_show::ctdbd_under_test();
         eprintln!("{name}: running against ctdbd {}", ctdbd.display());
         let mut cluster = Cluster::create_on_free_addresses(n, &ctdbd).expect("create cluster");
         cluster.start_all().expect("start ctdbd");
@@ -346,7 +347,7 @@ fn samba_ctdb_protocol_usage() {
         eprintln!("samba_usage: SKIPPED, Samba tools not installed");
         return;
     }
-    let ctdbd = ctdbd_from_env();
+    let ctdbd = ctdb_tests::must_show::ctdbd_under_test();
     eprintln!("samba_usage: running against ctdbd {}", ctdbd.display());
     let mut cluster = Cluster::create_on_free_addresses(2, &ctdbd).expect("create cluster");
     cluster.start_all().expect("start ctdbd");

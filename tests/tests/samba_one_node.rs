@@ -6,15 +6,14 @@
 //! Several connections to the same node contend for the same records just
 //! as connections to different nodes do, only without migration.
 //!
-//! Runs against `$CTDBD` (Debian's ctdbd by default), so the same tests
-//! prove our daemon. Each test prints which ctdbd it ran against and how
-//! long it took.
+//! Runs against our ctdbd, or `$CTDB_TEST_CTDBD` (Debian's passes them
+//! too). Each test prints which ctdbd it ran against and how long it took.
 
 use std::fs;
 use std::time::{Duration, Instant};
 
 use ctdb_tests::samba::{self, access, share, SambaCluster, NET, NT_STATUS_SHARING_VIOLATION};
-use ctdb_tests::{cli_from_env, ctdbd_from_env, Cluster};
+use ctdb_tests::{cli_from_env, Cluster};
 
 /// A one-node CTDB cluster with its smbd, ready to serve.
 struct Env {
@@ -34,7 +33,7 @@ impl Env {
             return None;
         }
         let started = Instant::now();
-        let ctdbd = ctdbd_from_env();
+        let ctdbd = ctdb_tests::must_show::ctdbd_under_test();
         eprintln!("{name}: running against ctdbd {}", ctdbd.display());
         let mut cluster = Cluster::create_on_free_addresses(1, &ctdbd).expect("create cluster");
         cluster.start_all().expect("start ctdbd");
@@ -294,7 +293,7 @@ fn samba_one_node_every_control_succeeds() {
         return;
     }
     let started = Instant::now();
-    let ctdbd = ctdbd_from_env();
+    let ctdbd = ctdb_tests::must_show::ctdbd_under_test();
     eprintln!(
         "samba_one_replies: running against ctdbd {}",
         ctdbd.display()
@@ -426,7 +425,7 @@ impl RawClient {
 /// another process, or once that connection is gone.
 #[test]
 fn samba_one_node_check_pid_srvid_uses_the_peer_pid() {
-    let ctdbd = ctdbd_from_env();
+    let ctdbd = ctdb_tests::must_show::ctdbd_under_test();
     let mut cluster = Cluster::create_on_free_addresses(1, &ctdbd).expect("create cluster");
     cluster.start_all().expect("start ctdbd");
     cluster
