@@ -574,8 +574,10 @@ fn scenarios() -> Vec<Vec<Case>> {
         ],
         vec![
             case(0, "setifacelink lo down", None),
-            case(0, "ifaces", None),
-            case(0, "-v ip", None),
+            // Not `ifaces` / `-v ip` here: right after the link goes down
+            // they race the takeover run that moves node 0's address away
+            // (one CLI saw it still on node 0, the other already moved).
+            // The read-only cases compare both in a steady state.
             case(1, "status", None),
             case(1, "-Y status", None),
             case(0, "nodestatus all", None),

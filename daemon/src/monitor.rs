@@ -55,7 +55,7 @@ use crate::cluster::LockStatus;
 use crate::controls::apply_effects;
 use crate::db::OutMessage;
 use crate::event::eventd::{EventBackend, RunRefused};
-use crate::event::notify::{run_notification, Notification};
+use crate::event::notify::{run_notification, run_notification_sync, Notification};
 use crate::event::runner::CtdbEvent;
 use crate::runtime::StopSignal;
 use crate::state::{now_timeval, Daemon};
@@ -130,8 +130,36 @@ pub fn spawn_event(d: &Daemon, ev: CtdbEvent) {
     .detach();
 }
 
+/// Runs the notification script off the control core, one call after the
+/// other in the order asked (upstream runs it synchronously, so `init`
+/// always comes before `setup`): a single notifier thread takes them from
+/// a queue.
 fn notify(d: &Daemon, n: Notification) {
-    let _ = run_notification(&d.notification_script, n);
+    type Job = (std::path::PathBuf, Notification);
+    static QUEUE: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    let q = QUEUE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("ctdb-notify".into())
+            .spawn(move || {
+                while let Ok((script, n)) = rx.recv() {
+                    let _ = run_notification_sync(&script, n.name());
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the notification thread: {e}");
+        }
+        std::sync::Mutex::new(tx)
+    });
+    let sent = q
+        .lock()
+        .map(|tx| tx.send((d.notification_script.clone(), n)).is_ok())
+        .unwrap_or(false);
+    if !sent {
+        // No notifier thread: run it on a thread of its own, unordered.
+        let _ = run_notification(&d.notification_script, n);
+    }
 }
 
 /// A takeover run asked for by a client (TAKEOVER_RUN message): no public
