@@ -25,6 +25,13 @@ pub struct AddrLease {
     lock_dir: PathBuf,
 }
 
+/// Whether no daemon listens on the CTDB port of the block's first
+/// addresses (a daemon of a killed test run can outlive its lease).
+fn port_free(octet: u8) -> bool {
+    (1..=3)
+        .all(|host| std::net::TcpListener::bind((Ipv4Addr::new(127, 0, octet, host), 4379)).is_ok())
+}
+
 impl AddrLease {
     /// Reserve a free block 127.0.X.1.. (up to 254 nodes).
     pub fn reserve() -> Result<AddrLease> {
@@ -38,7 +45,7 @@ impl AddrLease {
             let octet = FIRST_OCTET + ((start + k) % span) as u8;
             let lock_dir = tmp.join(format!("ctdb-tests-lo-{octet}"));
             if fs::create_dir(&lock_dir).is_ok() {
-                if fs::write(lock_dir.join("pid"), me.to_string()).is_err() {
+                if fs::write(lock_dir.join("pid"), me.to_string()).is_err() || !port_free(octet) {
                     let _ = fs::remove_dir_all(&lock_dir);
                     continue;
                 }
@@ -56,6 +63,7 @@ impl AddrLease {
                     let _ = fs::remove_dir_all(&lock_dir);
                     if fs::create_dir(&lock_dir).is_ok()
                         && fs::write(lock_dir.join("pid"), me.to_string()).is_ok()
+                        && port_free(octet)
                     {
                         return Ok(AddrLease {
                             first: Ipv4Addr::new(127, 0, octet, 1),
