@@ -140,14 +140,7 @@ fn cluster_commit(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
     if nodes.len() <= 1 {
         return false;
     }
-    let data = match &c.data {
-        ctdb_protocol::Data::Raw(b) => b.to_vec(),
-        ctdb_protocol::Data::Typed(t) => {
-            let mut v = Vec::new();
-            t.push(&mut v);
-            v
-        }
-    };
+    let data = c.data.to_vec();
     if ctdb_protocol::types::RecBuffer::from_bytes(&data).is_err() {
         // Malformed: the local path reports it.
         return false;
@@ -347,14 +340,7 @@ fn serve(
             }
         }
         Payload::ReqMessage(m) => {
-            let data = match &m.data {
-                ctdb_protocol::Data::Raw(b) => b.to_vec(),
-                ctdb_protocol::Data::Typed(t) => {
-                    let mut v = Vec::new();
-                    t.push(&mut v);
-                    v
-                }
-            };
+            let data = m.data.to_vec();
             let dest = packet.header.destnode;
             let pnn = if dest == CTDB_CURRENT_NODE {
                 d.pnn()

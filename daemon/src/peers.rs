@@ -274,7 +274,7 @@ async fn receive_task(d: Rc<Daemon>, t: Rc<Transport>) {
                     payload: Payload::ReqMessage(m),
                     ..
                 }) => {
-                    let data = message_bytes(&m);
+                    let data = m.data.to_vec();
                     deliver_local(
                         &d,
                         &OutMessage {
@@ -321,18 +321,6 @@ fn count_node_packet(d: &Daemon, hdr: &RawHeader) {
             _ => {}
         }
     });
-}
-
-/// The raw data of a message.
-pub fn message_bytes(m: &ReqMessage<'_>) -> Vec<u8> {
-    match &m.data {
-        ctdb_protocol::Data::Raw(b) => b.to_vec(),
-        ctdb_protocol::Data::Typed(t) => {
-            let mut v = Vec::new();
-            t.push(&mut v);
-            v
-        }
-    }
 }
 
 /// A control from another node (or from this node to itself): served by
@@ -408,11 +396,7 @@ fn complete_control(d: &Daemon, from: u32, bytes: &[u8]) {
             payload: Payload::ReplyControl(r),
             ..
         }) => {
-            let mut data = Vec::new();
-            match &r.data {
-                ctdb_protocol::Data::Raw(b) => data.extend_from_slice(b),
-                ctdb_protocol::Data::Typed(t) => t.push(&mut data),
-            }
+            let data = r.data.to_vec();
             Ok(ControlReply {
                 status: r.status,
                 data,
@@ -541,11 +525,7 @@ pub async fn control(
                 ..
             }) = Packet::decode(&r, &d.limits)
             {
-                let mut data = Vec::new();
-                match &r.data {
-                    ctdb_protocol::Data::Raw(b) => data.extend_from_slice(b),
-                    ctdb_protocol::Data::Typed(t) => t.push(&mut data),
-                }
+                let data = r.data.to_vec();
                 return Ok(ControlReply {
                     status: r.status,
                     data,
@@ -618,11 +598,7 @@ pub fn forward_client_control(d: &Rc<Daemon>, client: u32, pkt: &[u8]) {
     let srvid = c.srvid;
     let flags = c.flags;
     let noreply = c.noreply();
-    let mut data = Vec::new();
-    match &c.data {
-        ctdb_protocol::Data::Raw(b) => data.extend_from_slice(b),
-        ctdb_protocol::Data::Typed(t) => t.push(&mut data),
-    }
+    let data = c.data.to_vec();
     let timeout = Duration::from_secs(u64::from(d.tunable("ControlTimeout", 60).max(1)));
     let dests = targets(d, hdr.destnode);
     let broadcast = crate::state::is_broadcast(hdr.destnode);
