@@ -2,8 +2,10 @@
 //! controls, calls and record pushes handed to the database layer
 //! ([`Databases::serve_client_packet`]), messages delivered to the clients
 //! that registered their srvid, and the few messages the daemon itself
-//! answers (TAKEOVER_RUN: ours is a one-node cluster without public
-//! addresses, so a takeover run is the `ipreallocated` event).
+//! answers (TAKEOVER_RUN: no public addresses are moved yet, so a takeover
+//! run is the `ipreallocated` event). Controls for other nodes, broadcasts
+//! and cluster-wide TRANS3_COMMIT go through [`crate::peers`]; REQ_CALLs
+//! that need another node through [`crate::calls`].
 //!
 //! Why here and not in `client.rs`: the socket code only frames packets;
 //! what a control does depends on the node state in [`Daemon`].

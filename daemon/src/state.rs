@@ -8,10 +8,9 @@
 //! Fields that change are in `Cell`/`RefCell`; borrows are never held
 //! across an `.await`.
 //!
-//! Multi-node readiness: the node table comes from the nodes file and the
-//! PNN from matching local addresses, as upstream; controls for another
-//! node and messages for other nodes are where the transport will plug in
-//! (they are refused / dropped here with a log line).
+//! The node table comes from the nodes file and the PNN from matching
+//! local addresses, as upstream; controls and messages for other nodes go
+//! through [`crate::peers`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet, VecDeque};
