@@ -31,7 +31,7 @@ use ctdb_protocol::constants::CTDB_RECOVERY_ACTIVE;
 use ctdb_protocol::types::MAX_COUNT_BUCKETS;
 use ctdb_protocol::{Operation, RawHeader, CTDB_PROTOCOL};
 
-use crate::db::migrator::StickyConfig;
+use crate::db::migrator::{Counter, StickyConfig};
 use crate::db::{Action, Migrator};
 use crate::peers;
 use crate::state::Daemon;
@@ -244,6 +244,52 @@ fn run(d: &Rc<Daemon>, drv: &Rc<Driver>, actions: Vec<Action>) {
                 let b = &mut s.hop_count_bucket[bucket.min(MAX_COUNT_BUCKETS - 1)];
                 *b = b.wrapping_add(1);
             }),
+            Action::Count(c) => d.stats.borrow_mut().count(|s| match c {
+                Counter::RoDelegation => {
+                    s.total_ro_delegations = s.total_ro_delegations.wrapping_add(1)
+                }
+                Counter::RoRevoke => s.total_ro_revokes = s.total_ro_revokes.wrapping_add(1),
+            }),
+            Action::UpdateRecord { revoke, dest, data } => {
+                let (d, drv) = (d.clone(), drv.clone());
+                let timeout =
+                    Duration::from_secs(u64::from(d.tunable("ControlTimeout", 60).max(1)));
+                glommio::spawn_local(async move {
+                    let r = peers::control(
+                        &d,
+                        dest,
+                        ctdb_protocol::Opcode::UpdateRecord as u32,
+                        0,
+                        0,
+                        &data,
+                        timeout,
+                    )
+                    .await;
+                    let ok = match r {
+                        Ok(r) if r.status == 0 => true,
+                        Ok(r) => {
+                            tracing::error!(
+                                "Recv for revoke update record failed ret:0 res:{} (node {dest})",
+                                r.status
+                            );
+                            false
+                        }
+                        Err(e) => {
+                            tracing::error!(
+                                "Failure to send update record to revoke readonly delegation: {e}"
+                            );
+                            false
+                        }
+                    };
+                    prepare(&d, &drv);
+                    let more = drv
+                        .m
+                        .borrow_mut()
+                        .revoke_reply(revoke, dest, ok, Instant::now());
+                    run(&d, &drv, more);
+                })
+                .detach();
+            }
         }
     }
     let pending = drv.m.borrow().pending_calls() as u32;

@@ -74,20 +74,44 @@ pub enum RecordOp {
         record_flags: u32,
         call: Option<ShardCall>,
     },
+    /// A read-only copy (`header || data` with RO_HAVE_READONLY) from the
+    /// dmaster's REPLY_CALL: stored when it is newer than the local copy
+    /// (upstream's `ctdb_reply_call`).
+    StoreReadonly {
+        db_id: u32,
+        key: Vec<u8>,
+        record: Vec<u8>,
+    },
+    /// The end of a revoke on the dmaster: with `rsn` (the record's rsn
+    /// when the revoke started), mark it REVOKE_COMPLETE when every holder
+    /// dropped its copy (`ok`) or clear REVOKING for a retry; with `None`,
+    /// just clear a REVOKING flag no revoke of this daemon belongs to.
+    FinishRevoke {
+        db_id: u32,
+        key: Vec<u8>,
+        rsn: Option<u64>,
+        ok: bool,
+    },
 }
 
 impl RecordOp {
     pub fn db_id(&self) -> u32 {
         match self {
             RecordOp::ClientCall { call } | RecordOp::RemoteCall { call, .. } => call.db_id,
-            RecordOp::ReqDmaster { db_id, .. } | RecordOp::BecomeDmaster { db_id, .. } => *db_id,
+            RecordOp::ReqDmaster { db_id, .. }
+            | RecordOp::BecomeDmaster { db_id, .. }
+            | RecordOp::StoreReadonly { db_id, .. }
+            | RecordOp::FinishRevoke { db_id, .. } => *db_id,
         }
     }
 
     pub fn key(&self) -> &[u8] {
         match self {
             RecordOp::ClientCall { call } | RecordOp::RemoteCall { call, .. } => &call.key,
-            RecordOp::ReqDmaster { key, .. } | RecordOp::BecomeDmaster { key, .. } => key,
+            RecordOp::ReqDmaster { key, .. }
+            | RecordOp::BecomeDmaster { key, .. }
+            | RecordOp::StoreReadonly { key, .. }
+            | RecordOp::FinishRevoke { key, .. } => key,
         }
     }
 
@@ -105,6 +129,10 @@ impl RecordOp {
             }
             RecordOp::BecomeDmaster { .. } => {
                 tracing::error!("Unknown db_id 0x{db_id:x} in ctdb_reply_dmaster");
+                RecordStep::Drop
+            }
+            RecordOp::StoreReadonly { .. } | RecordOp::FinishRevoke { .. } => {
+                tracing::error!("Unknown db_id 0x{db_id:x} for a read-only record step");
                 RecordStep::Drop
             }
         }
@@ -149,6 +177,23 @@ pub enum RecordStep {
     /// This node is now dmaster; the waiting call's reply, if there was
     /// a call to run.
     Became { reply: Option<(i32, Vec<u8>)> },
+    /// A read-only delegation was granted to the calling node: REPLY_CALL
+    /// with this `header || data` (flags RO_HAVE_READONLY) and remember
+    /// the node as a holder.
+    Delegated { data: Vec<u8> },
+    /// The call needs the record's read-only copies revoked first: the
+    /// record is now flagged REVOKING; send `update` (`header || data`)
+    /// with UPDATE_RECORD to every holder, and keep the call until the
+    /// revoke is over. `rsn`: the record's rsn now.
+    StartRevoke { rsn: u64, update: Vec<u8> },
+    /// A revoke of this record is in progress: keep the call until it is
+    /// over.
+    WaitRevoke,
+    /// A [`RecordOp::FinishRevoke`] ran: `complete` when the record is now
+    /// REVOKE_COMPLETE.
+    RevokeFinished { complete: bool },
+    /// Nothing more to do (a read-only copy stored or found older).
+    Done,
 }
 
 /// Upstream's per-database migration counter (`migratedb`): migrations
@@ -241,6 +286,8 @@ pub(crate) fn run(ctx: &mut RecordCtx<'_>, env: &Env<'_>, op: &RecordOp) -> Reco
             call,
             ..
         } => become_dmaster(ctx, env, key, data, *rsn, *record_flags, call.as_ref()),
+        RecordOp::StoreReadonly { key, record, .. } => store_readonly(ctx, env, key, record),
+        RecordOp::FinishRevoke { key, rsn, ok, .. } => finish_revoke(ctx, env, key, *rsn, *ok),
     };
     if let Err(e) = ctx.rec.h.chainunlock(&key) {
         tracing::error!("ctdb_ltdb_unlock() failed with error {e}");
@@ -309,9 +356,14 @@ fn effective_flags(ctx: &RecordCtx<'_>, flags: u32) -> u32 {
     }
 }
 
+/// The read-only flags that make a write wait for a revoke.
+const RO_COPIES: RecordFlags =
+    RecordFlags(RecordFlags::RO_HAVE_DELEGATIONS.bits() | RecordFlags::RO_HAVE_READONLY.bits());
+
 /// `daemon_request_call_from_client`: run it here when this node is the
 /// dmaster, else forward it to the dmaster the local header names (the
-/// lmaster for a record this node does not have).
+/// lmaster for a record this node does not have). A write on a record
+/// with read-only delegations first revokes them.
 fn client_call(ctx: &mut RecordCtx<'_>, env: &Env<'_>, call: &ShardCall) -> RecordStep {
     let (mut header, data) = match fetch_for_call(ctx, env, &call.key) {
         Ok(v) => v,
@@ -320,7 +372,16 @@ fn client_call(ctx: &mut RecordCtx<'_>, env: &Env<'_>, call: &ShardCall) -> Reco
             return RecordStep::Drop;
         }
     };
+    if header.flags.contains(RecordFlags::RO_REVOKING_READONLY) {
+        return RecordStep::WaitRevoke;
+    }
     let flags = effective_flags(ctx, call.flags);
+    if header.dmaster == env.pnn
+        && flags & CTDB_WANT_READONLY == 0
+        && header.flags.intersects(RO_COPIES)
+    {
+        return start_revoke(ctx, env, &call.key, header, &data);
+    }
     let callid = if flags & CTDB_WANT_READONLY != 0 {
         CTDB_FETCH_WITH_HEADER_FUNC
     } else {
@@ -355,6 +416,35 @@ fn client_call(ctx: &mut RecordCtx<'_>, env: &Env<'_>, call: &ShardCall) -> Reco
     }
 }
 
+/// Flags the record REVOKING (so every other call on it waits) and
+/// prepares the copy the holders get instead of their read-only one: no
+/// read-only flags, MIGRATED_WITH_DATA, rsn one below the dmaster's
+/// (upstream's `ctdb_start_revoke_ro_record`).
+fn start_revoke(
+    ctx: &mut RecordCtx<'_>,
+    env: &Env<'_>,
+    key: &[u8],
+    mut header: LtdbHeader,
+    data: &[u8],
+) -> RecordStep {
+    header.flags.insert(RecordFlags::RO_REVOKING_READONLY);
+    if let Err(e) = ctx.rec.store(env, key, &mut header, data) {
+        tracing::error!("Failed to store record with REVOKING set: {e}");
+        return RecordStep::Drop;
+    }
+    let rsn = header.rsn;
+    let mut update = header;
+    update.flags.remove(RecordFlags(
+        RecordFlags::RO_REVOKING_READONLY.bits() | RO_COPIES.bits(),
+    ));
+    update.flags.insert(RecordFlags::MIGRATED_WITH_DATA);
+    update.rsn = rsn.wrapping_sub(1);
+    RecordStep::StartRevoke {
+        rsn,
+        update: update.with_data(data),
+    }
+}
+
 /// `ctdb_request_call`: a node's REQ_CALL.
 fn remote_call(
     ctx: &mut RecordCtx<'_>,
@@ -372,6 +462,9 @@ fn remote_call(
             }
         }
     };
+    if header.flags.contains(RecordFlags::RO_REVOKING_READONLY) {
+        return RecordStep::WaitRevoke;
+    }
     let flags = effective_flags(ctx, call.flags);
     if header.dmaster != env.pnn && !header.flags.contains(RecordFlags::RO_HAVE_DELEGATIONS) {
         let lmaster = env.lmaster(key);
@@ -395,21 +488,31 @@ fn remote_call(
         }
         return RecordStep::Redirect { dest, hopcount };
     }
-    if flags & CTDB_WANT_READONLY == 0
-        && header.flags.intersects(RecordFlags(
-            RecordFlags::RO_HAVE_DELEGATIONS.bits() | RecordFlags::RO_HAVE_READONLY.bits(),
-        ))
-    {
-        // Upstream revokes the delegations (a child process asks every
-        // node to drop its read-only copy) before serving the call. This
-        // node never hands out delegations, so such flags only come from
-        // a mixed cluster: drop them and carry on.
-        tracing::warn!(
-            "db {}: record with read-only delegations; revoking is not supported, \
-             clearing the flags",
-            ctx.rec.name
-        );
-        header.flags.remove(RecordFlags::RO_FLAGS);
+    let readonly = flags & CTDB_WANT_READONLY != 0;
+    if !readonly && header.flags.intersects(RO_COPIES) {
+        return start_revoke(ctx, env, key, header, &data);
+    }
+    if readonly && call.callid == CTDB_FETCH_WITH_HEADER_FUNC && origin.srcnode != env.pnn {
+        // A read-only delegation. The first one bumps the rsn by 3 so
+        // that the copies (rsn - 2) and the revoke's update (rsn - 1)
+        // are ordered below the dmaster's record; stores with read-only
+        // flags leave the rsn alone.
+        if !header.flags.contains(RecordFlags::RO_HAVE_DELEGATIONS) {
+            header.rsn = header.rsn.wrapping_add(3);
+            header.flags.insert(RecordFlags::RO_HAVE_DELEGATIONS);
+            if let Err(e) = ctx.rec.store(env, key, &mut header, &data) {
+                tracing::error!("Failed to store record with HAVE_DELEGATIONS set: {e}");
+                return RecordStep::Drop;
+            }
+        }
+        let mut copy = header;
+        copy.rsn = copy.rsn.wrapping_sub(2);
+        copy.flags.insert(RecordFlags::RO_HAVE_READONLY);
+        copy.flags.remove(RecordFlags::RO_HAVE_DELEGATIONS);
+        ctx.stats.ro_delegations = ctx.stats.ro_delegations.wrapping_add(1);
+        return RecordStep::Delegated {
+            data: copy.with_data(&data),
+        };
     }
     ctx.stats.hop(call.hopcount);
     if origin.srcnode != env.pnn {
@@ -590,6 +693,97 @@ fn become_dmaster(
     RecordStep::Became {
         reply: Some((0, reply)),
     }
+}
+
+/// `ctdb_reply_call` for a read-only delegation: the copy replaces the
+/// local record only when its rsn is higher.
+fn store_readonly(ctx: &mut RecordCtx<'_>, env: &Env<'_>, key: &[u8], record: &[u8]) -> RecordStep {
+    let Some((mut header, data)) = LtdbHeader::split(record) else {
+        tracing::error!(
+            "Got FETCH_WITH_HEADER reply with too little data: {} bytes",
+            record.len()
+        );
+        return RecordStep::Done;
+    };
+    let old = match ctx.rec.fetch(env, key) {
+        Ok((h, _)) => h,
+        Err(e) => {
+            tracing::error!("Failed to fetch old record in ctdb_reply_call: {e}");
+            return RecordStep::Done;
+        }
+    };
+    if header.rsn <= old.rsn {
+        return RecordStep::Done;
+    }
+    if let Err(e) = ctx.rec.store(env, key, &mut header, data) {
+        tracing::error!("Failed to store new record in ctdb_reply_call: {e}");
+    }
+    RecordStep::Done
+}
+
+/// The dmaster's end of a revoke (what upstream's revoke child does once
+/// every holder answered): REVOKE_COMPLETE (rsn + 1) when all holders
+/// dropped their copies, else REVOKING cleared so the next call retries.
+fn finish_revoke(
+    ctx: &mut RecordCtx<'_>,
+    env: &Env<'_>,
+    key: &[u8],
+    rsn: Option<u64>,
+    ok: bool,
+) -> RecordStep {
+    let failed = RecordStep::RevokeFinished { complete: false };
+    let (mut header, data) = match ctx.rec.fetch(env, key) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("Failed for fetch tdb record in revokechild: {e}");
+            return failed;
+        }
+    };
+    let Some(rsn) = rsn else {
+        // A REVOKING flag no revoke of ours belongs to (a revoke lost to
+        // an error): clear it so the waiting calls can run.
+        if header.flags.contains(RecordFlags::RO_REVOKING_READONLY) {
+            tracing::warn!(
+                "db {}: clearing a REVOKING flag with no revoke in progress",
+                ctx.rec.name
+            );
+            header.flags.remove(RecordFlags::RO_REVOKING_READONLY);
+            if let Err(e) = ctx.rec.store(env, key, &mut header, &data) {
+                tracing::error!("Failed to write new record in revokechild: {e}");
+            }
+        }
+        return failed;
+    };
+    if header.rsn > rsn {
+        tracing::error!("RSN too high in tdb record in revokechild");
+        return failed;
+    }
+    if !header.flags.contains(RecordFlags::RO_REVOKING_READONLY) {
+        tracing::error!("Flags are wrong in tdb record in revokechild");
+        return failed;
+    }
+    let complete = ok;
+    if complete {
+        if !header.flags.contains(RecordFlags::RO_HAVE_DELEGATIONS) {
+            // Upstream insists on HAVE_DELEGATIONS here; without it the
+            // record would be revoked again and again. Completing clears
+            // every read-only flag on the next call.
+            tracing::warn!(
+                "db {}: revoked record had no HAVE_DELEGATIONS",
+                ctx.rec.name
+            );
+        }
+        header.rsn = header.rsn.wrapping_add(1);
+        header.flags.insert(RecordFlags::RO_REVOKE_COMPLETE);
+    } else {
+        tracing::info!("Revoke all delegations failed, retrying.");
+        header.flags.remove(RecordFlags::RO_REVOKING_READONLY);
+    }
+    if let Err(e) = ctx.rec.store(env, key, &mut header, &data) {
+        tracing::error!("Failed to write new record in revokechild: {e}");
+        return failed;
+    }
+    RecordStep::RevokeFinished { complete }
 }
 
 impl super::Databases {

@@ -45,11 +45,14 @@
 //! MaxRedirectCount is obsolete in 4.17 and not enforced; a hop count
 //! whose value mod 100 exceeds 95 is logged, as upstream does.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use ctdb_engine::ltdb::LTDB_HEADER_SIZE;
-use ctdb_protocol::constants::CTDB_FETCH_FUNC;
+use ctdb_engine::ltdb::{LtdbHeader, RecordFlags, LTDB_HEADER_SIZE};
+use ctdb_protocol::constants::{
+    CTDB_CURRENT_NODE, CTDB_FETCH_FUNC, CTDB_FETCH_WITH_HEADER_FUNC, CTDB_WANT_READONLY,
+};
+use ctdb_protocol::types::RecBufferBuilder;
 use ctdb_protocol::{
     DecodeLimits, Header, Packet, Payload, ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster,
 };
@@ -63,6 +66,15 @@ pub const FETCH_COLLAPSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a step on a frozen database waits before it is tried again.
 const DEFER_RETRY: Duration = Duration::from_millis(100);
+
+/// After a revoke, read-only calls wait this long so the writes that
+/// waited for it go first; after a failed revoke every waiting call does
+/// (upstream: one second).
+pub const REVOKE_GRACE: Duration = Duration::from_secs(1);
+
+/// A record flagged REVOKING with no revoke of this daemon behind it
+/// (its start was lost to an error) is cleared after this long.
+const STALE_REVOKING: Duration = Duration::from_secs(2);
 
 /// Something for the caller to do.
 #[derive(Debug, Clone)]
@@ -81,6 +93,55 @@ pub enum Action {
     Recover,
     /// A node's call was served here after `hopcount` hops (statistics).
     Hop { hopcount: u32 },
+    /// Send UPDATE_RECORD (control data `data`) to node `dest` to revoke
+    /// its read-only copy; report the answer with
+    /// [`Migrator::revoke_reply`] and this `revoke` id.
+    UpdateRecord {
+        revoke: u64,
+        dest: u32,
+        data: Vec<u8>,
+    },
+    /// Count a daemon-wide statistic.
+    Count(Counter),
+}
+
+/// Daemon-wide statistics the migrator counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// `total_ro_delegations`: a read-only copy handed to a node.
+    RoDelegation,
+    /// `total_ro_revokes`: the read-only copies of a record revoked.
+    RoRevoke,
+}
+
+/// Who sent a call that waits for a revoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Src {
+    Client(u32),
+    Node(u32),
+}
+
+/// A call waiting for the revoke of its record's read-only copies.
+#[derive(Debug)]
+struct DeferredCall {
+    src: Src,
+    readonly: bool,
+    pkt: Vec<u8>,
+}
+
+/// A revoke in progress on this (dmaster) node.
+#[derive(Debug)]
+struct Revoke {
+    id: u64,
+    /// The record's rsn when the revoke started; `None` while only calls
+    /// that saw the REVOKING flag know of it.
+    rsn: Option<u64>,
+    since: Instant,
+    /// Holders that have not answered their UPDATE_RECORD yet.
+    waiting: BTreeSet<u32>,
+    ok: bool,
+    finishing: bool,
+    calls: Vec<DeferredCall>,
 }
 
 type RecKey = (u32, Vec<u8>);
@@ -135,6 +196,18 @@ enum JobKind {
         hdr: Header,
         runs: Option<u32>,
     },
+    /// A read-only copy from a REPLY_CALL being stored; the pending call
+    /// is answered after.
+    ReadonlyCopy {
+        reqid: u32,
+        pending: Pending,
+        status: i32,
+        data: Vec<u8>,
+    },
+    /// The dmaster's end of revoke `id`.
+    RevokeFinish {
+        id: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -160,6 +233,15 @@ pub struct Migrator {
     loopback: VecDeque<Vec<u8>>,
     sticky_cfg: StickyConfig,
     sticky: HashMap<RecKey, Sticky>,
+    /// Nodes holding a read-only copy of a record this node delegated
+    /// (upstream's tracking database; in memory: it is wiped by every
+    /// recovery and daemon start anyway).
+    delegations: HashMap<RecKey, BTreeSet<u32>>,
+    revokes: HashMap<RecKey, Revoke>,
+    revoke_keys: HashMap<u64, RecKey>,
+    next_revoke: u64,
+    /// Calls handed in again at the given time (after a revoke).
+    delayed: Vec<(Instant, DeferredCall)>,
 }
 
 fn encode(hdr: Header, payload: Payload<'_>) -> Vec<u8> {
@@ -180,6 +262,20 @@ fn req_call_payload(call: &ShardCall) -> Payload<'_> {
         key: &call.key,
         calldata: &call.calldata,
     })
+}
+
+/// The flags word of a REQ_CALL packet (0 when too short).
+fn call_flags(pkt: &[u8]) -> u32 {
+    pkt.get(32..36)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(0)
+}
+
+/// The generation in a packet's header.
+fn packet_generation(pkt: &[u8]) -> u32 {
+    pkt.get(12..16)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(0)
 }
 
 /// Wait before retrying a step whose chain lock was busy: 1 ms, doubling
@@ -240,6 +336,11 @@ impl Migrator {
             loopback: VecDeque::new(),
             sticky_cfg: StickyConfig::default(),
             sticky: HashMap::new(),
+            delegations: HashMap::new(),
+            revokes: HashMap::new(),
+            revoke_keys: HashMap::new(),
+            next_revoke: 1,
+            delayed: Vec::new(),
         }
     }
 
@@ -311,8 +412,27 @@ impl Migrator {
         self.generation
     }
 
+    /// A new generation forgets the read-only delegations: the recovery
+    /// that made it stripped every record's read-only flags.
     pub fn set_generation(&mut self, generation: u32) {
+        if generation != self.generation {
+            self.delegations.clear();
+        }
         self.generation = generation;
+    }
+
+    /// The nodes holding a read-only copy of `key` of `db_id` delegated by
+    /// this node (for tests and diagnostics).
+    pub fn delegation_holders(&self, db_id: u32, key: &[u8]) -> Vec<u32> {
+        self.delegations
+            .get(&(db_id, key.to_vec()))
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Revokes in progress on this node.
+    pub fn revokes_in_progress(&self) -> usize {
+        self.revokes.len()
     }
 
     /// Tunable FetchCollapse.
@@ -486,11 +606,34 @@ impl Migrator {
                 out.push(self.new_job(JobKind::Remote { hdr, call }, op));
             }
             Payload::ReplyCall(r) => {
-                if !self.pending.contains_key(&hdr.reqid) {
+                let Some(p) = self.pending.get(&hdr.reqid) else {
                     tracing::error!("reqid {} not found", hdr.reqid);
                     return out;
+                };
+                let copy = p.call.callid == CTDB_FETCH_WITH_HEADER_FUNC
+                    && LtdbHeader::split(r.data)
+                        .is_some_and(|(h, _)| h.flags.contains(RecordFlags::RO_HAVE_READONLY));
+                if !copy {
+                    self.complete(hdr.reqid, r.status, r.data.to_vec(), &mut out, now);
+                    return out;
                 }
-                self.complete(hdr.reqid, r.status, r.data.to_vec(), &mut out, now);
+                // A read-only delegation: store the copy in the local
+                // file first, so the client finds it when it looks again.
+                let Some(pending) = self.pending.remove(&hdr.reqid) else {
+                    return out;
+                };
+                let op = RecordOp::StoreReadonly {
+                    db_id: pending.call.db_id,
+                    key: pending.call.key.clone(),
+                    record: r.data.to_vec(),
+                };
+                let kind = JobKind::ReadonlyCopy {
+                    reqid: hdr.reqid,
+                    pending,
+                    status: r.status,
+                    data: r.data.to_vec(),
+                };
+                out.push(self.new_job(kind, op));
             }
             Payload::ReplyError(e) => {
                 let Some(p) = self.pending.remove(&hdr.reqid) else {
@@ -654,13 +797,27 @@ impl Migrator {
         &mut self,
         reqid: u32,
         status: i32,
-        mut data: Vec<u8>,
+        data: Vec<u8>,
         out: &mut Vec<Action>,
         now: Instant,
     ) {
         let Some(p) = self.pending.remove(&reqid) else {
             return;
         };
+        self.complete_pending(reqid, p, status, data, out, now);
+    }
+
+    /// Answers the client of pending call `reqid` (already out of the
+    /// table) and lets the calls queued behind it go.
+    fn complete_pending(
+        &mut self,
+        reqid: u32,
+        p: Pending,
+        status: i32,
+        mut data: Vec<u8>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
         if p.readonly_fetch && p.client_callid == CTDB_FETCH_FUNC && data.len() >= LTDB_HEADER_SIZE
         {
             data.drain(..LTDB_HEADER_SIZE);
@@ -795,8 +952,52 @@ impl Migrator {
                 RecordStep::Error { status, msg } => self.send_error(&hdr, status, &msg, &mut out),
                 RecordStep::Recover => out.push(Action::Recover),
                 RecordStep::Drop => {}
+                RecordStep::Delegated { data } => {
+                    self.delegations.entry(key).or_default().insert(hdr.srcnode);
+                    out.push(Action::Count(Counter::RoDelegation));
+                    let pkt = encode(
+                        Header::new(self.generation, hdr.srcnode, self.pnn, hdr.reqid),
+                        Payload::ReplyCall(ReplyCall {
+                            status: 0,
+                            data: &data,
+                        }),
+                    );
+                    self.send(hdr.srcnode, pkt, &mut out);
+                }
+                RecordStep::StartRevoke { rsn, update } => {
+                    let pkt = encode(hdr, req_call_payload(&call));
+                    let readonly = call.flags & CTDB_WANT_READONLY != 0;
+                    self.begin_revoke(key.clone(), rsn, &update, &mut out, now);
+                    self.defer_for_revoke(key, Src::Node(hdr.srcnode), readonly, pkt, now);
+                }
+                RecordStep::WaitRevoke => {
+                    let pkt = encode(hdr, req_call_payload(&call));
+                    let readonly = call.flags & CTDB_WANT_READONLY != 0;
+                    self.defer_for_revoke(key, Src::Node(hdr.srcnode), readonly, pkt, now);
+                }
                 other => tracing::error!("unexpected step for a node's call: {other:?}"),
             },
+            JobKind::ReadonlyCopy {
+                reqid,
+                pending,
+                status,
+                data,
+            } => {
+                if !matches!(step, RecordStep::Done) {
+                    tracing::error!("unexpected step for a read-only copy: {step:?}");
+                }
+                self.complete_pending(reqid, pending, status, data, &mut out, now);
+            }
+            JobKind::RevokeFinish { id } => {
+                let complete = match step {
+                    RecordStep::RevokeFinished { complete } => complete,
+                    other => {
+                        tracing::error!("unexpected step for a revoke: {other:?}");
+                        false
+                    }
+                };
+                self.end_revoke(id, complete, &mut out, now);
+            }
             JobKind::Dmaster { hdr, runs } => {
                 match step {
                     RecordStep::ReplyDmaster {
@@ -898,11 +1099,214 @@ impl Migrator {
                 }
                 self.send(dest, pkt, out);
             }
+            RecordStep::StartRevoke { rsn, update } => {
+                self.begin_revoke(key.clone(), rsn, &update, out, now);
+                self.defer_client(ticket, key, client, client_reqid, &op, now);
+            }
+            RecordStep::WaitRevoke => {
+                self.defer_client(ticket, key, client, client_reqid, &op, now);
+            }
             other => {
                 if !matches!(other, RecordStep::Drop) {
                     tracing::error!("unexpected step for a client's call: {other:?}");
                 }
                 self.release_collapse(key, Owner::Job(ticket), out, now);
+            }
+        }
+    }
+
+    /// A client's call waits for the revoke of its record; so do the
+    /// client calls collapsed behind it.
+    fn defer_client(
+        &mut self,
+        ticket: u64,
+        key: RecKey,
+        client: u32,
+        client_reqid: u32,
+        op: &RecordOp,
+        now: Instant,
+    ) {
+        let RecordOp::ClientCall { call } = op else {
+            return;
+        };
+        let pkt = encode(
+            Header::new(self.generation, CTDB_CURRENT_NODE, self.pnn, client_reqid),
+            req_call_payload(call),
+        );
+        let readonly = call.flags & CTDB_WANT_READONLY != 0;
+        self.defer_for_revoke(key.clone(), Src::Client(client), readonly, pkt, now);
+        if self
+            .collapse
+            .get(&key)
+            .is_some_and(|c| c.owner == Owner::Job(ticket))
+        {
+            if let Some(c) = self.collapse.remove(&key) {
+                for (client, pkt) in c.queue {
+                    let readonly = call_flags(&pkt) & CTDB_WANT_READONLY != 0;
+                    self.defer_for_revoke(key.clone(), Src::Client(client), readonly, pkt, now);
+                }
+            }
+        }
+    }
+
+    /// The revoke of `key`, created (not yet started) if there is none.
+    fn revoke_entry(&mut self, key: RecKey, now: Instant) -> &mut Revoke {
+        if !self.revokes.contains_key(&key) {
+            let id = self.next_revoke;
+            self.next_revoke += 1;
+            self.revoke_keys.insert(id, key.clone());
+            self.revokes.insert(
+                key.clone(),
+                Revoke {
+                    id,
+                    rsn: None,
+                    since: now,
+                    waiting: BTreeSet::new(),
+                    ok: true,
+                    finishing: false,
+                    calls: Vec::new(),
+                },
+            );
+        }
+        self.revokes.get_mut(&key).expect("inserted above")
+    }
+
+    fn defer_for_revoke(
+        &mut self,
+        key: RecKey,
+        src: Src,
+        readonly: bool,
+        pkt: Vec<u8>,
+        now: Instant,
+    ) {
+        if pkt.is_empty() {
+            return;
+        }
+        self.revoke_entry(key, now)
+            .calls
+            .push(DeferredCall { src, readonly, pkt });
+    }
+
+    /// The record is flagged REVOKING: UPDATE_RECORD with `update` to
+    /// every node holding a read-only copy (`ctdb_revoke_all_delegations`).
+    fn begin_revoke(
+        &mut self,
+        key: RecKey,
+        rsn: u64,
+        update: &[u8],
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let holders: Vec<u32> = self
+            .delegations
+            .get(&key)
+            .map(|s| s.iter().copied().filter(|n| *n != self.pnn).collect())
+            .unwrap_or_default();
+        let mut buf = RecBufferBuilder::new(key.0);
+        buf.add(0, None, &key.1, update);
+        let data = buf.into_wire_bytes();
+        let r = self.revoke_entry(key.clone(), now);
+        r.rsn = Some(rsn);
+        r.since = now;
+        r.ok = true;
+        let id = r.id;
+        for dest in &holders {
+            r.waiting.insert(*dest);
+        }
+        tracing::debug!(
+            "revoking read-only copies of key 0x{:08x} in db 0x{:08x} on nodes {holders:?}",
+            ctdb_engine::hash::jenkins_hash(&key.1),
+            key.0
+        );
+        for dest in holders {
+            out.push(Action::UpdateRecord {
+                revoke: id,
+                dest,
+                data: data.clone(),
+            });
+        }
+        self.maybe_finish_revoke(&key, out);
+    }
+
+    /// A holder's answer to its UPDATE_RECORD (`ok`: status 0).
+    pub fn revoke_reply(&mut self, revoke: u64, dest: u32, ok: bool, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some(key) = self.revoke_keys.get(&revoke).cloned() else {
+            return out;
+        };
+        let Some(r) = self.revokes.get_mut(&key) else {
+            return out;
+        };
+        if !r.waiting.remove(&dest) {
+            return out;
+        }
+        if !ok {
+            tracing::error!("Recv for revoke update record failed (node {dest})");
+            r.ok = false;
+        }
+        self.maybe_finish_revoke(&key, &mut out);
+        self.finish(out, now)
+    }
+
+    /// Every holder answered: the dmaster's record step ends the revoke.
+    fn maybe_finish_revoke(&mut self, key: &RecKey, out: &mut Vec<Action>) {
+        let Some(r) = self.revokes.get_mut(key) else {
+            return;
+        };
+        if r.finishing || !r.waiting.is_empty() || r.rsn.is_none() {
+            return;
+        }
+        r.finishing = true;
+        let (id, rsn, ok) = (r.id, r.rsn, r.ok);
+        let op = RecordOp::FinishRevoke {
+            db_id: key.0,
+            key: key.1.clone(),
+            rsn,
+            ok,
+        };
+        out.push(self.new_job(JobKind::RevokeFinish { id }, op));
+    }
+
+    /// Revoke `id` is over: the calls that waited for it go again, writes
+    /// at once and read-only calls after [`REVOKE_GRACE`] when it
+    /// succeeded, all of them after the grace when it failed.
+    fn end_revoke(&mut self, id: u64, complete: bool, out: &mut Vec<Action>, now: Instant) {
+        let Some(key) = self.revoke_keys.remove(&id) else {
+            return;
+        };
+        let Some(r) = self.revokes.remove(&key) else {
+            return;
+        };
+        if complete {
+            self.delegations.remove(&key);
+            out.push(Action::Count(Counter::RoRevoke));
+        }
+        let later = now + REVOKE_GRACE;
+        for c in r.calls {
+            if complete && !c.readonly {
+                self.replay(c, out, now);
+            } else {
+                self.delayed.push((later, c));
+            }
+        }
+    }
+
+    /// Hands a call that waited for a revoke in again. A node's call of an
+    /// older generation is dropped (its node resends it after the
+    /// recovery).
+    fn replay(&mut self, c: DeferredCall, out: &mut Vec<Action>, now: Instant) {
+        match c.src {
+            Src::Client(client) => match self.client_inner(client, &c.pkt, now) {
+                Ok(more) => out.extend(more),
+                Err(e) => tracing::error!("deferred call of client {client}: {e}"),
+            },
+            Src::Node(from) => {
+                if packet_generation(&c.pkt) != self.generation {
+                    tracing::info!("Discarding previous generation call deferred for a revoke");
+                    return;
+                }
+                let more = self.peer_inner(from, &c.pkt, now);
+                out.extend(more);
             }
         }
     }
@@ -949,7 +1353,9 @@ impl Migrator {
             return out;
         };
         let stale = match &job.kind {
-            JobKind::Client { .. } => false,
+            JobKind::Client { .. }
+            | JobKind::ReadonlyCopy { .. }
+            | JobKind::RevokeFinish { .. } => false,
             JobKind::Remote { hdr, .. } | JobKind::Dmaster { hdr, .. } => {
                 hdr.generation != self.generation
             }
@@ -1048,7 +1454,42 @@ impl Migrator {
             let more = self.peer_inner(from, &pkt, now);
             out.extend(more);
         }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
+        self.delayed = later;
+        for (_, c) in due {
+            self.replay(c, &mut out, now);
+        }
+        // Calls wait on a REVOKING flag that no revoke of ours set (lost
+        // to an error): clear it.
+        let stale: Vec<RecKey> = self
+            .revokes
+            .iter()
+            .filter(|(_, r)| {
+                r.rsn.is_none() && !r.finishing && now.duration_since(r.since) >= STALE_REVOKING
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            self.maybe_finish_stale(&key, &mut out);
+        }
         self.finish(out, now)
+    }
+
+    fn maybe_finish_stale(&mut self, key: &RecKey, out: &mut Vec<Action>) {
+        let Some(r) = self.revokes.get_mut(key) else {
+            return;
+        };
+        r.finishing = true;
+        let id = r.id;
+        let op = RecordOp::FinishRevoke {
+            db_id: key.0,
+            key: key.1.clone(),
+            rsn: None,
+            ok: false,
+        };
+        out.push(self.new_job(JobKind::RevokeFinish { id }, op));
     }
 
     /// Where the pending calls were sent (for diagnostics and tests).
