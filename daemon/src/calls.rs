@@ -14,6 +14,11 @@
 //! ([`peers::send_packet`]), replies to clients ([`peers::send_to_client`]),
 //! timers (retries of busy chain locks) and statistics.
 //!
+//! Read-only delegations (databases with SET_DB_READONLY) are part of
+//! the same machine; the driver sends the UPDATE_RECORD controls that
+//! revoke them ([`peers::control`]) and counts `total_ro_delegations` /
+//! `total_ro_revokes`.
+//!
 //! With no other node in the nodes file nothing here runs: the client
 //! path serves calls locally as before ([`client_call`] returns `false`).
 //!
@@ -203,7 +208,11 @@ fn run(d: &Rc<Daemon>, drv: &Rc<Driver>, actions: Vec<Action>) {
                     .detach();
             }
             Action::Record { ticket, op } => match d.data_cores.clone() {
-                Some(dc) => {
+                // Read-only databases live on this core: their steps run
+                // in-line, in the order their packets came (a read-only
+                // copy is stored before a later UPDATE_RECORD revoking it
+                // is served).
+                Some(dc) if !on_control_core(d, &op) => {
                     let (d, drv) = (d.clone(), drv.clone());
                     glommio::spawn_local(async move {
                         let step = dc.record(&d, op).await;
@@ -213,7 +222,7 @@ fn run(d: &Rc<Daemon>, drv: &Rc<Driver>, actions: Vec<Action>) {
                     })
                     .detach();
                 }
-                None => {
+                _ => {
                     let step = d.dbs.borrow_mut().record_op(&op);
                     let more = drv.m.borrow_mut().record_done(ticket, step, Instant::now());
                     q.extend(more);
@@ -294,6 +303,15 @@ fn run(d: &Rc<Daemon>, drv: &Rc<Driver>, actions: Vec<Action>) {
     }
     let pending = drv.m.borrow().pending_calls() as u32;
     d.stats.borrow_mut().count(|s| s.pending_calls = pending);
+}
+
+/// Whether a record step's database is served by the control core itself
+/// (read-only databases are never split over data cores).
+fn on_control_core(d: &Daemon, op: &crate::db::RecordOp) -> bool {
+    d.dbs
+        .borrow()
+        .find(op.db_id())
+        .is_some_and(|db| db.readonly())
 }
 
 /// Resends the waiting calls once a recovery has finished (new

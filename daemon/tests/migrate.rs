@@ -20,6 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use ctdb_daemon::db::migrator::Counter;
 use ctdb_daemon::db::{
     Action, ControlCtx, Databases, DbConfig, Migrator, RecordOp, RecordStep, Shard, ShardReply,
 };
@@ -29,9 +30,20 @@ use ctdb_protocol::constants::{
     CTDB_FETCH_FUNC, CTDB_FETCH_WITH_HEADER_FUNC, CTDB_IMMEDIATE_MIGRATION, CTDB_NULL_FUNC,
     CTDB_WANT_READONLY,
 };
-use ctdb_protocol::{Header, Packet, Payload, ReqCall};
+use ctdb_protocol::{Header, Opcode, Packet, Payload, ReplyControl, ReqCall, ReqControl};
+
+fn encode(h: Header, p: Payload<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    Packet::new(h, p).encode(&mut out).unwrap();
+    out
+}
 
 const NODES: u32 = 3;
+
+/// `CTDB_REC_RO_*` flags.
+const RO_HAVE_DELEGATIONS: u32 = 0x0100_0000;
+const RO_HAVE_READONLY: u32 = 0x0200_0000;
+const RO_FLAGS: u32 = 0x0F00_0000;
 const DB: &str = "migrate_test.tdb";
 
 /// A small xorshift PRNG (seeded, reproducible).
@@ -61,6 +73,8 @@ struct Node {
     /// Replies for local clients, by client id.
     replies: HashMap<u32, Vec<Vec<u8>>>,
     hops: u32,
+    ro_delegations: u32,
+    ro_revokes: u32,
 }
 
 impl Node {
@@ -98,6 +112,10 @@ struct Client {
     state: ClientState,
     handle: CoreStore,
     next_reqid: u32,
+    /// A reader: read-only fetch-locks (a read-only copy will do), no
+    /// increments; `seen` is the last value it read.
+    readonly: bool,
+    seen: u64,
 }
 
 struct Cluster {
@@ -147,6 +165,8 @@ impl Cluster {
                 retries: VecDeque::new(),
                 replies: HashMap::new(),
                 hops: 0,
+                ro_delegations: 0,
+                ro_revokes: 0,
             });
         }
         Cluster {
@@ -186,6 +206,34 @@ impl Cluster {
                 }
                 Action::Recover => panic!("node {from} asked for a recovery"),
                 Action::Hop { .. } => self.nodes[from].hops += 1,
+                Action::UpdateRecord { revoke, dest, data } => {
+                    // A control on the same link as the calls, as over TCP;
+                    // a dead link fails it (upstream: the control times out).
+                    assert_ne!(dest, from as u32, "no read-only copy on the dmaster itself");
+                    let reqid = u32::try_from(revoke).expect("small revoke ids");
+                    let (link, pkt) = if self.blackhole == Some(dest) {
+                        let reply = ReplyControl::status(-1);
+                        (
+                            (dest, from as u32),
+                            encode(
+                                Header::new(7, from as u32, dest, reqid),
+                                Payload::ReplyControl(reply),
+                            ),
+                        )
+                    } else {
+                        let req = ReqControl::raw(Opcode::UpdateRecord as u32, &data);
+                        (
+                            (from as u32, dest),
+                            encode(
+                                Header::new(7, dest, from as u32, reqid),
+                                Payload::ReqControl(req),
+                            ),
+                        )
+                    };
+                    self.links.entry(link).or_default().push_back(pkt);
+                }
+                Action::Count(Counter::RoDelegation) => self.nodes[from].ro_delegations += 1,
+                Action::Count(Counter::RoRevoke) => self.nodes[from].ro_revokes += 1,
             }
         }
     }
@@ -193,6 +241,37 @@ impl Cluster {
     fn deliver(&mut self, link: (u32, u32)) {
         let pkt = self.links.get_mut(&link).unwrap().pop_front().unwrap();
         let to = link.1 as usize;
+        let p = Packet::decode(&pkt, &Default::default()).unwrap();
+        match p.payload {
+            Payload::ReqControl(c) => {
+                // UPDATE_RECORD revoking a read-only copy: apply, answer.
+                let o = self.nodes[to]
+                    .dbs
+                    .handle_control(&ControlCtx::default(), c.opcode, &c.data.to_vec())
+                    .expect("UPDATE_RECORD is a database control");
+                let reply = ReplyControl::status(o.status);
+                let back = encode(
+                    Header::new(7, link.0, link.1, p.header.reqid),
+                    Payload::ReplyControl(reply),
+                );
+                self.links
+                    .entry((link.1, link.0))
+                    .or_default()
+                    .push_back(back);
+                return;
+            }
+            Payload::ReplyControl(r) => {
+                let acts = self.nodes[to].m.revoke_reply(
+                    u64::from(p.header.reqid),
+                    link.0,
+                    r.status == 0,
+                    Instant::now(),
+                );
+                self.apply(to, acts);
+                return;
+            }
+            _ => {}
+        }
         let acts = self.nodes[to].m.peer_packet(link.0, &pkt, Instant::now());
         self.apply(to, acts);
     }
@@ -201,6 +280,13 @@ impl Cluster {
         let (ticket, op) = self.nodes[n].ops.pop_front().unwrap();
         let step = self.nodes[n].run_op(&op);
         let acts = self.nodes[n].m.record_done(ticket, step, Instant::now());
+        self.apply(n, acts);
+    }
+
+    /// Calls delayed after a revoke go again (the grace period passed).
+    fn run_tick(&mut self, n: usize) {
+        let later = Instant::now() + std::time::Duration::from_millis(1200);
+        let acts = self.nodes[n].m.tick(later);
         self.apply(n, acts);
     }
 
@@ -228,6 +314,9 @@ impl Cluster {
             if !n.retries.is_empty() {
                 v.push(Event::Retry(i));
             }
+            if n.m.delayed_calls() > 0 {
+                v.push(Event::Tick(i));
+            }
         }
         v
     }
@@ -237,6 +326,7 @@ impl Cluster {
             Event::Link(l) => self.deliver(l),
             Event::Op(n) => self.run_op(n),
             Event::Retry(n) => self.run_retry(n),
+            Event::Tick(n) => self.run_tick(n),
         }
     }
 
@@ -254,7 +344,16 @@ impl Cluster {
             },
             handle,
             next_reqid: 1,
+            readonly: false,
+            seen: 0,
         }
+    }
+
+    /// A reader on `node`: `count` read-only fetch-locks of `key`.
+    fn new_reader(&mut self, id: u32, node: usize, key: &[u8], count: u32) -> Client {
+        let mut c = self.new_client(id, node, key, count);
+        c.readonly = true;
+        c
     }
 
     /// One step of a client's fetch-lock / increment / unlock loop.
@@ -291,8 +390,38 @@ impl Cluster {
             ClientState::Locked => {
                 let rec = c.handle.fetch(&c.key).unwrap();
                 let parsed = rec.as_deref().and_then(LtdbHeader::split);
+                let ro = RO_HAVE_READONLY | RO_HAVE_DELEGATIONS;
                 match parsed {
-                    Some((h, data)) if h.dmaster == pnn => {
+                    // As the client library: a read-only copy or
+                    // delegations will do for reading; writing needs the
+                    // record without delegations.
+                    Some((h, data)) if c.readonly && (h.dmaster == pnn || h.flags.0 & ro != 0) => {
+                        let v = if data.is_empty() {
+                            0u64
+                        } else {
+                            u64::from_le_bytes(data.try_into().expect("8-byte counter"))
+                        };
+                        c.handle.chainunlock(&c.key).unwrap();
+                        assert!(
+                            v >= c.seen,
+                            "reader {} on node {} read {v} after {} (header {h:?})",
+                            c.id,
+                            c.node,
+                            c.seen
+                        );
+                        c.seen = v;
+                        c.left -= 1;
+                        c.state = if c.left == 0 {
+                            ClientState::Done
+                        } else {
+                            ClientState::Idle
+                        };
+                    }
+                    Some((h, data))
+                        if !c.readonly
+                            && h.dmaster == pnn
+                            && h.flags.0 & RO_HAVE_DELEGATIONS == 0 =>
+                    {
                         let v = if data.is_empty() {
                             0u64
                         } else {
@@ -322,7 +451,11 @@ impl Cluster {
                         Packet::new(
                             Header::new(0, pnn, pnn, reqid),
                             Payload::ReqCall(ReqCall {
-                                flags: CTDB_IMMEDIATE_MIGRATION,
+                                flags: if c.readonly {
+                                    CTDB_IMMEDIATE_MIGRATION | CTDB_WANT_READONLY
+                                } else {
+                                    CTDB_IMMEDIATE_MIGRATION
+                                },
                                 db_id: self.db_id,
                                 callid: CTDB_NULL_FUNC,
                                 hopcount: 0,
@@ -435,6 +568,7 @@ enum Event {
     Link((u32, u32)),
     Op(usize),
     Retry(usize),
+    Tick(usize),
 }
 
 /// Keys whose lmaster is each node in turn (so every role is exercised).
@@ -824,4 +958,209 @@ fn readonly_fetch_returns_the_record_data() {
             assert!(c.idle());
         }
     }
+}
+
+impl Cluster {
+    /// SET_DB_READONLY on every node.
+    fn set_readonly(&mut self) {
+        let db_id = self.db_id;
+        for n in &mut self.nodes {
+            let o = n
+                .dbs
+                .handle_control(&ControlCtx::default(), 129, &db_id.to_le_bytes())
+                .expect("SET_DB_READONLY is a database control");
+            assert_eq!(o.status, 0, "SET_DB_READONLY");
+        }
+    }
+
+    /// A reader on `node` reads `key` once, everything else in order; the
+    /// value and whether it had to ask its daemon.
+    fn read_once(&mut self, id: u32, node: usize, key: &[u8]) -> (u64, bool) {
+        let mut c = self.new_reader(id, node, key, 1);
+        let mut asked = false;
+        for _ in 0..1000 {
+            self.client_step(&mut c, false);
+            if c.state == ClientState::Done {
+                return (c.seen, asked);
+            }
+            asked |= c.state == ClientState::Waiting;
+            self.settle();
+        }
+        panic!("reader on node {node} never read {key:?}");
+    }
+
+    fn ro_flags(&mut self, node: usize, key: &[u8]) -> u32 {
+        self.header(node, key)
+            .map(|(h, _)| h.flags.0 & RO_FLAGS)
+            .unwrap_or(0)
+    }
+}
+
+/// Upstream's read-only records step by step: the dmaster hands read-only
+/// copies to two nodes (HAVE_DELEGATIONS on its record, HAVE_READONLY and
+/// rsn - 2 on the copies), the copies serve reads without a call, and a
+/// write on another node first revokes them (UPDATE_RECORD to each
+/// holder, REVOKE_COMPLETE, flags cleared) and then migrates the record.
+#[test]
+fn readonly_copies_are_delegated_then_revoked_by_a_write() {
+    let mut c = Cluster::new("rodeleg", true);
+    c.set_readonly();
+    let db_id = c.db_id;
+    for (k, key) in keys_by_lmaster(&c).into_iter().enumerate() {
+        let base = (k * 100) as u32;
+        c.increment(base + 1, 0, &key);
+        assert_eq!(c.dmaster(&key), 0);
+        let mut asked = Vec::new();
+        for node in [1, 2] {
+            let (v, a) = c.read_once(base + 10 + node as u32, node, &key);
+            assert_eq!(v, 1, "node {node} reads the dmaster's value");
+            asked.push(a);
+        }
+        assert_eq!(asked, [true, true], "the first reads ask the dmaster");
+        let (dm, _) = c.header(0, &key).unwrap();
+        assert_eq!(
+            dm.flags.0 & RO_FLAGS,
+            RO_HAVE_DELEGATIONS,
+            "key {k}: dmaster flags"
+        );
+        assert_eq!(dm.dmaster, 0);
+        for node in [1, 2] {
+            let (h, d) = c.header(node, &key).unwrap();
+            assert_eq!(
+                h.flags.0 & RO_FLAGS,
+                RO_HAVE_READONLY,
+                "key {k}: copy on {node}"
+            );
+            assert_eq!(h.dmaster, 0);
+            assert_eq!(
+                h.rsn + 2,
+                dm.rsn,
+                "the copy's rsn is two below the dmaster's"
+            );
+            assert_eq!(d, 1u64.to_le_bytes());
+        }
+        assert_eq!(c.nodes[0].m.delegation_holders(db_id, &key), [1, 2]);
+        // The copies serve reads locally.
+        for node in [1, 2] {
+            let (v, a) = c.read_once(base + 20 + node as u32, node, &key);
+            assert_eq!((v, a), (1, false), "node {node} reads its copy");
+        }
+        let (revokes, delegations) = (c.nodes[0].ro_revokes, c.nodes[0].ro_delegations);
+        // A write on node 1 revokes both copies, then migrates the record.
+        c.increment(base + 30, 1, &key);
+        assert_eq!(c.nodes[0].ro_revokes, revokes + 1, "one revoke counted");
+        assert_eq!(c.nodes[0].ro_delegations, delegations);
+        assert_eq!(c.dmaster(&key), 1);
+        for node in 0..NODES as usize {
+            assert_eq!(
+                c.ro_flags(node, &key),
+                0,
+                "key {k}: flags left on node {node}"
+            );
+        }
+        assert!(c.nodes[0].m.delegation_holders(db_id, &key).is_empty());
+        assert_eq!(c.nodes[0].m.revokes_in_progress(), 0);
+        // Everyone reads the new value; 0 and 2 through delegations of 1.
+        for node in 0..NODES as usize {
+            let (v, _) = c.read_once(base + 40 + node as u32, node, &key);
+            assert_eq!(v, 2, "node {node} reads the written value");
+        }
+        assert_eq!(c.nodes[1].m.delegation_holders(db_id, &key), [0, 2]);
+        // A write on the dmaster itself revokes too.
+        let revokes = c.nodes[1].ro_revokes;
+        c.increment(base + 50, 1, &key);
+        assert_eq!(c.value(1, &key), 3);
+        for node in 0..NODES as usize {
+            assert_eq!(
+                c.ro_flags(node, &key),
+                0,
+                "key {k}: flags left on node {node}"
+            );
+        }
+        assert_eq!(c.nodes[1].ro_revokes, revokes + 1);
+        assert!(c.idle());
+    }
+}
+
+/// One seeded interleaving of writers (nodes 0 and 1) and readers (every
+/// node) on a read-only database; (delegations, revokes).
+fn random_readonly_run(seed: u64) -> (u32, u32) {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut c = Cluster::new(&format!("rorand{seed}"), seed.is_multiple_of(2));
+    c.set_readonly();
+    let keys = keys_by_lmaster(&c);
+    let key = keys[rng.below(keys.len())].clone();
+    let writes = 3 + rng.below(4) as u32;
+    let mut clients = Vec::new();
+    for node in 0..2 {
+        clients.push(c.new_client(node as u32 + 1, node, &key, writes));
+    }
+    for node in 0..NODES as usize {
+        clients.push(c.new_reader(node as u32 + 10, node, &key, 4 + rng.below(6) as u32));
+    }
+    let mut steps = 0u32;
+    loop {
+        steps += 1;
+        assert!(steps < 500_000, "seed {seed}: no progress");
+        let events = c.events();
+        let runnable: Vec<usize> = (0..clients.len())
+            .filter(|&i| clients[i].state != ClientState::Done)
+            .collect();
+        if events.is_empty() && runnable.is_empty() {
+            break;
+        }
+        let pick = rng.below(events.len() + runnable.len());
+        if pick < events.len() {
+            c.fire(events[pick]);
+        } else {
+            let i = runnable[pick - events.len()];
+            let hold = rng.below(4) == 0;
+            let mut cl = clients.swap_remove(i);
+            c.client_step(&mut cl, hold);
+            clients.push(cl);
+        }
+    }
+    let total = u64::from(2 * writes);
+    let owner = c.dmaster(&key);
+    assert_eq!(c.value(owner, &key), total, "seed {seed}: lost update");
+    c.check_rsn_history(&key);
+    for node in 0..NODES as usize {
+        let (v, _) = c.read_once(100 + node as u32, node, &key);
+        assert_eq!(
+            v, total,
+            "seed {seed}: node {node} reads an old value at the end"
+        );
+    }
+    assert!(c.idle(), "seed {seed}: calls left over");
+    let d = c.nodes.iter().map(|n| n.ro_delegations).sum();
+    let r = c.nodes.iter().map(|n| n.ro_revokes).sum();
+    (d, r)
+}
+
+/// Random interleavings of writers and read-only readers: no update is
+/// lost, no reader reads a value older than one it read before (checked in
+/// every read), and everyone ends with the last value.
+#[test]
+fn random_readonly_interleavings_never_read_backwards() {
+    let seeds: u64 = std::env::var("MIGRATE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let (mut delegations, mut revokes) = (0, 0);
+    for seed in 0..seeds {
+        match std::panic::catch_unwind(|| random_readonly_run(seed)) {
+            Ok((d, r)) => {
+                delegations += d;
+                revokes += r;
+            }
+            Err(e) => {
+                eprintln!(
+                    "random_readonly_interleavings_never_read_backwards failed with seed {seed}"
+                );
+                std::panic::resume_unwind(e);
+            }
+        }
+    }
+    eprintln!("{seeds} seeds: {delegations} delegations, {revokes} revokes");
+    assert!(delegations > 0 && revokes > 0);
 }

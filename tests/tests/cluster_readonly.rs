@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use ctdb_perf::client::{Client, Db};
 use ctdb_tests::must_show::{
-    ctdb_ok, ctdbd_or_skip, fail_with_logs, must, perf_command, run_bounded, statistic,
-    Bounded, TestCluster,
+    ctdb_ok, ctdbd_or_skip, fail_with_logs, must, perf_command, run_bounded, statistic, Bounded,
+    TestCluster,
 };
 
 const NODES: usize = 3;
@@ -78,7 +78,12 @@ fn read(cl: &mut Client, db: &mut Db, key: &[u8]) -> Result<(String, u32), Strin
 /// (rsn, dmaster, flags, data) of `key` in a node's local file.
 fn local(db: &mut Db, key: &[u8]) -> Result<(u64, u32, u32, String), String> {
     let (h, d) = db.ltdb_fetch(key).map_err(|e| e.to_string())?;
-    Ok((h.rsn, h.dmaster, h.flags.0, String::from_utf8_lossy(&d).into_owned()))
+    Ok((
+        h.rsn,
+        h.dmaster,
+        h.flags.0,
+        String::from_utf8_lossy(&d).into_owned(),
+    ))
 }
 
 /// The read-only flag names `ctdb cattdb` prints for `key` on node `i`.
@@ -106,7 +111,10 @@ fn cattdb_ro_flags(c: &TestCluster, i: usize, key: &str) -> Result<Vec<String>, 
 fn stat(c: &TestCluster, i: usize, name: &str) -> u64 {
     let text = must(c, ctdb_ok(c, i, &["statistics"]));
     statistic(&text, "", name).unwrap_or_else(|| {
-        fail_with_logs(c, &format!("no {name} in ctdb statistics of node {i}:\n{text}"))
+        fail_with_logs(
+            c,
+            &format!("no {name} in ctdb statistics of node {i}:\n{text}"),
+        )
     })
 }
 
@@ -202,20 +210,20 @@ fn delegations_and_revoke(c: &TestCluster) -> Result<(), String> {
     }
     let d1 = stat(c, 0, "total_ro_delegations");
     if d1 != d0 + 2 || db_stat(c, 0, "db_ro_delegations") < 2 {
-        return Err(format!(
-            "node 0 counted {} delegations, want 2",
-            d1 - d0
-        ));
+        return Err(format!("node 0 counted {} delegations, want 2", d1 - d0));
     }
-    eprintln!("delegations: node 0 dmaster rsn {dm_rsn}, copies on nodes 1 and 2 (rsn {})", dm_rsn - 2);
+    eprintln!(
+        "delegations: node 0 dmaster rsn {dm_rsn}, copies on nodes 1 and 2 (rsn {})",
+        dm_rsn - 2
+    );
 
     // 2. A write on node 1 revokes both copies.
     {
         let (cl, db) = &mut nodes[1];
         write(cl, db, KEY, "value-2")?;
     }
-    for i in 0..NODES {
-        let (rsn, dmaster, flags, data) = local(&mut nodes[i].1, KEY)?;
+    for (i, (_, db)) in nodes.iter_mut().enumerate() {
+        let (rsn, dmaster, flags, data) = local(db, KEY)?;
         if flags & RO_FLAGS != 0 {
             return Err(format!(
                 "after the write node {i} still holds read-only flags 0x{flags:08x} \
@@ -224,7 +232,9 @@ fn delegations_and_revoke(c: &TestCluster) -> Result<(), String> {
         }
         let f = cattdb_ro_flags(c, i, "ro-key")?;
         if !f.is_empty() {
-            return Err(format!("after the write ctdb cattdb on node {i} shows {f:?}"));
+            return Err(format!(
+                "after the write ctdb cattdb on node {i} shows {f:?}"
+            ));
         }
         if i == 1 && (dmaster != 1 || data != "value-2") {
             return Err(format!(
@@ -239,11 +249,12 @@ fn delegations_and_revoke(c: &TestCluster) -> Result<(), String> {
     // Every node reads the new value (nodes 0 and 2 through new
     // delegations from node 1).
     let d_before = stat(c, 1, "total_ro_delegations");
-    for i in 0..NODES {
-        let (cl, db) = &mut nodes[i];
+    for (i, (cl, db)) in nodes.iter_mut().enumerate() {
         let (v, _) = read(cl, db, KEY)?;
         if v != "value-2" {
-            return Err(format!("node {i} reads {v:?} after the write, want \"value-2\""));
+            return Err(format!(
+                "node {i} reads {v:?} after the write, want \"value-2\""
+            ));
         }
     }
     let d_after = stat(c, 1, "total_ro_delegations");
@@ -368,7 +379,9 @@ fn concurrent_mix(c: &TestCluster) -> Result<(Vec<u64>, u64), String> {
         let (mut cl, mut db) = connect(c, i, LOOP_DB)?;
         let (v, _) = read(&mut cl, &mut db, LOOP_KEY)?;
         if v != last.to_string() {
-            return Err(format!("node {i} finally reads {v:?}, the writer ended at {last}"));
+            return Err(format!(
+                "node {i} finally reads {v:?}, the writer ended at {last}"
+            ));
         }
     }
     Ok((reads.into_inner().unwrap_or_default(), last))
@@ -421,9 +434,7 @@ fn readonly_delegations_are_granted_and_revoked() {
             ),
         );
     }
-    eprintln!(
-        "{name}: cluster totals: ro_delegations {dt0} -> {dt2}, ro_revokes {rt0} -> {rt2}"
-    );
+    eprintln!("{name}: cluster totals: ro_delegations {dt0} -> {dt2}, ro_revokes {rt0} -> {rt2}");
 
     let mut c = c;
     c.stop_all().expect("stop daemons");

@@ -20,6 +20,13 @@
 //! * the new dmaster stores it with `dmaster = self` (rsn + 1) and runs
 //!   the waiting call on it (another store, rsn + 1): the rsn grows with
 //!   every migration.
+//!
+//! Read-only records (upstream's rsn arithmetic): the first delegation
+//! raises the dmaster's rsn by 3 and flags it HAVE_DELEGATIONS; copies
+//! carry rsn − 2 and HAVE_READONLY; a revoke sends the holders rsn − 1
+//! without read-only flags, then stores REVOKE_COMPLETE with rsn + 1; the
+//! next call clears the flags (another + 1). Stores of a record with
+//! read-only flags never bump the rsn.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -388,6 +395,17 @@ fn client_call(ctx: &mut RecordCtx<'_>, env: &Env<'_>, call: &ShardCall) -> Reco
         call.callid
     };
     if header.dmaster != env.pnn {
+        if flags & CTDB_WANT_READONLY != 0 && header.flags.contains(RecordFlags::AUTOMATIC) {
+            // No local record: store the initial header (kept empty and
+            // queued for deletion, as the lmaster's). The read-only copy
+            // asked for replaces it only when it is newer, so a revoke's
+            // UPDATE_RECORD that overtakes the copy (it updates existing
+            // records only) still leaves no stale read-only copy here.
+            let mut placeholder = header;
+            if let Err(e) = ctx.rec.store(env, &call.key, &mut placeholder, &data) {
+                tracing::warn!("db {}: cannot store an initial header: {e}", ctx.rec.name);
+            }
+        }
         return RecordStep::Forward {
             dest: header.dmaster,
             flags,

@@ -42,6 +42,23 @@
 //!   changed is dropped, as upstream discards previous-generation lock
 //!   waits; a client's is retried until it runs.
 //!
+//! # Read-only records (databases with SET_DB_READONLY)
+//!
+//! A call with CTDB_WANT_READONLY does not move the record: the dmaster
+//! flags it HAVE_DELEGATIONS and answers with a copy flagged
+//! HAVE_READONLY, which the requester stores in its file (when newer than
+//! its own) before answering its client; the client library then reads
+//! that copy without asking again. The dmaster remembers the holders
+//! (*delegations*, upstream's tracking database). A call that needs the
+//! record itself finds it flagged REVOKING instead and waits in the
+//! *revoke* of the key: UPDATE_RECORD with a plain copy goes to every
+//! holder ([`Action::UpdateRecord`], answered through
+//! [`Migrator::revoke_reply`]); when all answered, a record step marks it
+//! REVOKE_COMPLETE (or clears REVOKING if a holder failed) and the
+//! waiting calls go again: writes at once, read-only calls after
+//! [`REVOKE_GRACE`] (all of them after a failure), as upstream's revoke
+//! child does.
+//!
 //! MaxRedirectCount is obsolete in 4.17 and not enforced; a hop count
 //! whose value mod 100 exceeds 95 is logged, as upstream does.
 
@@ -433,6 +450,12 @@ impl Migrator {
     /// Revokes in progress on this node.
     pub fn revokes_in_progress(&self) -> usize {
         self.revokes.len()
+    }
+
+    /// Calls waiting out [`REVOKE_GRACE`] after a revoke (handed in again
+    /// by [`Migrator::tick`]).
+    pub fn delayed_calls(&self) -> usize {
+        self.delayed.len()
     }
 
     /// Tunable FetchCollapse.
