@@ -396,13 +396,19 @@ fn client_call(ctx: &mut RecordCtx<'_>, env: &Env<'_>, call: &ShardCall) -> Reco
     };
     if header.dmaster != env.pnn {
         if flags & CTDB_WANT_READONLY != 0 && header.flags.contains(RecordFlags::AUTOMATIC) {
-            // No local record: store the initial header (kept empty and
-            // queued for deletion, as the lmaster's). The read-only copy
-            // asked for replaces it only when it is newer, so a revoke's
-            // UPDATE_RECORD that overtakes the copy (it updates existing
-            // records only) still leaves no stale read-only copy here.
-            let mut placeholder = header;
-            if let Err(e) = ctx.rec.store(env, &call.key, &mut placeholder, &data) {
+            // No local record: store an empty one with the initial header
+            // (rsn 0, dmaster the lmaster; written as is, not queued for
+            // vacuuming). The read-only copy asked for replaces it only
+            // when it is newer, so a revoke's UPDATE_RECORD that overtakes
+            // the copy (it updates existing records only) still leaves no
+            // stale read-only copy here.
+            let placeholder = header.flags.without(RecordFlags::AUTOMATIC);
+            let placeholder = LtdbHeader::new(header.rsn, header.dmaster, placeholder);
+            if let Err(e) = ctx.rec.h.store(
+                &call.key,
+                &placeholder.with_data(&[]),
+                ctdb_engine::StoreFlag::Replace,
+            ) {
                 tracing::warn!("db {}: cannot store an initial header: {e}", ctx.rec.name);
             }
         }
