@@ -1164,3 +1164,62 @@ fn random_readonly_interleavings_never_read_backwards() {
     eprintln!("{seeds} seeds: {delegations} delegations, {revokes} revokes");
     assert!(delegations > 0 && revokes > 0);
 }
+
+/// A revoke that cannot reach a holder fails: REVOKING is cleared, the
+/// write that waited for it goes again after the grace period (and the
+/// revoke with it), and succeeds once the holder answers.
+#[test]
+fn failed_revoke_is_retried_until_every_holder_answers() {
+    let mut c = Cluster::new("rofail", false);
+    c.set_readonly();
+    let db_id = c.db_id;
+    let key = keys_by_lmaster(&c)[0].clone();
+    c.increment(1, 0, &key);
+    for node in [1, 2] {
+        assert_eq!(c.read_once(10 + node as u32, node, &key), (1, true));
+    }
+    c.blackhole = Some(2);
+    let mut w = c.new_client(20, 1, &key, 1);
+    c.client_step(&mut w, false);
+    assert_eq!(w.state, ClientState::Waiting);
+    // Everything but the grace timer.
+    for _ in 0..10_000 {
+        let ev: Vec<Event> = c
+            .events()
+            .into_iter()
+            .filter(|e| !matches!(e, Event::Tick(_)))
+            .collect();
+        let Some(e) = ev.first() else { break };
+        c.fire(*e);
+    }
+    assert_eq!(c.nodes[0].m.revokes_in_progress(), 0);
+    assert_eq!(
+        c.nodes[0].m.delayed_calls(),
+        1,
+        "the write waits out the grace"
+    );
+    assert_eq!(c.ro_flags(0, &key), RO_HAVE_DELEGATIONS, "REVOKING cleared");
+    assert_eq!(c.ro_flags(1, &key), 0, "node 1's copy was revoked");
+    assert_eq!(
+        c.ro_flags(2, &key),
+        RO_HAVE_READONLY,
+        "node 2 was unreachable"
+    );
+    assert_eq!(c.nodes[0].m.delegation_holders(db_id, &key), [1, 2]);
+    assert_eq!(c.nodes[0].ro_revokes, 0);
+    // Node 2 is back: the retried revoke reaches both, the write runs.
+    c.blackhole = None;
+    c.settle();
+    for _ in 0..10 {
+        c.client_step(&mut w, false);
+        c.settle();
+    }
+    assert_eq!(w.state, ClientState::Done);
+    assert_eq!(c.nodes[0].ro_revokes, 1);
+    assert_eq!(c.dmaster(&key), 1);
+    assert_eq!(c.value(1, &key), 2);
+    for node in 0..NODES as usize {
+        assert_eq!(c.ro_flags(node, &key), 0, "flags left on node {node}");
+    }
+    assert!(c.idle());
+}

@@ -220,6 +220,7 @@ enum JobKind {
         pending: Pending,
         status: i32,
         data: Vec<u8>,
+        generation: u32,
     },
     /// The dmaster's end of revoke `id`.
     RevokeFinish {
@@ -633,7 +634,10 @@ impl Migrator {
                     tracing::error!("reqid {} not found", hdr.reqid);
                     return out;
                 };
+                // A copy from before a recovery is not stored: the
+                // recovery revoked it.
                 let copy = p.call.callid == CTDB_FETCH_WITH_HEADER_FUNC
+                    && hdr.generation == self.generation
                     && LtdbHeader::split(r.data)
                         .is_some_and(|(h, _)| h.flags.contains(RecordFlags::RO_HAVE_READONLY));
                 if !copy {
@@ -655,6 +659,7 @@ impl Migrator {
                     pending,
                     status: r.status,
                     data: r.data.to_vec(),
+                    generation: hdr.generation,
                 };
                 out.push(self.new_job(kind, op));
             }
@@ -1005,6 +1010,7 @@ impl Migrator {
                 pending,
                 status,
                 data,
+                ..
             } => {
                 if !matches!(step, RecordStep::Done) {
                     tracing::error!("unexpected step for a read-only copy: {step:?}");
@@ -1376,9 +1382,8 @@ impl Migrator {
             return out;
         };
         let stale = match &job.kind {
-            JobKind::Client { .. }
-            | JobKind::ReadonlyCopy { .. }
-            | JobKind::RevokeFinish { .. } => false,
+            JobKind::Client { .. } | JobKind::RevokeFinish { .. } => false,
+            JobKind::ReadonlyCopy { generation, .. } => *generation != self.generation,
             JobKind::Remote { hdr, .. } | JobKind::Dmaster { hdr, .. } => {
                 hdr.generation != self.generation
             }
@@ -1392,9 +1397,21 @@ impl Migrator {
         }
         tracing::info!("Discarding previous generation lockwait packet");
         if let Some(job) = self.jobs.remove(&ticket) {
-            if let JobKind::Dmaster { .. } = job.kind {
-                let key = (job.op.db_id(), job.op.key().to_vec());
-                self.unmark_busy(key, &mut out, now);
+            match job.kind {
+                JobKind::Dmaster { .. } => {
+                    let key = (job.op.db_id(), job.op.key().to_vec());
+                    self.unmark_busy(key, &mut out, now);
+                }
+                // The client is answered all the same; the copy, from
+                // before a recovery, is not stored.
+                JobKind::ReadonlyCopy {
+                    reqid,
+                    pending,
+                    status,
+                    data,
+                    ..
+                } => self.complete_pending(reqid, pending, status, data, &mut out, now),
+                _ => {}
             }
         }
         self.finish(out, now)
