@@ -115,7 +115,7 @@ mod recovery;
 mod shard;
 mod stats;
 mod traverse;
-mod vacuum;
+pub mod vacuum;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -324,6 +324,9 @@ pub struct Db {
     pub(crate) stats: DbStats,
     /// Keys scheduled for deletion (vacuuming's delete queue).
     pub(crate) delete_queue: BTreeMap<Vec<u8>, LtdbHeader>,
+    /// Keys other nodes asked this node (their lmaster) to migrate here
+    /// and vacuum (VACUUM_FETCH); taken by the next vacuum run.
+    pub(crate) fetch_queue: std::collections::BTreeSet<Vec<u8>>,
     /// Generation of the last recovery commit.
     pub(crate) generation: u32,
     /// Migrations per key in the current second (hot keys).
@@ -636,6 +639,7 @@ impl Databases {
             unhealthy,
             stats: DbStats::default(),
             delete_queue: BTreeMap::new(),
+            fetch_queue: std::collections::BTreeSet::new(),
             generation: 0,
             migrated: MigrationCount::default(),
         });
@@ -762,6 +766,7 @@ impl Databases {
                 ControlOutcome::ok()
             }
             C::DbVacuum(v) => self.control_db_vacuum(v.db_id, v.full_vacuum_run),
+            C::VacuumFetch(m) => self.control_vacuum_fetch(&m),
             _ => ControlOutcome::fail(),
         }
     }
@@ -1024,6 +1029,7 @@ pub fn is_db_control(op: Opcode) -> bool {
             | O::TraverseData
             | O::TraverseKill
             | O::DbVacuum
+            | O::VacuumFetch
     )
 }
 
