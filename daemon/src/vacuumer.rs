@@ -54,6 +54,8 @@ const STAGGER: Duration = Duration::from_millis(500);
 const WATCH: Duration = Duration::from_millis(50);
 /// Wait between attempts on a delete-list record whose chain is locked.
 const BUSY_RETRY: Duration = Duration::from_millis(10);
+/// How often the control core looks for a full run's traverse result.
+const SCAN_POLL: Duration = Duration::from_millis(5);
 /// Upstream's TIMELIMIT() for the controls a run sends.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -224,7 +226,7 @@ fn start(
     let (d, v) = (d.clone(), v.clone());
     glommio::spawn_local(async move {
         let t0 = Instant::now();
-        tracing::info!(
+        tracing::debug!(
             "Entering {} vacuum run for db 0x{db_id:08x}",
             if full { "full" } else { "fast" }
         );
@@ -233,6 +235,9 @@ fn start(
         v.running.set(None);
         d.dbs.borrow_mut().vacuum_latency(db_id, secs);
         match &r {
+            Ok(c) if *c == VacuumCounts::default() => {
+                tracing::debug!("Vacuuming took {secs:.3} seconds for db 0x{db_id:08x}")
+            }
             Ok(c) => tracing::info!(
                 "Vacuuming took {secs:.3} seconds for db 0x{db_id:08x}: scheduled {} \
                  fetched {} deleted {} skipped {} to-lmaster {} delete-list {} remote-failed {}",
@@ -297,9 +302,7 @@ async fn bounded_run(d: &Rc<Daemon>, db_id: u32, full: bool) -> Result<VacuumCou
     let watch = async {
         loop {
             glommio::timer::sleep(WATCH).await;
-            if let Err(e) = alive(d, db_id) {
-                return Err(e);
-            }
+            alive(d, db_id)?;
             if t0.elapsed() > limit {
                 return Err(VacuumError::Aborted(format!(
                     "VacuumMaxRunTime ({} s) exceeded",
@@ -321,8 +324,12 @@ async fn vacuum_db(d: &Rc<Daemon>, db_id: u32, full: bool) -> Result<VacuumCount
     let mut batch = d
         .dbs
         .borrow_mut()
-        .vacuum_begin(db_id, full)
+        .vacuum_begin(db_id, false)
         .map_err(|e| VacuumError::Again(e.to_string()))?;
+    if full {
+        let found = scan(d, db_id).await?;
+        batch.add_scanned(found);
+    }
 
     // 1. Records other nodes asked us (their lmaster) to vacuum.
     let keys = std::mem::take(&mut batch.fetch_queue);
@@ -379,6 +386,38 @@ async fn vacuum_db(d: &Rc<Daemon>, db_id: u32, full: bool) -> Result<VacuumCount
     let limit = d.tunable("RepackLimit", 10_000);
     d.dbs.borrow_mut().vacuum_repack(db_id, limit);
     Ok(counts)
+}
+
+/// A full run's traverse, on a thread of its own so that a chain locked
+/// by a client (the traverse waits for it) never stalls the control core.
+/// If the run is abandoned meanwhile, the thread finishes when the lock
+/// is released and its result is dropped.
+async fn scan(
+    d: &Rc<Daemon>,
+    db_id: u32,
+) -> Result<Vec<(Vec<u8>, ctdb_engine::ltdb::LtdbHeader)>, VacuumError> {
+    let Some(db) = d.dbs.borrow().vacuum_source(db_id) else {
+        return Err(VacuumError::Aborted("database detached".into()));
+    };
+    let pnn = d.pnn();
+    let (tx, rx) = crossbeam::channel::bounded(1);
+    std::thread::Builder::new()
+        .name("ctdb-vacuum-scan".into())
+        .spawn(move || {
+            let _ = tx.send(dbv::scan_empty_records(&db, pnn));
+        })
+        .map_err(|e| VacuumError::Failed(format!("start traverse thread: {e}")))?;
+    loop {
+        match rx.try_recv() {
+            Ok(r) => return r.map_err(VacuumError::Failed),
+            Err(crossbeam::channel::TryRecvError::Empty) => {
+                glommio::timer::sleep(SCAN_POLL).await;
+            }
+            Err(crossbeam::channel::TryRecvError::Disconnected) => {
+                return Err(VacuumError::Failed("traverse thread died".into()))
+            }
+        }
+    }
 }
 
 /// The other active nodes (upstream's `list_of_active_nodes`, self excluded).
@@ -522,9 +561,7 @@ async fn migrate_here(d: &Rc<Daemon>, db_id: u32, keys: Vec<Vec<u8>>) -> Result<
                 continue;
             }
             migrated += 1;
-            if let Err(e) = alive(d, db_id) {
-                return Err(e);
-            }
+            alive(d, db_id)?;
             if d.dbs.borrow_mut().vacuum_fetched(db_id, &key) {
                 tracing::debug!("Vacuum fetch record queued for deletion");
             }

@@ -12,7 +12,9 @@
 //!
 //! 1. [`Databases::vacuum_begin`] takes this run's delete queue and fetch
 //!    queue (new entries land in fresh queues, for the next run); a *full*
-//!    run first adds every bare-header record this node is dmaster of.
+//!    run adds every bare-header record this node is dmaster of, found by
+//!    a traverse the driver runs on a thread of its own
+//!    ([`scan_empty_records`]: a traverse waits for chain locks).
 //! 2. Fetch queue (keys other nodes sent in VACUUM_FETCH because this node
 //!    is their lmaster): the driver migrates each record here with
 //!    `CTDB_CALL_FLAG_VACUUM_MIGRATION`, and [`Databases::vacuum_fetched`]
@@ -155,6 +157,42 @@ pub fn kept_keys(reply: &[u8]) -> Result<HashSet<Vec<u8>>, String> {
     Ok(keys)
 }
 
+impl VacuumBatch {
+    /// Adds what a full run's traverse found to this run's queue.
+    pub fn add_scanned(&mut self, found: Vec<(Vec<u8>, LtdbHeader)>) {
+        for (k, h) in found {
+            self.delete_queue.insert(k, h);
+            self.counts.scheduled += 1;
+        }
+    }
+}
+
+fn empty_records(
+    h: &mut ctdb_engine::CoreStore,
+    pnn: u32,
+) -> Result<Vec<(Vec<u8>, LtdbHeader)>, ctdb_engine::Error> {
+    let mut found = Vec::new();
+    h.traverse_read(|k, v| {
+        if let Some(h) = empty_header(Some(v)) {
+            if h.dmaster == pnn {
+                found.push((k.to_vec(), h));
+            }
+        }
+        Walk::Continue
+    })?;
+    Ok(found)
+}
+
+/// A full run's traverse (upstream's `vacuum_traverse`) through a handle
+/// of its own: every empty record this node (`pnn`) is dmaster of.
+pub fn scan_empty_records(
+    db: &ctdb_engine::Database,
+    pnn: u32,
+) -> Result<Vec<(Vec<u8>, LtdbHeader)>, String> {
+    let mut h = db.handle().map_err(|e| format!("open handle: {e}"))?;
+    empty_records(&mut h, pnn).map_err(|e| format!("traverse: {e}"))
+}
+
 impl Databases {
     /// Starts a run: takes the database's delete and fetch queues (fresh
     /// ones collect what arrives meanwhile) and, for a full run, queues
@@ -175,24 +213,21 @@ impl Databases {
             counts: VacuumCounts::default(),
         };
         if full {
-            let mut found = Vec::new();
-            let r = db.h.traverse_read(|k, v| {
-                if let Some(h) = empty_header(Some(v)) {
-                    if h.dmaster == pnn {
-                        found.push((k.to_vec(), h));
-                    }
-                }
-                Walk::Continue
-            });
-            if let Err(e) = r {
-                tracing::error!("Traverse error in vacuuming '{}': {e}", db.name);
-            }
-            for (k, h) in found {
-                batch.delete_queue.insert(k, h);
-                batch.counts.scheduled += 1;
+            match empty_records(&mut db.h, pnn) {
+                Ok(found) => batch.add_scanned(found),
+                Err(e) => tracing::error!("Traverse error in vacuuming '{}': {e}", db.name),
             }
         }
         Ok(batch)
+    }
+
+    /// The database file, for a full run's traverse on a thread of its own
+    /// ([`scan_empty_records`]): a traverse waits for chain locks, which a
+    /// client may hold for long, and the control core must not.
+    pub fn vacuum_source(&self, db_id: u32) -> Option<ctdb_engine::Database> {
+        self.find(db_id)
+            .filter(|d| d.volatile())
+            .map(|d| d.tdb.clone())
     }
 
     /// The fetch-queue keys whose record is not already here as dmaster
