@@ -584,6 +584,13 @@ pub fn control(d: &Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
     if raw.version != CTDB_PROTOCOL || raw.operation() != Ok(ctdb_protocol::Operation::ReqControl) {
         return false;
     }
+    // The opcode follows the 32-byte header: decode only DB_VACUUM.
+    let opcode = pkt
+        .get(32..36)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    if opcode != Some(Opcode::DbVacuum as u32) {
+        return false;
+    }
     let Ok(Packet {
         header,
         payload: Payload::ReqControl(c),
@@ -613,6 +620,12 @@ pub fn control(d: &Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
         .is_some_and(|db| db.volatile())
     {
         return false;
+    }
+    if client != 0 {
+        d.stats.borrow_mut().count(|s| {
+            s.client_packets_recv += 1;
+            s.client.req_control += 1;
+        });
     }
     let noreply = c.noreply();
     let (reqid, srcnode) = (header.reqid, header.srcnode);
