@@ -261,3 +261,37 @@ fn vacuum_steps_between_two_nodes() {
         "no step on a frozen database"
     );
 }
+
+#[test]
+fn repack_past_repack_limit_keeps_every_record() {
+    let t = TempDir::new("repack");
+    let mut n0 = node(&t.0, 0);
+    n0.set_vnn_map(vec![0]);
+    let (v, p0, f0) = attach(&mut n0, "repack.tdb");
+    // Many records written and most deleted again by libtdb: their space
+    // goes to the free list.
+    let script = "import sys, struct, tdb\n\
+        t = tdb.Tdb(sys.argv[1], 0, int(sys.argv[2]), 2, 0o600)\n\
+        h = struct.pack('<QIIII', 1, 0, 0, 0, 0)\n\
+        for i in range(400):\n    t.store(b'k%d' % i, h + b'x' * (i % 50 + 1), tdb.REPLACE)\n\
+        for i in range(400):\n    (i % 10) and t.delete(b'k%d' % i)\n";
+    let st = Command::new(PYTHON)
+        .args(["-c", script])
+        .arg(&p0)
+        .arg(f0.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(keys_in(&p0).len(), 40);
+    assert_eq!(n0.vacuum_repack(v, 0), None, "RepackLimit 0 disables");
+    assert_eq!(n0.vacuum_repack(v, 1_000_000), None, "below the limit");
+    let n = n0.vacuum_repack(v, 2).expect("repacked past the limit");
+    assert!(n >= 2, "{n} free-list entries");
+    let mut k = keys_in(&p0);
+    k.sort();
+    let mut want: Vec<String> = (0..400).step_by(10).map(|i| format!("k{i}")).collect();
+    want.sort();
+    assert_eq!(k, want);
+    // Repacked: the free list is short again.
+    assert_eq!(n0.vacuum_repack(v, 2), None);
+}
