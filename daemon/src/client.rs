@@ -157,7 +157,11 @@ impl Drop for ClientGuard {
 /// database) waits between attempts.
 const DEFER_RETRY: Duration = Duration::from_millis(100);
 
-async fn client_task(daemon: Rc<Daemon>, stream: glommio::net::UnixStream, peer_pid: i32) {
+pub(crate) async fn client_task(
+    daemon: Rc<Daemon>,
+    stream: glommio::net::UnixStream,
+    peer_pid: i32,
+) {
     tracing::trace!("client connected, pid {peer_pid}");
     let (rd, wr) = ctdb_io::split(stream);
     let queue = Rc::new(SendQueue::spawn(

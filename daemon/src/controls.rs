@@ -51,6 +51,9 @@ pub async fn serve_client_packet(
     if client != 0 && forwarded(d, client, pkt) {
         return Ok(Outcome::Done);
     }
+    if crate::vacuumer::control(d, client, pkt) {
+        return Ok(Outcome::Done);
+    }
     if client != 0 && cluster_commit(d, client, pkt) {
         return Ok(Outcome::Done);
     }

@@ -61,5 +61,6 @@ pub mod shards;
 pub mod state;
 pub mod sys;
 pub mod transport;
+pub mod vacuumer;
 
 pub use error::DaemonError;

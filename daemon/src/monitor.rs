@@ -306,6 +306,8 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
 
     // The recovery daemon: elections, LEADER broadcasts, recoveries.
     let recoverd = glommio::spawn_local(crate::recoverd_driver::run(d.clone(), stop.clone()));
+    // Vacuuming of volatile databases, every VacuumInterval.
+    glommio::spawn_local(crate::vacuumer::run(d.clone(), stop.clone())).detach();
     let mut next_stats = Instant::now();
     let mut next_startup: Option<Instant> = None;
     let mut next_monitor: Option<Instant> = None;

@@ -46,7 +46,9 @@
 //!   the record; [`Migrator`] is the sans-I/O protocol state around them
 //!   (pending calls, fetch collapse, dmaster defer, sticky records,
 //!   resend after recovery), driven by [`crate::calls`].
-//! * [`Databases::vacuum`] (every VacuumInterval), [`Databases::freeze_all`]
+//! * [`Databases::vacuum_begin`] and the other steps of a vacuum run
+//!   ([`vacuum`], driven every VacuumInterval by [`crate::vacuumer`]),
+//!   [`Databases::freeze_all`]
 //!   / [`Databases::thaw_all`] (FREEZE when the node goes inactive),
 //!   [`Databases::route_call`] (data cores, below).
 //!
@@ -80,10 +82,12 @@
 //!   transaction).
 //! * A frozen database's REQ_CALLs are answered [`CallOutcome::Defer`]; the
 //!   caller re-submits them after DB_THAW (upstream re-queues them itself).
-//! * Vacuuming ([`Databases::vacuum`], DB_VACUUM) deletes this node's own
-//!   empty records in-line; the VACUUM_FETCH / TRY_DELETE_RECORDS exchange
-//!   with other nodes is left to the cluster layer (records whose lmaster
-//!   is elsewhere stay queued).
+//! * Vacuuming runs as a task on the control core ([`crate::vacuumer`],
+//!   upstream forks a child); this layer holds its record steps
+//!   ([`vacuum`]) and VACUUM_FETCH / TRY_DELETE_RECORDS /
+//!   SCHEDULE_FOR_DELETION. DB_VACUUM reaching this layer (a daemon's
+//!   control to itself, in-process tests) runs [`Databases::vacuum`], the
+//!   run without other nodes.
 //! * Traverses: with one active node everything happens in
 //!   TRAVERSE_START(_EXT); with more ([`Databases::set_active_nodes`]) the
 //!   outcome asks the cluster layer to broadcast TRAVERSE_ALL(_EXT) and the
@@ -115,7 +119,7 @@ mod recovery;
 mod shard;
 mod stats;
 mod traverse;
-mod vacuum;
+pub mod vacuum;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -324,6 +328,9 @@ pub struct Db {
     pub(crate) stats: DbStats,
     /// Keys scheduled for deletion (vacuuming's delete queue).
     pub(crate) delete_queue: BTreeMap<Vec<u8>, LtdbHeader>,
+    /// Keys other nodes asked this node (their lmaster) to migrate here
+    /// and vacuum (VACUUM_FETCH); taken by the next vacuum run.
+    pub(crate) fetch_queue: std::collections::BTreeSet<Vec<u8>>,
     /// Generation of the last recovery commit.
     pub(crate) generation: u32,
     /// Migrations per key in the current second (hot keys).
@@ -636,6 +643,7 @@ impl Databases {
             unhealthy,
             stats: DbStats::default(),
             delete_queue: BTreeMap::new(),
+            fetch_queue: std::collections::BTreeSet::new(),
             generation: 0,
             migrated: MigrationCount::default(),
         });
@@ -762,6 +770,7 @@ impl Databases {
                 ControlOutcome::ok()
             }
             C::DbVacuum(v) => self.control_db_vacuum(v.db_id, v.full_vacuum_run),
+            C::VacuumFetch(m) => self.control_vacuum_fetch(&m),
             _ => ControlOutcome::fail(),
         }
     }
@@ -1024,6 +1033,7 @@ pub fn is_db_control(op: Opcode) -> bool {
             | O::TraverseData
             | O::TraverseKill
             | O::DbVacuum
+            | O::VacuumFetch
     )
 }
 

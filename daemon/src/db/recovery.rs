@@ -217,6 +217,7 @@ impl Databases {
         }
         if db.volatile() {
             db.delete_queue.clear();
+            db.fetch_queue.clear();
         }
         ControlOutcome::ok()
     }
