@@ -330,6 +330,15 @@ fn serve(
                 Opcode::DbAttach | Opcode::DbAttachPersistent | Opcode::DbAttachReplicated
             );
             crate::peers::send_control_noreply(d, c.destnode, c.opcode as u32, &c.data, attach);
+            if matches!(c.opcode, Opcode::TraverseAll | Opcode::TraverseAllExt) {
+                // Both layouts start {db_id, reqid}: expect an end marker
+                // from each node it really went to.
+                if let Some(id) = c.data.get(4..8) {
+                    let reqid = u32::from_ne_bytes([id[0], id[1], id[2], id[3]]);
+                    let n = crate::peers::targets(d, c.destnode).len() as u32;
+                    d.dbs.borrow_mut().traverse_sent_to(reqid, n);
+                }
+            }
         }
         return Ok(if s.deferred {
             Outcome::Deferred

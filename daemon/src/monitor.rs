@@ -337,6 +337,14 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) -> Result<(), Fatal> {
             apply_effects(&d, &effects);
         }
 
+        // Cluster traverses a node never finished (it died meanwhile).
+        let traverse_timeout =
+            Duration::from_secs(u64::from(d.tunable("TraverseTimeout", 20).max(1)));
+        let expired = d.dbs.borrow_mut().expire_traverses(traverse_timeout);
+        for m in &expired {
+            d.deliver(m);
+        }
+
         // Start-up once the first recovery has settled.
         if d.runstate.get() == RUNSTATE_STARTUP && !startup_busy.get() {
             // As upstream: unless started in test mode (fast start), wait

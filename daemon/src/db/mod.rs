@@ -37,7 +37,7 @@
 //! * [`Databases::poll_seqnums`]: the periodic seqnum check (upstream's
 //!   `ctdb_ltdb_seqnum_check`), returning the databases whose seqnum moved
 //!   (to broadcast UPDATE_SEQNUM in a cluster).
-//! * [`Databases::serve_client_packet`]: all of the above for one decoded
+//! * [`crate::db::Databases::serve_client_packet`]: all of the above for one decoded
 //!   client packet, writing the reply and the messages for the client's own
 //!   srvids into its output buffer; what the client socket calls.
 //! * [`Databases::record_op`] / [`ShardRequest::Record`]: one step of a
@@ -91,8 +91,9 @@
 //! * Traverses: with one active node everything happens in
 //!   TRAVERSE_START(_EXT); with more ([`Databases::set_active_nodes`]) the
 //!   outcome asks the cluster layer to broadcast TRAVERSE_ALL(_EXT) and the
-//!   TRAVERSE_DATA that comes back is relayed to the client. No traverse
-//!   timeout yet (upstream: TraverseTimeout ends it with what arrived).
+//!   TRAVERSE_DATA that comes back is relayed to the client; the control
+//!   core tells how many nodes it went to and ends it after TraverseTimeout
+//!   with what arrived, as upstream.
 //! * Attach refuses names with `/` (upstream would create the file outside
 //!   its directory).
 //!
@@ -100,7 +101,7 @@
 //!
 //! `daemon/tests/db_registry.rs` (registry and controls on real files,
 //! checked with `tdbdump`, `ltdbtool` and python3-tdb), `db_ctdb_tool.rs`
-//! (Debian's `ctdb` tool end to end through [`Databases::serve_client_packet`]),
+//! (Debian's `ctdb` tool end to end through [`crate::db::Databases::serve_client_packet`]),
 //! `db_compare_debian.rs` (the same commands and raw controls against
 //! Debian's ctdbd 4.17 leave identical records and answers),
 //! `db_shards.rs` (two data-core threads on one file, throughput),
@@ -230,7 +231,7 @@ pub struct ControlCtx {
     /// This node is INACTIVE (banned/stopped): clients may not attach.
     pub node_inactive: bool,
     /// The packet came from another node (or from this daemon itself), not
-    /// from a local client: [`Databases::serve_client_packet`] then leaves
+    /// from a local client: [`crate::db::Databases::serve_client_packet`] then leaves
     /// `from_client` false.
     pub from_peer: bool,
 }

@@ -28,6 +28,9 @@ pub(crate) struct Pending {
     pub ends_seen: u32,
     pub ends_expected: u32,
     pub records: u32,
+    /// When TRAVERSE_ALL went out: TraverseTimeout ends the traverse
+    /// with what arrived (a node that died meanwhile never answers).
+    pub started: std::time::Instant,
 }
 
 impl Db {
@@ -171,6 +174,7 @@ impl Databases {
                 ends_seen: 0,
                 ends_expected: self.active_nodes,
                 records: 0,
+                started: std::time::Instant::now(),
             },
         );
         tracing::info!("Starting traverse on DB 0x{db_id:08x} (id {reqid})");
@@ -182,6 +186,44 @@ impl Databases {
             }],
             ..Default::default()
         }
+    }
+
+    /// The TRAVERSE_ALL of traverse `reqid` went to `nodes` nodes (the
+    /// vnn map's count may still include a node that has died since).
+    pub(crate) fn traverse_sent_to(&mut self, reqid: u32, nodes: u32) {
+        if let Some(p) = self.traverses.get_mut(&reqid) {
+            p.ends_expected = nodes.max(1);
+        }
+    }
+
+    /// Ends every cluster traverse older than `timeout` as upstream's
+    /// TraverseTimeout does: the client gets its end marker after the
+    /// records that did arrive.
+    pub(crate) fn expire_traverses(&mut self, timeout: std::time::Duration) -> Vec<OutMessage> {
+        let pnn = self.pnn();
+        let old: Vec<u32> = self
+            .traverses
+            .iter()
+            .filter(|(_, p)| p.started.elapsed() >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut out = Vec::new();
+        for id in old {
+            if let Some(p) = self.traverses.remove(&id) {
+                tracing::error!(
+                    "Traverse (id {id}) timed out with {} of {} nodes done, records {}",
+                    p.ends_seen,
+                    p.ends_expected,
+                    p.records
+                );
+                out.push(OutMessage {
+                    pnn,
+                    srvid: p.srvid,
+                    data: RecData::new(p.client_reqid, &[], &[]).to_bytes(),
+                });
+            }
+        }
+        out
     }
 
     /// TRAVERSE_DATA: one record (or an end marker) of a traverse we
