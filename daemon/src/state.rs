@@ -214,6 +214,8 @@ pub struct Daemon {
     pub subscribers: RefCell<
         std::collections::HashMap<u64, Vec<glommio::channels::local_channel::LocalSender<Vec<u8>>>>,
     >,
+    /// Public addresses, interfaces and takeover runs ([`crate::takeover`]).
+    pub takeover: crate::takeover::Takeover,
 }
 
 impl Daemon {
@@ -259,6 +261,7 @@ impl Daemon {
             tunnels: RefCell::new(std::collections::HashMap::new()),
             peers: crate::peers::PeersCell::new(),
             subscribers: RefCell::new(std::collections::HashMap::new()),
+            takeover: crate::takeover::Takeover::default(),
         }
     }
 
