@@ -345,12 +345,12 @@ impl Alloc<'_> {
                 if self.ips[t].pnn != UNKNOWN {
                     continue;
                 }
-                for dst in 0..self.num {
+                for (dst, cur) in imb.iter().enumerate().take(self.num) {
                     if !self.can_takeover(dst, t) {
                         continue;
                     }
                     let dsum = self.dsum(t, 0, dst);
-                    let dimbl = imb[dst].wrapping_add(dsum);
+                    let dimbl = cur.wrapping_add(dsum);
                     if best.is_none_or(|(_, _, m, _)| dsum < m) {
                         best = Some((t, dst, dsum, dimbl));
                     }

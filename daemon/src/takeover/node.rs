@@ -438,7 +438,7 @@ async fn do_takeip(d: &Rc<Daemon>, addr: IpAddr) -> i32 {
             );
             return -1;
         }
-        if t.assign(idx, me).is_err() {
+        if !t.assign(idx, me) {
             tracing::error!(
                 "Takeover of IP {addr}/{} failed to assign a usable interface",
                 t.vnns[idx].mask
@@ -489,7 +489,7 @@ async fn do_updateip(d: &Rc<Daemon>, addr: IpAddr) -> i32 {
         }
         let old = t.vnns[idx].iface.clone();
         t.unassign(idx, me);
-        if t.assign(idx, me).is_err() {
+        if !t.assign(idx, me) {
             tracing::error!("Update of IP {addr} failed to assign a usable interface");
             return -1;
         }
@@ -788,15 +788,15 @@ fn tcp_client(d: &Daemon, client: u32, conn: &Connection) -> i32 {
         false,
     );
     if d.peers.get().is_none() {
-        let _ = d.takeover.table.borrow_mut().tcp_add(conn, false);
+        d.takeover.table.borrow_mut().tcp_add(conn, false);
     }
     0
 }
 
 fn tcp_add(d: &Daemon, conn: &Connection, update: bool) -> i32 {
     match d.takeover.table.borrow_mut().tcp_add(conn, update) {
-        Ok(()) => 0,
-        Err(()) => {
+        true => 0,
+        false => {
             tracing::debug!(
                 "got TCP_ADD control for an address which is not a public address '{}'",
                 show(&conn.dst)

@@ -77,11 +77,9 @@ pub fn daemon_message(d: &Daemon, m: &OutMessage) {
         MessageData::DisableIpCheck(timeout) => {
             disable(d, timeout);
         }
-        MessageData::RebalanceNode(pnn) => {
-            if d.leader.get() == d.pnn() {
-                tracing::info!("Setting up rebalance of IPs to node {pnn}");
-                tk.recd.borrow_mut().force_rebalance.push(pnn);
-            }
+        MessageData::RebalanceNode(pnn) if d.leader.get() == d.pnn() => {
+            tracing::info!("Setting up rebalance of IPs to node {pnn}");
+            tk.recd.borrow_mut().force_rebalance.push(pnn);
         }
         _ => {}
     }

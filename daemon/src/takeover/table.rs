@@ -178,19 +178,22 @@ impl IpTable {
         best.map(|i| i.name.clone())
     }
 
-    /// Puts the address on its best interface (kept if already on one).
-    pub fn assign(&mut self, idx: usize, me: u32) -> Result<(), ()> {
+    /// Puts the address on its best interface (kept if already on one);
+    /// false when no interface is usable.
+    pub fn assign(&mut self, idx: usize, me: u32) -> bool {
         if self.vnns[idx].iface.is_some() {
-            return Ok(());
+            return true;
         }
-        let best = self.best_iface(idx).ok_or(())?;
+        let Some(best) = self.best_iface(idx) else {
+            return false;
+        };
         if let Some(i) = self.iface_mut(&best) {
             i.references += 1;
         }
         let v = &mut self.vnns[idx];
         v.iface = Some(best);
         v.pnn = me;
-        Ok(())
+        true
     }
 
     /// Takes the address off its interface.
@@ -239,14 +242,14 @@ impl IpTable {
         Some(changed)
     }
 
-    /// TCP_ADD: a connection to a public address (`dst`). `Err` when `dst`
+    /// TCP_ADD: a connection to a public address (`dst`). False when `dst`
     /// is not one.
-    pub fn tcp_add(&mut self, c: &Connection, update_needed: bool) -> Result<(), ()> {
+    pub fn tcp_add(&mut self, c: &Connection, update_needed: bool) -> bool {
         if self.vnns.is_empty() {
-            return Ok(());
+            return true;
         }
         let Some(idx) = c.dst.ip().and_then(|a| self.find(&a)) else {
-            return Err(());
+            return false;
         };
         let v = &mut self.vnns[idx];
         if !v.tickles.iter().any(|t| same_conn(t, c)) {
@@ -255,7 +258,7 @@ impl IpTable {
                 v.tcp_update_needed = true;
             }
         }
-        Ok(())
+        true
     }
 
     /// TCP_REMOVE (upstream moves the last connection into the gap).
@@ -338,9 +341,9 @@ mod tests {
         let mut t = table();
         let a1 = t.find(&ip("10.0.0.1")).unwrap();
         let a3 = t.find(&ip("10.0.0.3")).unwrap();
-        t.assign(a1, 0).unwrap();
+        assert!(t.assign(a1, 0));
         assert_eq!(t.vnns[a1].iface.as_deref(), Some("eth1"));
-        t.assign(a3, 0).unwrap();
+        assert!(t.assign(a3, 0));
         assert_eq!(t.vnns[a3].iface.as_deref(), Some("eth2"));
         assert_eq!(t.vnns[a3].pnn, 0);
         assert_eq!(t.iface("eth1").unwrap().references, 1);
@@ -352,7 +355,7 @@ mod tests {
         assert_eq!(t.set_link("eth9", false), None);
         let a2 = t.find(&ip("10.0.0.2")).unwrap();
         assert!(!t.available(a2, true));
-        assert!(t.assign(a2, 0).is_err());
+        assert!(!t.assign(a2, 0));
         assert!(t.available(a3, true));
         assert!(!t.available(a3, false));
     }
@@ -374,9 +377,9 @@ mod tests {
             src: SockAddr::parse_with_port(&format!("192.168.1.5:{cp}")).unwrap(),
             dst: SockAddr::parse_with_port(&format!("10.0.0.1:{sp}")).unwrap(),
         };
-        t.tcp_add(&c(1000, 445), true).unwrap();
-        t.tcp_add(&c(1000, 445), true).unwrap();
-        t.tcp_add(&c(1001, 139), true).unwrap();
+        assert!(t.tcp_add(&c(1000, 445), true));
+        assert!(t.tcp_add(&c(1000, 445), true));
+        assert!(t.tcp_add(&c(1001, 139), true));
         let all = SockAddr::parse_with_port("10.0.0.1:0").unwrap();
         let smb = SockAddr::parse_with_port("10.0.0.1:445").unwrap();
         assert_eq!(t.tickles(&all).unwrap().len(), 2);
@@ -387,7 +390,7 @@ mod tests {
             src: c(1, 1).src,
             dst: SockAddr::parse_with_port("10.9.9.9:445").unwrap(),
         };
-        assert!(t.tcp_add(&other, true).is_err());
+        assert!(!t.tcp_add(&other, true));
         assert!(t.tickles(&other.dst).is_none());
     }
 }
