@@ -497,6 +497,25 @@ mod tests {
     }
 
     #[test]
+    fn lcp2_first_allocation_is_upstreams() {
+        // Worked by hand from upstream's rules (and what Samba's ctdbd
+        // 4.17 hosts for this file): descending order, first strictly
+        // cheaper node wins.
+        let slots = allocate(&fresh(3, &SIX), &params(Algorithm::Lcp2));
+        let got: Vec<(String, u32)> = slots.iter().map(|s| (s.addr.to_string(), s.pnn)).collect();
+        let want = [
+            ("10.0.1.43", 0),
+            ("10.0.1.42", 1),
+            ("10.0.1.41", 2),
+            ("10.0.0.33", 0),
+            ("10.0.0.32", 1),
+            ("10.0.0.31", 2),
+        ];
+        let want: Vec<(String, u32)> = want.iter().map(|(a, p)| (a.to_string(), *p)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn lcp2_spreads_a_subnet_over_nodes() {
         let slots = allocate(&fresh(2, &SIX), &params(Algorithm::Lcp2));
         for p in 0..2u32 {
