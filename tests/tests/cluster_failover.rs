@@ -5,8 +5,10 @@
 //! With the stock CLI: every address is hosted exactly once and balanced
 //! (`ctdb ip all`); a legacy event script records the arguments of
 //! `takeip` / `releaseip` / `updateip`, which must be upstream's
-//! (`IFACE IP MASKBITS`); `disable` / `stop` of a node moves its addresses
-//! away and `enable` / `continue` gives it its share back; `moveip` moves
+//! (`IFACE IP MASKBITS`); `disable` / `stop` of a node, or its interface's
+//! link going down (`setifacelink`; the node shows PARTIALLYONLINE), moves
+//! its addresses away and `enable` / `continue` / link up gives it its
+//! share back; `moveip` moves
 //! one address (released on the old node before the new one takes it);
 //! `addip`, `delip` + `ipreallocate` and `reloadips` change the set; kill
 //! -9 of a node moves its addresses to the survivors.
@@ -215,6 +217,28 @@ fn public_addresses_fail_over() {
     must(&c, ctdb_ok(&c, 1, &["continue", "-n", "2"]));
     let m = wait_hosted(&c, 1, true, &addrs, &all_nodes, true, "node 2 continued");
     eprintln!("{name}: stop/continue at {:?}", t0.elapsed());
+
+    // Interface link down on node 0: PARTIALLYONLINE... here all of its
+    // interfaces, so it can host nothing; link up gives it its share back.
+    let since = now_ns();
+    let had = on(&m, 0);
+    must(&c, ctdb_ok(&c, 0, &["setifacelink", "lo", "down"]));
+    let ifaces = must(&c, ctdb_ok(&c, 0, &["ifaces", "-X"]));
+    if !ifaces.lines().any(|l| l.starts_with("|lo|0|")) {
+        fail_with_logs(&c, &format!("ifaces after link down:\n{ifaces}"));
+    }
+    wait_hosted(&c, 1, true, &addrs, &[1, 2], true, "node 0 link down");
+    check_events(&c, 0, "releaseip", &had, since);
+    let st = must(&c, ctdb_ok(&c, 1, &["status"]));
+    if !st
+        .lines()
+        .any(|l| l.starts_with("pnn:0 ") && l.contains("PARTIALLYONLINE"))
+    {
+        fail_with_logs(&c, &format!("node 0 not PARTIALLYONLINE:\n{st}"));
+    }
+    must(&c, ctdb_ok(&c, 0, &["setifacelink", "lo", "up"]));
+    let m = wait_hosted(&c, 1, true, &addrs, &all_nodes, true, "node 0 link up");
+    eprintln!("{name}: setifacelink at {:?}", t0.elapsed());
 
     // moveip: one of node 0's addresses to node 1.
     let a = on(&m, 0).first().cloned().expect("node 0 hosts one");
