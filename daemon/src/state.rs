@@ -299,6 +299,7 @@ impl Daemon {
     pub fn remove_client(&self, id: u32) {
         self.clients.borrow_mut().remove(&id);
         self.tunnels.borrow_mut().retain(|_, c| *c != id);
+        crate::takeover::node::client_gone(self, id);
     }
 
     pub fn client_has_srvid(&self, id: u32, srvid: u64) -> bool {

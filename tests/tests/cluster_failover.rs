@@ -8,7 +8,8 @@
 //! (`IFACE IP MASKBITS`); `disable` / `stop` of a node, or its interface's
 //! link going down (`setifacelink`; the node shows PARTIALLYONLINE), moves
 //! its addresses away and `enable` / `continue` / link up gives it its
-//! share back; `moveip` moves
+//! share back; `addtickle` / `gettickles` / `deltickle` keep a hosting
+//! node's connection list; `moveip` moves
 //! one address (released on the old node before the new one takes it);
 //! `addip`, `delip` + `ipreallocate` and `reloadips` change the set; kill
 //! -9 of a node moves its addresses to the survivors.
@@ -197,6 +198,33 @@ fn public_addresses_fail_over() {
         check_events(&c, p as usize, "takeip", &on(&m, p), 0);
     }
     eprintln!("{name}: hosted and balanced at {:?}", t0.elapsed());
+
+    // Tickles (TCP_ADD_DELAYED_UPDATE, GET_TCP_TICKLE_LIST, TCP_REMOVE) on
+    // the node hosting an address.
+    let (a, p) = m
+        .iter()
+        .next()
+        .map(|(a, p)| (a.clone(), *p))
+        .expect("an address");
+    let (client, server) = ("192.0.2.7:40000".to_string(), format!("{a}:445"));
+    let pn = p.to_string();
+    must(
+        &c,
+        ctdb_ok(&c, 0, &["-n", &pn, "addtickle", &client, &server]),
+    );
+    let t = must(&c, ctdb_ok(&c, 0, &["-n", &pn, "gettickles", &a]));
+    let want = format!("SRC: {client}   DST: {server}");
+    if !t.contains("Num connections: 1") || !t.contains(&want) {
+        fail_with_logs(&c, &format!("gettickles {a} on node {p}:\n{t}"));
+    }
+    must(
+        &c,
+        ctdb_ok(&c, 0, &["-n", &pn, "deltickle", &client, &server]),
+    );
+    let t = must(&c, ctdb_ok(&c, 0, &["-n", &pn, "gettickles", &a]));
+    if !t.contains("Num connections: 0") {
+        fail_with_logs(&c, &format!("gettickles {a} after deltickle:\n{t}"));
+    }
 
     // disable / enable of node 1.
     let since = now_ns();

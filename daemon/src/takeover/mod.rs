@@ -65,6 +65,9 @@ pub struct Takeover {
     pub recd: RefCell<RecdState>,
     /// A takeover run is going on here (this node leads it).
     pub in_progress: Cell<bool>,
+    /// TCP_CLIENT registrations by client id (dropped when it goes).
+    pub client_conns:
+        RefCell<std::collections::HashMap<u32, Vec<ctdb_protocol::types::Connection>>>,
 }
 
 /// What the recovery daemon keeps between takeover runs.

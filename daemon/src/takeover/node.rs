@@ -780,6 +780,12 @@ fn tcp_client(d: &Daemon, client: u32, conn: &Connection) -> i32 {
         return -1;
     }
     drop(t);
+    d.takeover
+        .client_conns
+        .borrow_mut()
+        .entry(client)
+        .or_default()
+        .push(*conn);
     crate::peers::send_control_noreply(
         d,
         CTDB_BROADCAST_CONNECTED,
@@ -791,6 +797,27 @@ fn tcp_client(d: &Daemon, client: u32, conn: &Connection) -> i32 {
         d.takeover.table.borrow_mut().tcp_add(conn, false);
     }
     0
+}
+
+/// A client went away: the connections it registered are forgotten on
+/// this node if it still hosts their address (otherwise the address moved
+/// and the new host keeps them for its tickle ACKs), as upstream.
+pub fn client_gone(d: &Daemon, client: u32) {
+    let Some(conns) = d.takeover.client_conns.borrow_mut().remove(&client) else {
+        return;
+    };
+    let me = d.pnn();
+    let mut t = d.takeover.table.borrow_mut();
+    for c in conns {
+        let hosted = c
+            .dst
+            .ip()
+            .and_then(|a| t.find(&a))
+            .is_some_and(|i| t.vnns[i].pnn == me);
+        if hosted {
+            t.tcp_remove(&c);
+        }
+    }
 }
 
 fn tcp_add(d: &Daemon, conn: &Connection, update: bool) -> i32 {
