@@ -5,14 +5,14 @@
 //! With the stock CLI: every address is hosted exactly once and balanced
 //! (`ctdb ip all`); a legacy event script records the arguments of
 //! `takeip` / `releaseip` / `updateip`, which must be upstream's
-//! (`IFACE IP MASKBITS`); `disable` / `stop` of a node, or its interface's
-//! link going down (`setifacelink`; the node shows PARTIALLYONLINE), moves
-//! its addresses away and `enable` / `continue` / link up gives it its
-//! share back; `addtickle` / `gettickles` / `deltickle` keep a hosting
-//! node's connection list; `moveip` moves
-//! one address (released on the old node before the new one takes it);
-//! `addip`, `delip` + `ipreallocate` and `reloadips` change the set; kill
-//! -9 of a node moves its addresses to the survivors.
+//! (`IFACE IP MASKBITS`); `ipinfo` shows the interface in use;
+//! `addtickle` / `gettickles` / `deltickle` keep the hosting node's
+//! connection list; `disable` / `stop` of a node, or its interface's link
+//! going down (`setifacelink`; the node shows PARTIALLYONLINE), moves its
+//! addresses away and `enable` / `continue` / link up gives it its share
+//! back; `moveip` moves one address (released on the old node before the
+//! new one takes it); `addip`, `delip` + `ipreallocate` and `reloadips`
+//! change the set; kill -9 of a node moves its addresses to the survivors.
 //!
 //! Runs against `ctdb_tests::must_show::ctdbd_under_test()` (ours unless
 //! `CTDB_TEST_CTDBD` names another; Debian's passes it too).
@@ -198,6 +198,26 @@ fn public_addresses_fail_over() {
         check_events(&c, p as usize, "takeip", &on(&m, p), 0);
     }
     eprintln!("{name}: hosted and balanced at {:?}", t0.elapsed());
+
+    // GET_PUBLIC_IP_INFO on the node hosting an address: its node, its one
+    // interface, up, carrying that node's two addresses, in use.
+    let (a, p) = m
+        .iter()
+        .next()
+        .map(|(a, p)| (a.clone(), *p))
+        .expect("an address");
+    let pn = p.to_string();
+    let info = must(&c, ctdb_ok(&c, 0, &["-n", &pn, "ipinfo", &a]));
+    for want in [
+        format!("Public IP[{a}] info on node {p}"),
+        format!("CurrentNode:{p}"),
+        "NumInterfaces:1".to_string(),
+        "Interface[1]: Name:lo Link:up References:2 (active)".to_string(),
+    ] {
+        if !info.contains(&want) {
+            fail_with_logs(&c, &format!("ipinfo {a} lacks {want:?}:\n{info}"));
+        }
+    }
 
     // Tickles (TCP_ADD_DELAYED_UPDATE, GET_TCP_TICKLE_LIST, TCP_REMOVE) on
     // the node hosting an address.
