@@ -207,6 +207,7 @@ async fn control(
             let st = run_event(d, CtdbEvent::IpReallocated, None).await;
             if st != 0 {
                 tracing::error!(" \"ipreallocated\" event script failed (status {st})");
+                ban_self_on_timeout(d, st);
             }
             (st, Vec::new())
         }
@@ -350,6 +351,21 @@ async fn run_event(d: &Daemon, ev: CtdbEvent, args: Option<String>) -> i32 {
             -1
         }
     }
+}
+
+/// As upstream: an event that timed out (takeip and releaseip timeouts
+/// count as success, see [`CtdbEvent::timeout_ignored`]) bans this node
+/// for RecoveryBanPeriod.
+fn ban_self_on_timeout(d: &Daemon, status: i32) {
+    if status.abs() != libc::ETIMEDOUT {
+        return;
+    }
+    let time = d.tunable("RecoveryBanPeriod", 300);
+    tracing::error!("Banning this node for {time} seconds");
+    crate::controls::cluster_control(
+        d,
+        crate::cluster::Control::SetBanState(ctdb_protocol::types::BanState { pnn: d.pnn(), time }),
+    );
 }
 
 fn set_in_flight(d: &Daemon, addr: &IpAddr, on: bool) {
@@ -510,6 +526,7 @@ async fn do_updateip(d: &Rc<Daemon>, addr: IpAddr) -> i32 {
     .await;
     set_in_flight(d, &addr, false);
     if st != 0 {
+        ban_self_on_timeout(d, st);
         tracing::error!("Failed update of IP {addr} from interface {old_name} to {new}");
         let mut t = d.takeover.table.borrow_mut();
         if let Some(idx) = t.find(&addr) {

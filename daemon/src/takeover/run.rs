@@ -15,6 +15,9 @@
 //! failed run charges banning credits to the node that failed most
 //! (a BANNING message to this node's recovery daemon, which bans by its
 //! usual culprit rules) and is retried on the next tick.
+//!
+//! A banned node, and one in recovery for longer than RecoveryDropAllIPs,
+//! releases every address it holds (upstream's `ctdb_release_all_ips`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -116,6 +119,8 @@ fn reply(d: &Daemon, pnn: u32, sid: u64, ret: i32) {
 pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
     let mut next_check = Instant::now();
     let mut next_tickles = Instant::now();
+    // Since when the node is in recovery (RecoveryDropAllIPs).
+    let mut recovering_since: Option<Instant> = None;
     loop {
         if d.shutdown.get() || stop.is_stopped() {
             return;
@@ -135,6 +140,16 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
         if own_flags & NODE_FLAGS_BANNED != 0 && holds_any(&d) {
             tracing::info!("Dropping all public IP addresses (banned)");
             super::node::release_all(&d).await;
+        }
+        if recmode == CTDB_RECOVERY_NORMAL {
+            recovering_since = None;
+        } else {
+            let since = *recovering_since.get_or_insert_with(Instant::now);
+            let limit = u64::from(d.tunable("RecoveryDropAllIPs", 120));
+            if limit > 0 && since.elapsed() >= Duration::from_secs(limit) && holds_any(&d) {
+                tracing::error!("Been in recovery mode for too long. Dropping all IPS");
+                super::node::release_all(&d).await;
+            }
         }
         let disabled = d.takeover.runs_disabled();
         if Instant::now() >= next_check {
