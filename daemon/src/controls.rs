@@ -2,8 +2,9 @@
 //! controls, calls and record pushes handed to the database layer
 //! ([`Databases::serve_client_packet`]), messages delivered to the clients
 //! that registered their srvid, and the few messages the daemon itself
-//! answers (TAKEOVER_RUN: no public addresses are moved yet, so a takeover
-//! run is the `ipreallocated` event). Controls for other nodes, broadcasts
+//! answers (TAKEOVER_RUN and the other takeover messages go to
+//! [`crate::takeover::run`]; public-address controls to
+//! [`crate::takeover::node`]). Controls for other nodes, broadcasts
 //! and cluster-wide TRANS3_COMMIT go through [`crate::peers`]; REQ_CALLs
 //! that need another node through [`crate::calls`].
 //!
@@ -14,9 +15,7 @@ use ctdb_protocol::constants::{
     CTDB_CAP_LMASTER, CTDB_CAP_RECMASTER, CTDB_CURRENT_NODE, CTDB_RECOVERY_ACTIVE,
     NODE_FLAGS_INACTIVE, NODE_FLAGS_PERMANENTLY_DISABLED,
 };
-use ctdb_protocol::types::{
-    srvid, IfaceList, PublicIpList, SrvidMessage, StatisticsList, TunableList, Uptime, VarList,
-};
+use ctdb_protocol::types::{StatisticsList, TunableList, Uptime, VarList};
 use ctdb_protocol::{
     ControlData, ControlReplyData, Header, Opcode, Packet, Payload, RawHeader, ReplyControl,
     ReqControl, Wire, CTDB_PROTOCOL,
@@ -59,6 +58,9 @@ pub async fn serve_client_packet(
     }
     if client != 0 && crate::calls::client_call(d, client, pkt) {
         return Ok(Outcome::Done);
+    }
+    if let Some(r) = crate::takeover::node::serve(d, client, pkt, out).await {
+        return r;
     }
     let Some(dc) = d.data_cores.clone() else {
         return handle_client_packet(d, client, pkt, out);
@@ -707,14 +709,8 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
             d.shutdown.set(true);
             ok()
         }
-        C::RecdPing | C::RecdReclockLatency(_) | C::Startup => ok(),
-        C::TcpClient(_) | C::TcpAdd(_) | C::TcpRemove(_) | C::TcpAddDelayedUpdate(_) => ok(),
+        C::RecdPing | C::RecdReclockLatency(_) => ok(),
         C::RegisterNotify(_) | C::DeregisterNotify(_) => ok(),
-        C::GetPublicIps => Some((
-            0,
-            typed(ControlReplyData::GetPublicIps(PublicIpList::default())),
-        )),
-        C::GetIfaces => Some((0, typed(ControlReplyData::GetIfaces(IfaceList::default())))),
         C::StartRecovery | C::EndRecovery | C::Freeze => {
             let ctl = match input {
                 C::StartRecovery => Control::StartRecovery,
@@ -722,10 +718,6 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
                 _ => Control::Freeze,
             };
             Some(cluster_control(d, ctl))
-        }
-        C::Ipreallocated => {
-            crate::monitor::spawn_event(d, crate::event::runner::CtdbEvent::IpReallocated);
-            ok()
         }
         _ => {
             if crate::db::is_db_control(op) {
@@ -838,22 +830,7 @@ pub fn freeze_all(d: &Daemon, freeze: bool) {
 }
 
 /// The messages the daemon answers itself (upstream: its recovery
-/// daemon's handlers).
+/// daemon's handlers): the takeover ones ([`crate::takeover::run`]).
 pub fn daemon_message(d: &Daemon, m: &OutMessage) {
-    if m.srvid == srvid::TAKEOVER_RUN {
-        let Ok(req) = SrvidMessage::from_bytes(&m.data) else {
-            tracing::error!(
-                "TAKEOVER_RUN message with bad data ({} bytes)",
-                m.data.len()
-            );
-            return;
-        };
-        // Only a leader runs takeover runs; an inactive node is none.
-        let inactive = d.node.borrow().membership.own_flags() & NODE_FLAGS_INACTIVE != 0;
-        if d.leader.get() != d.pnn() || inactive {
-            return;
-        }
-        tracing::info!("Received IP reallocation request from node {}", req.pnn);
-        crate::monitor::takeover_run(d, req);
-    }
+    crate::takeover::run::daemon_message(d, m);
 }

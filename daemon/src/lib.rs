@@ -41,6 +41,8 @@
 //! * [`monitor`]: run states, events, monitoring, shutdown;
 //! * [`recoverd_driver`]: the recovery daemon: the [`cluster`] machines
 //!   (election, LEADER broadcast, recovery, bans) driven over [`peers`];
+//! * [`takeover`]: public addresses, their controls and events, and the
+//!   leader's takeover runs;
 //! * `sys`: the only module with `unsafe`, thin wrappers over libc.
 
 pub mod calls;
@@ -60,6 +62,7 @@ pub mod runtime;
 pub mod shards;
 pub mod state;
 pub mod sys;
+pub mod takeover;
 pub mod transport;
 pub mod vacuumer;
 

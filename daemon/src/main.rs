@@ -83,6 +83,46 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
     let listener = client::bind_socket(&settings.socket).map_err(|e| (10, e))?;
 
     let parts = build_node(settings).map_err(|e| (1, e))?;
+    // As upstream: the public addresses are loaded at start, a bad file
+    // or an unknown interface is fatal.
+    let pa_path = settings.paths.public_addresses_file();
+    let pa_iface = settings.options.public_interface.clone();
+    let pa = ctdb_config::PublicAddresses::load_with_default_iface(&pa_path, pa_iface.as_deref())
+        .map_err(|e| {
+        (
+            1,
+            DaemonError::BadOption {
+                option: "public addresses",
+                why: e.to_string(),
+            },
+        )
+    })?;
+    if pa.path.is_none() {
+        tracing::warn!(
+            "Not loading public addresses, no file {}",
+            pa_path.display()
+        );
+    }
+    let takeover = ctdb_daemon::takeover::Takeover::new(
+        pa_path.clone(),
+        &pa,
+        pa_iface,
+        settings.test_mode,
+        settings.config.failover_disabled(),
+    )
+    .map_err(|why| {
+        (
+            1,
+            DaemonError::BadOption {
+                option: "public addresses",
+                why: format!("Unable to setup public IP addresses: {why}"),
+            },
+        )
+    })?;
+    if pa.path.is_some() {
+        tracing::info!("Loaded public addresses from {}", pa_path.display());
+    }
+    let mut takeover = Some(takeover);
     // As upstream: the event daemon is started before the init event, with
     // the daemon's pid to watch.
     let eventd = start_eventd(settings).map_err(|e| (1, e))?;
@@ -142,6 +182,9 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
         );
         daemon.mutex_helper = mutex_helper;
         daemon.fast_start = fast_start;
+        if let Some(t) = takeover.take() {
+            daemon.takeover = t;
+        }
         daemon.data_cores = ctdb_daemon::shards::DataCores::new(core.clone()).map(Rc::new);
         let daemon = Rc::new(daemon);
         let stop = core.stop_signal();

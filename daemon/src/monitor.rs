@@ -29,8 +29,6 @@
 //!
 //! # Differences from upstream 4.17
 //!
-//! * No public addresses: GET_PUBLIC_IPS and GET_IFACES are empty and a
-//!   takeover run is only the `ipreallocated` event on every active node.
 //! * A deferred packet (attach during recovery, call on a frozen
 //!   database) is retried every 100 ms and holds up that client's later
 //!   packets until it is answered.
@@ -159,20 +157,6 @@ fn notify(d: &Daemon, n: Notification) {
     if !sent {
         // No notifier thread: run it on a thread of its own, unordered.
         let _ = run_notification(&d.notification_script, n);
-    }
-}
-
-/// A takeover run asked for by a client (TAKEOVER_RUN message): no public
-/// addresses here, so it is the `ipreallocated` event; the requester gets
-/// its int reply at once.
-pub fn takeover_run(d: &Daemon, req: SrvidMessage) {
-    spawn_event(d, CtdbEvent::IpReallocated);
-    if req.srvid != 0 {
-        d.deliver(&OutMessage {
-            pnn: req.pnn,
-            srvid: req.srvid,
-            data: 0i32.to_le_bytes().to_vec(),
-        });
     }
 }
 
@@ -453,6 +437,7 @@ fn health_result(d: &Daemon, status: i32, next_interval: &Cell<u32>, timeouts: &
         next_interval.set(5);
         notify(d, Notification::Unhealthy);
         tracing::error!("Node became UNHEALTHY. Ask recovery master to reallocate IPs");
+        ask_takeover_run(d);
     } else if status == 0 && unhealthy {
         tracing::info!("monitor event OK - node re-enabled");
         let change = d.node.borrow_mut().membership.set_own_health(true);
@@ -460,7 +445,21 @@ fn health_result(d: &Daemon, status: i32, next_interval: &Cell<u32>, timeouts: &
         next_interval.set(5);
         notify(d, Notification::Healthy);
         tracing::error!("Node became HEALTHY. Ask recovery master to reallocate IPs");
+        ask_takeover_run(d);
     }
+}
+
+/// TAKEOVER_RUN to every connected node (only the leader acts on it).
+fn ask_takeover_run(d: &Daemon) {
+    d.deliver(&OutMessage {
+        pnn: ctdb_protocol::constants::CTDB_BROADCAST_CONNECTED,
+        srvid: srvid::TAKEOVER_RUN,
+        data: SrvidMessage {
+            pnn: d.pnn(),
+            srvid: 0,
+        }
+        .to_bytes(),
+    });
 }
 
 /// A change of this node's flags goes to its recovery daemon, which

@@ -48,8 +48,9 @@
 //!
 //! # Takeover runs
 //!
-//! There are no public addresses yet, so a takeover run is IPREALLOCATED
-//! (the `ipreallocated` event) on every connected active node.
+//! The takeover side of the recovery daemon runs in a task of its own
+//! ([`crate::takeover::run`], started here); a finished recovery asks it
+//! for a takeover run.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -57,7 +58,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ctdb_protocol::constants::{
     CTDB_BROADCAST_ALL, CTDB_BROADCAST_CONNECTED, CTDB_CTRL_FLAG_ATTACH_RECOVERY,
-    NODE_FLAGS_DISCONNECTED, NODE_FLAGS_INACTIVE,
 };
 use ctdb_protocol::types::{
     srvid, BanState, CtdbString, DbIdMap, ElectionMessage, LtdbHeader, MessageData, NodeFlagChange,
@@ -157,6 +157,7 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
         glommio::spawn_local(forward_messages(sid, sub, tx.clone(), alive.clone())).detach();
     }
 
+    glommio::spawn_local(crate::takeover::run::run(d.clone(), stop.clone())).detach();
     let mut drv = Driver {
         d: d.clone(),
         recd,
@@ -331,9 +332,7 @@ impl Driver {
                         tracing::info!("Released cluster lock");
                     }
                 }
-                Action::TakeoverRun => {
-                    glommio::spawn_local(takeover_run(self.d.clone())).detach();
-                }
+                Action::TakeoverRun => crate::takeover::run::request_run(&self.d),
                 Action::TestClusterLock
                 | Action::SendKeepalive(_)
                 | Action::RestartTransport(_)
@@ -737,33 +736,6 @@ async fn db_push(
         tracing::debug!("Pushed {n} records for db 0x{db_id:08x} to node {dest}");
     }
     Ok(Reply::Count(n))
-}
-
-/// A takeover run: IPREALLOCATED on every connected active node.
-async fn takeover_run(d: Rc<Daemon>) {
-    let nodes: Vec<Pnn> = d
-        .node
-        .borrow()
-        .membership
-        .nodemap()
-        .iter()
-        .filter(|(_, f)| f & (NODE_FLAGS_DISCONNECTED | NODE_FLAGS_INACTIVE) == 0)
-        .map(|(p, _)| *p)
-        .collect();
-    let t = timeout(&d);
-    let mut failed = Vec::new();
-    for p in nodes {
-        match peers::control(&d, p, Opcode::Ipreallocated as u32, 0, 0, &[], t).await {
-            Ok(r) if r.status == 0 => {}
-            Ok(r) => failed.push(format!("node {p}: status {}", r.status)),
-            Err(e) => failed.push(format!("node {p}: {e}")),
-        }
-    }
-    if failed.is_empty() {
-        tracing::info!("Takeover run done (ipreallocated on all active nodes)");
-    } else {
-        tracing::error!("Takeover run: IPREALLOCATED failed: {}", failed.join(", "));
-    }
 }
 
 #[cfg(test)]

@@ -214,6 +214,8 @@ pub struct Daemon {
     pub subscribers: RefCell<
         std::collections::HashMap<u64, Vec<glommio::channels::local_channel::LocalSender<Vec<u8>>>>,
     >,
+    /// Public addresses, interfaces and takeover runs ([`crate::takeover`]).
+    pub takeover: crate::takeover::Takeover,
 }
 
 impl Daemon {
@@ -259,6 +261,7 @@ impl Daemon {
             tunnels: RefCell::new(std::collections::HashMap::new()),
             peers: crate::peers::PeersCell::new(),
             subscribers: RefCell::new(std::collections::HashMap::new()),
+            takeover: crate::takeover::Takeover::default(),
         }
     }
 
@@ -296,6 +299,7 @@ impl Daemon {
     pub fn remove_client(&self, id: u32) {
         self.clients.borrow_mut().remove(&id);
         self.tunnels.borrow_mut().retain(|_, c| *c != id);
+        crate::takeover::node::client_gone(self, id);
     }
 
     pub fn client_has_srvid(&self, id: u32, srvid: u64) -> bool {

@@ -313,3 +313,124 @@ pub fn has_cap_ipc_lock() -> bool {
         })
         .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
 }
+
+/// An interface's hardware: index, ARP hardware type (`ARPHRD_*`) and
+/// MAC address (for gratuitous ARP).
+pub fn iface_hw(name: &str) -> io::Result<(i32, u16, [u8; 6])> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
+    }
+    // SAFETY: plain socket call; the descriptor is owned below.
+    let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) })?;
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; zero is a valid starting value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: `ifr` is a valid ifreq with a NUL-terminated name; the
+    // kernel writes the index into its union.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut ifr) })?;
+    // SAFETY: SIOCGIFINDEX filled the index member of the union.
+    let index = unsafe { ifr.ifr_ifru.ifru_ifindex };
+    // SAFETY: as above; the kernel writes the hardware address.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) })?;
+    // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
+    let hw = unsafe { ifr.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(hw.sa_data.iter()) {
+        *m = *b as u8;
+    }
+    Ok((index, hw.sa_family, mac))
+}
+
+/// Sends one link-layer frame on interface `index` to `dst_mac`.
+pub fn packet_send(index: i32, dst_mac: [u8; 6], frame: &[u8]) -> io::Result<()> {
+    // SAFETY: plain socket call; the descriptor is owned below.
+    let fd = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) })?;
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain data; zero is a valid starting value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_ifindex = index;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&dst_mac);
+    // SAFETY: `frame` is valid for reading its length; `sll` is a valid
+    // sockaddr_ll of the size given.
+    let r = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends one IP packet whose header the caller built (a raw
+/// `IPPROTO_RAW` socket) to `dst` (for tickle ACKs).
+pub fn raw_ip_send(dst: std::net::IpAddr, packet: &[u8]) -> io::Result<()> {
+    let family = if dst.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket call; the descriptor is owned below.
+    let fd = check(unsafe { libc::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW) })?;
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let r = match dst {
+        std::net::IpAddr::V4(a) => {
+            // SAFETY: sockaddr_in is plain data; zero is valid.
+            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+            // SAFETY: `packet` is valid for reading; `sin` is a valid
+            // sockaddr_in of the size given.
+            unsafe {
+                libc::sendto(
+                    sock.as_raw_fd(),
+                    packet.as_ptr().cast(),
+                    packet.len(),
+                    0,
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        std::net::IpAddr::V6(a) => {
+            // SAFETY: sockaddr_in6 is plain data; zero is valid.
+            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_addr.s6_addr = a.octets();
+            // SAFETY: as above, for a sockaddr_in6.
+            unsafe {
+                libc::sendto(
+                    sock.as_raw_fd(),
+                    packet.as_ptr().cast(),
+                    packet.len(),
+                    0,
+                    (&sin6 as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
