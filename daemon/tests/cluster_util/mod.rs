@@ -236,10 +236,19 @@ impl Cluster {
         self.children[i].as_ref().map(|c| c.id())
     }
 
-    /// kill -9 of node `i` (and reaping it).
+    /// kill -9 of node `i` and of its helpers (eventd, lock helper), as a
+    /// crash of the machine would end them, then reaping it. Killing only
+    /// ctdbd left its eventd alive for up to 5 s, and a node restarted
+    /// within that time could not start its own.
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
+            let helpers = descendants(c.id());
             let _ = c.kill();
+            for p in helpers {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &p.to_string()])
+                    .status();
+            }
             let _ = c.wait();
         }
     }
@@ -420,4 +429,38 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Every process below `pid` (children, their children, ...), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if let Some(pp) = ppid {
+                parent_of.push((p, pp));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(cur) = frontier.pop() {
+        for &(p, pp) in &parent_of {
+            if pp == cur && !out.contains(&p) {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
 }
