@@ -18,7 +18,9 @@
 //! * Each client is a task on the control core: a [`PacketReader`] on the
 //!   read half, a [`SendQueue`] on the write half. Garbage (bad length,
 //!   bad magic), short and oversize packets close that client; the daemon
-//!   carries on.
+//!   carries on. A packet is served straight out of the reader's buffer
+//!   and its replies leave in one write from the client's own task
+//!   (`SendQueue::send_all`) unless earlier ones still wait in the queue.
 //!
 //! * What a packet does is decided in [`crate::controls`]; a packet that
 //!   cannot be answered yet (an attach during recovery, a call on a frozen
@@ -178,7 +180,7 @@ pub(crate) async fn client_task(
     let mut out = Vec::new();
     'conn: loop {
         let pkt = match reader.next_packet().await {
-            Ok(Some(p)) => p.to_vec(),
+            Ok(Some(p)) => p,
             Ok(None) => break,
             Err(e) => {
                 tracing::error!("client pid {peer_pid}: {e}; closing connection");
@@ -189,7 +191,7 @@ pub(crate) async fn client_task(
             + Duration::from_secs(u64::from(daemon.tunable("DeferredAttachTimeout", 120)));
         loop {
             out.clear();
-            match controls::serve_client_packet(&daemon, id, &pkt, &mut out).await {
+            match controls::serve_client_packet(&daemon, id, pkt, &mut out).await {
                 Ok(Outcome::Done) => break,
                 Ok(Outcome::Deferred) => {
                     if std::time::Instant::now() > deadline {
@@ -204,8 +206,10 @@ pub(crate) async fn client_task(
                 }
             }
         }
-        for p in split_packets(&out) {
-            if let Err(e) = queue.send(p.to_vec()).await {
+        // The whole reply in one write, straight from this task when
+        // nothing is queued before it (see `SendQueue::send_all`).
+        if !out.is_empty() {
+            if let Err(e) = queue.send_all(&out).await {
                 tracing::error!("client pid {peer_pid}: {e}");
                 break 'conn;
             }
@@ -217,22 +221,6 @@ pub(crate) async fn client_task(
         let _ = q.close().await;
     }
     tracing::trace!("client pid {peer_pid} disconnected");
-}
-
-/// The packets in a buffer of whole encoded packets.
-fn split_packets(buf: &[u8]) -> Vec<&[u8]> {
-    let mut v = Vec::new();
-    let mut off = 0;
-    while off + 4 <= buf.len() {
-        let len = u32::from_le_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
-        if len < 4 || off + len > buf.len() {
-            tracing::error!("internal: bad packet length {len} in reply buffer");
-            break;
-        }
-        v.push(&buf[off..off + len]);
-        off += len;
-    }
-    v
 }
 
 /// Removes the socket file at shutdown.

@@ -16,9 +16,13 @@
 //!   node arrives here, and data-core work is handed to the data cores
 //!   through the runtime's own channels ([`crate::shards`]). This is the
 //!   design's "control core forwards migrations across cores and nodes".
-//! * One *outbox* task sends packets in the order they were queued
-//!   ([`send_packet`]), so a DB_PUSH's records reach a node before its
-//!   DB_PUSH_CONFIRM and a reply never overtakes an earlier message.
+//! * Packets leave in the order they were sent ([`send_packet`]), so a
+//!   DB_PUSH's records reach a node before its DB_PUSH_CONFIRM and a reply
+//!   never overtakes an earlier message: a packet goes straight to the
+//!   node's send queue (and, when that is idle, onto the socket) when
+//!   nothing waits before it, else through one *outbox* task in order
+//!   (packets for this node itself, a full send queue, and what follows
+//!   them).
 //! * Controls this node sends ([`control`]) get a request id whose top
 //!   byte is 0 (the transport's rule for "reply to the control core"), a
 //!   slot in the pending table, and a timeout; a node that dies fails its
@@ -85,6 +89,9 @@ struct Pending {
 pub struct Peers {
     transport: Rc<Transport>,
     outbox: LocalSender<(u32, Vec<u8>)>,
+    /// Packets in the outbox or in the outbox task's hands: while any,
+    /// later packets queue behind them to keep the order.
+    outbox_pending: Cell<usize>,
     next_seq: Cell<u32>,
     pending: RefCell<HashMap<u32, Pending>>,
 }
@@ -148,6 +155,7 @@ pub async fn start(d: &Rc<Daemon>, port: u16) -> Result<(), DaemonError> {
     let peers = Rc::new(Peers {
         transport: transport.clone(),
         outbox,
+        outbox_pending: Cell::new(0),
         next_seq: Cell::new(1),
         pending: RefCell::new(HashMap::new()),
     });
@@ -157,7 +165,7 @@ pub async fn start(d: &Rc<Daemon>, port: u16) -> Result<(), DaemonError> {
             io::Error::other("transport started twice"),
         ));
     }
-    glommio::spawn_local(outbox_task(transport.clone(), outbox_rx)).detach();
+    glommio::spawn_local(outbox_task(peers.clone(), outbox_rx)).detach();
     glommio::spawn_local(receive_task(d.clone(), transport.clone())).detach();
     glommio::spawn_local(event_task(d.clone(), transport.clone())).detach();
     glommio::spawn_local(liveness_task(d.clone(), transport)).detach();
@@ -174,9 +182,15 @@ pub fn stop(d: &Daemon) {
     }
 }
 
-async fn outbox_task(t: Rc<Transport>, rx: LocalReceiver<(u32, Vec<u8>)>) {
+/// Sends what [`send_packet`] could not hand to the transport at once
+/// (packets for this node itself, a full send queue, or packets behind
+/// those), in order.
+async fn outbox_task(p: Rc<Peers>, rx: LocalReceiver<(u32, Vec<u8>)>) {
     while let Some((pnn, bytes)) = rx.recv().await {
-        match t.send(pnn, bytes).await {
+        let r = p.transport.send(pnn, bytes).await;
+        p.outbox_pending
+            .set(p.outbox_pending.get().saturating_sub(1));
+        match r {
             Ok(Sent::Dropped) => tracing::debug!("packet to node {pnn} dropped: not connected"),
             Ok(_) => {}
             Err(e) => tracing::error!("send to node {pnn}: {e}"),
@@ -418,7 +432,23 @@ pub fn send_packet(d: &Daemon, pnn: u32, bytes: Vec<u8>) {
     match d.peers.get() {
         Some(p) => {
             d.stats.borrow_mut().count(|s| s.node_packets_sent += 1);
+            // Straight to the node's socket when nothing waits before it:
+            // no hop through the outbox task (and its writer task).
+            let bytes = if p.outbox_pending.get() == 0 {
+                match p.transport.try_send(pnn, bytes) {
+                    Ok(Sent::Dropped) => {
+                        tracing::debug!("packet to node {pnn} dropped: not connected");
+                        return;
+                    }
+                    Ok(_) => return,
+                    Err(bytes) => bytes,
+                }
+            } else {
+                bytes
+            };
+            p.outbox_pending.set(p.outbox_pending.get() + 1);
             if p.outbox.try_send((pnn, bytes)).is_err() {
+                p.outbox_pending.set(p.outbox_pending.get() - 1);
                 tracing::error!("outbox closed: packet to node {pnn} dropped");
             }
         }

@@ -12,7 +12,8 @@
 //!   inside a packet are typed errors.
 //! * [`PacketWriter`] writes one packet at a time; [`SendQueue`] is a bounded
 //!   queue with a writer task, whose `send().await` waits while the queue is
-//!   full.
+//!   full; a packet for an idle queue is written at once by the sender
+//!   (`send_all` writes a run of replies in one call).
 //! * [`split`] gives a read half and a write half of one socket to two
 //!   tasks of the same core.
 //!

@@ -9,6 +9,11 @@
 //! * a send queue to a peer that does not read stops accepting packets
 //!   (`send().await` waits, `try_send` says full) and resumes when the peer
 //!   reads, losing and reordering nothing;
+//! * with nothing queued, a send queue writes a packet (and `send_all` a
+//!   whole run of packets) to the stream before `send` returns, without
+//!   its writer task running (an in-memory recording stream shows the
+//!   bytes there at once); packets cut by a full stream continue through
+//!   the writer task, in order, over the recorder and a real socket;
 //! * an idle executor parks: its thread uses almost no CPU over an idle
 //!   second, while a deliberately spinning one is seen using plenty, which
 //!   shows the measurement can tell the difference.
@@ -381,6 +386,169 @@ fn send_queue_applies_back_pressure_and_loses_nothing() {
         assert_eq!(sent.get(), total);
         assert!(q.is_empty());
         eprintln!("producer was held at {stuck_at} of {total} packets of {pkt_len} bytes");
+    });
+}
+
+/// An in-memory stream that records what is written to it and takes at
+/// most `room` more bytes before saying "would block" (until `room` is
+/// raised and it is woken).
+#[derive(Clone, Default)]
+struct Recorder(std::rc::Rc<std::cell::RefCell<RecorderState>>);
+
+#[derive(Default)]
+struct RecorderState {
+    bytes: Vec<u8>,
+    room: usize,
+    waker: Option<std::task::Waker>,
+}
+
+impl Recorder {
+    fn with_room(room: usize) -> Self {
+        let r = Recorder::default();
+        r.0.borrow_mut().room = room;
+        r
+    }
+    fn len(&self) -> usize {
+        self.0.borrow().bytes.len()
+    }
+    fn give_room(&self, more: usize) {
+        let mut st = self.0.borrow_mut();
+        st.room += more;
+        if let Some(w) = st.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl futures_lite::io::AsyncWrite for Recorder {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let mut st = self.0.borrow_mut();
+        let n = buf.len().min(st.room);
+        if n == 0 {
+            st.waker = Some(cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
+        st.room -= n;
+        st.bytes.extend_from_slice(&buf[..n]);
+        std::task::Poll::Ready(Ok(n))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn send_queue_writes_directly_when_idle_and_keeps_order_when_not() {
+    run(|| async {
+        let rec = Recorder::with_room(1 << 20);
+        let q = SendQueue::spawn(
+            rec.clone(),
+            SendQueueConfig {
+                capacity: 8,
+                pad: true,
+                ..SendQueueConfig::default()
+            },
+        );
+        // Idle queue: the packet (padded 41 -> 48) is in the stream when
+        // `send` returns, and so is `try_send`'s; nothing ran in between
+        // (no await that could let the writer task run).
+        q.send(packet(41, 1)).await.unwrap();
+        assert_eq!(rec.len(), 48, "send did not write directly");
+        q.try_send(packet(64, 2)).unwrap();
+        assert_eq!(rec.len(), 48 + 64, "try_send did not write directly");
+        // A run of whole packets from one buffer, one aligned and one
+        // padded on the way.
+        let mut run_buf = packet(64, 3);
+        run_buf.extend_from_slice(&packet(45, 4));
+        q.send_all(&run_buf).await.unwrap();
+        assert_eq!(rec.len(), 48 + 64 + 64 + 48);
+        // Not a run of whole packets: refused whole.
+        let mut bad = packet(64, 5);
+        bad.truncate(40);
+        assert!(matches!(
+            q.send_all(&bad).await,
+            Err(IoError::BadOutgoing { .. })
+        ));
+        // A stream that takes only part: the rest of the cut packet and
+        // everything after it waits for the writer task, in order.
+        let before = rec.len();
+        rec.0.borrow_mut().room = 100;
+        let mut two = packet(256, 6);
+        two.extend_from_slice(&packet(40, 7));
+        q.send_all(&two).await.unwrap();
+        q.send(packet(48, 8)).await.unwrap();
+        assert_eq!(rec.len(), before + 100);
+        assert_eq!(q.len(), 3, "cut packet, the one behind it, the later one");
+        rec.give_room(1 << 20);
+        let w = q.close().await.unwrap();
+        assert_eq!(w.packets(), 4 + 3);
+        let all = rec.0.borrow().bytes.clone();
+        let mut r = PacketReader::new(futures_lite::io::Cursor::new(all));
+        let mut seen = Vec::new();
+        while let Some(p) = r.next_packet().await.unwrap() {
+            seen.push((seq_of(p), p.len()));
+        }
+        assert_eq!(
+            seen,
+            [
+                (1, 48),
+                (2, 64),
+                (3, 64),
+                (4, 48),
+                (6, 256),
+                (7, 40),
+                (8, 48)
+            ]
+        );
+    });
+}
+
+#[test]
+fn send_queue_keeps_order_through_a_full_socket() {
+    run(|| async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let q = SendQueue::spawn(
+            a,
+            SendQueueConfig {
+                capacity: 8,
+                pad: true,
+                ..SendQueueConfig::default()
+            },
+        );
+        let mut peer = PacketReader::new(b);
+        // Packets larger than the socket buffer: direct writes are cut,
+        // their rest and every later packet go through the writer task.
+        let big = 256 * 1024;
+        let producer = glommio::spawn_local(async move {
+            for i in 10..30u32 {
+                let mut buf = packet(big, i);
+                buf.extend_from_slice(&packet(40, 1000 + i));
+                q.send_all(&buf).await.unwrap();
+                q.send(packet(48, 2000 + i)).await.unwrap();
+            }
+            q.close().await.unwrap().packets()
+        });
+        for i in 10..30u32 {
+            for (seq, len) in [(i, big), (1000 + i, 40), (2000 + i, 48)] {
+                let p = peer.next_packet().await.unwrap().expect("packet");
+                assert_eq!((seq_of(p), p.len()), (seq, len), "out of order");
+                assert_eq!(&p[32..len], &packet(len, seq)[32..]);
+            }
+        }
+        assert_eq!(producer.await, 3 * 20);
     });
 }
 

@@ -517,6 +517,44 @@ impl Transport {
         Ok(Sent::Forwarded)
     }
 
+    /// Sends a whole packet to node `pnn` without waiting, when that can
+    /// be done at once: this core has its own connection to `pnn` and its
+    /// send queue has room (the packet is then written straight to the
+    /// socket when nothing is queued before it). Otherwise the packet comes
+    /// back untouched for [`Transport::send`] (this node itself, a full
+    /// queue, a packet to forward through another core).
+    pub fn try_send(&self, pnn: u32, bytes: Vec<u8>) -> Result<Sent, Vec<u8>> {
+        if pnn == self.cfg.my_pnn || !self.is_peer(pnn) {
+            return Err(bytes);
+        }
+        let q = self.peers.borrow()[pnn as usize].out.clone();
+        let Some(q) = q else {
+            if self.core == 0 {
+                self.count(|s| s.dropped += 1);
+                return Ok(Sent::Dropped);
+            }
+            return Err(bytes);
+        };
+        if q.is_full() {
+            return Err(bytes);
+        }
+        match q.try_send(bytes) {
+            Ok(()) => {
+                self.count(|s| s.sent += 1);
+                Ok(Sent::Queued)
+            }
+            Err(e) => {
+                tracing::debug!(
+                    "{}: core {}: packet to node {pnn} dropped: {e}",
+                    self.my_ip,
+                    self.core
+                );
+                self.count(|s| s.dropped += 1);
+                Ok(Sent::Dropped)
+            }
+        }
+    }
+
     /// Tears down every connection to and from `pnn` and reconnects
     /// (control core only; elsewhere a no-op).
     pub fn restart_node(self: &Rc<Self>, pnn: u32) {
