@@ -320,6 +320,19 @@ fn serve(
             d.deliver(m);
         }
         for c in &s.controls {
+            if c.opcode == Opcode::DbDetach && d.peers.get().is_none() {
+                // A cluster of one has no transport to loop the broadcast
+                // back: this node's copy is served here.
+                let ctx = ControlCtx {
+                    from_peer: true,
+                    ..base
+                };
+                let _ = d
+                    .dbs
+                    .borrow_mut()
+                    .handle_control(&ctx, c.opcode as u32, &c.data);
+                continue;
+            }
             // A broadcast attach is already done here; a traverse's
             // TRAVERSE_ALL includes this node (served through the loopback).
             let attach = matches!(
@@ -618,8 +631,12 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
         C::SetTunable(t) => {
             let name = String::from_utf8_lossy(t.name.bytes().unwrap_or_default());
             let name = name.trim_end_matches('\0').to_string();
-            match d.tunables.borrow_mut().set(&name, t.value) {
-                Ok(ctdb_config::tunables::SetOutcome::Set) => ok(),
+            let outcome = d.tunables.borrow_mut().set(&name, t.value);
+            match outcome {
+                Ok(ctdb_config::tunables::SetOutcome::Set) => {
+                    d.dbs.borrow_mut().update_tunables(&d.tunables.borrow());
+                    ok()
+                }
                 Ok(ctdb_config::tunables::SetOutcome::Obsolete) => Some((1, Vec::new())),
                 Err(_) => FAIL,
             }

@@ -510,6 +510,17 @@ impl Databases {
         &self.cfg
     }
 
+    /// Takes the current values of the tunables this layer reads at run
+    /// time (after SET_TUNABLE): a `ctdb setvar AllowClientDBAttach 0`
+    /// must allow the next DB_DETACH, as upstream reads its tunables live.
+    pub fn update_tunables(&mut self, tunables: &ctdb_config::Tunables) {
+        let t = |name: &str, dflt: u32| tunables.get(name).unwrap_or(dflt);
+        self.cfg.max_dead = t("DatabaseMaxDead", self.cfg.max_dead);
+        self.cfg.allow_client_db_attach = t("AllowClientDBAttach", 1) != 0;
+        self.cfg.rec_buffer_size_limit = t("RecBufferSizeLimit", self.cfg.rec_buffer_size_limit);
+        self.cfg.allow_unhealthy_db_read = t("AllowUnhealthyDBRead", 0) != 0;
+    }
+
     pub fn pnn(&self) -> u32 {
         self.cfg.pnn
     }
@@ -873,9 +884,19 @@ impl Databases {
             tracing::error!("DB detach denied while in recovery");
             return ControlOutcome::fail();
         }
-        // From a client upstream broadcasts the control to every node and
-        // replies 0; the copy addressed to this node does the work. With
-        // no other node the work is done here.
+        // From a client: broadcast to every connected node (this one
+        // included, through the loopback) and reply 0; the copies from the
+        // daemon do the work, as upstream.
+        if ctx.from_client {
+            return ControlOutcome {
+                controls_after: vec![OutControl {
+                    destnode: CTDB_BROADCAST_CONNECTED,
+                    opcode: Opcode::DbDetach,
+                    data: id.to_le_bytes().to_vec(),
+                }],
+                ..ControlOutcome::ok()
+            };
+        }
         let name = db.name.clone();
         self.detach(id);
         tracing::info!("Detached from database '{name}'");
