@@ -84,7 +84,7 @@ fn forwarded(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
         return false;
     }
     if d.peers.get().is_none()
-        || d.id.nodes.get(dest).is_none() && !crate::state::is_broadcast(dest)
+        || d.id.nodes.borrow().get(dest).is_none() && !crate::state::is_broadcast(dest)
     {
         // No other nodes (or an unknown one): answered below.
         return false;
@@ -277,7 +277,7 @@ fn serve(
         let dest = packet.header.destnode;
         let for_me = dest == CTDB_CURRENT_NODE || dest == d.pnn();
         if !for_me && !crate::state::is_broadcast(dest) {
-            if d.id.nodes.get(dest).is_none() {
+            if d.id.nodes.borrow().get(dest).is_none() {
                 tracing::error!("control {} for unknown node {dest}", c.opcode);
             } else {
                 tracing::error!(
@@ -578,10 +578,20 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
             let map = d.id.node_map(|pnn| node.membership.flags(pnn).unwrap_or(0));
             Some((0, typed(ControlReplyData::GetNodemap(map))))
         }
-        C::GetNodesFile => {
-            let map = d.id.node_map(|_| 0);
-            Some((0, typed(ControlReplyData::GetNodesFile(map))))
-        }
+        C::GetNodesFile => match crate::nodes_reload::nodes_file_map(d) {
+            Ok(map) => Some((0, typed(ControlReplyData::GetNodesFile(map)))),
+            Err(why) => {
+                tracing::error!("{why}");
+                FAIL
+            }
+        },
+        C::ReloadNodesFile => match crate::nodes_reload::reload(d) {
+            Ok(()) => ok(),
+            Err(why) => {
+                tracing::error!("Reload of the nodes file failed: {why}");
+                FAIL
+            }
+        },
         C::Getvnnmap => Some((
             0,
             typed(ControlReplyData::Getvnnmap(

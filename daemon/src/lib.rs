@@ -52,6 +52,7 @@ pub mod error;
 pub mod event;
 pub mod logging;
 pub mod monitor;
+pub mod nodes_reload;
 pub mod options;
 pub mod peers;
 pub mod process;

@@ -113,6 +113,7 @@ fn not_connected(pnn: u32) -> DaemonError {
 pub async fn start(d: &Rc<Daemon>, port: u16) -> Result<(), DaemonError> {
     let nodes: Vec<Option<std::net::IpAddr>> =
         d.id.nodes
+            .borrow()
             .entries
             .iter()
             .map(|e| (!e.deleted).then_some(e.addr))
@@ -190,6 +191,14 @@ fn test_samba_version(value: Option<&str>) -> Option<u32> {
     }
 }
 
+impl Peers {
+    /// RELOAD_NODES_FILE: the transport's node table becomes `nodes`
+    /// ([`Transport::set_nodes`]).
+    pub fn set_nodes(&self, nodes: &[Option<std::net::IpAddr>]) -> Result<(), DaemonError> {
+        self.transport.set_nodes(nodes)
+    }
+}
+
 /// Stops the transport (shutdown).
 pub fn stop(d: &Daemon) {
     if let Some(p) = d.peers.get() {
@@ -220,7 +229,7 @@ async fn liveness_task(d: Rc<Daemon>, t: Rc<Transport>) {
             return;
         }
         t.set_generation(d.generation());
-        let n = d.id.nodes.entries.len() as u32;
+        let n = d.id.nodes.borrow().entries.len() as u32;
         let mut node = d.node.borrow_mut();
         for pnn in 0..n {
             if pnn != d.pnn() && t.is_connected(pnn) {
