@@ -60,9 +60,9 @@ use ctdb_protocol::constants::{
     NODE_FLAGS_DISCONNECTED, NODE_FLAGS_INACTIVE,
 };
 use ctdb_protocol::types::{
-    srvid, BanState, CtdbString, DbIdMap, ElectionMessage, LtdbHeader, MessageData, NodeFlagChange,
-    NodeMap, PullDbExt, RecBuffer, RecBufferBuilder, TransDb, VnnMap, DB_FLAGS_PERSISTENT,
-    DB_FLAGS_REPLICATED, LMASTER_ANY,
+    srvid, BanState, CtdbString, DbIdMap, DisableMessage, ElectionMessage, LtdbHeader, MessageData,
+    NodeFlagChange, NodeMap, PullDbExt, RecBuffer, RecBufferBuilder, TransDb, VnnMap,
+    DB_FLAGS_PERSISTENT, DB_FLAGS_REPLICATED, LMASTER_ANY,
 };
 use ctdb_protocol::{ControlData, ControlReplyData, DbIdPad, Opcode, Wire};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -92,6 +92,8 @@ pub const PULL_SRVIDS: u64 = 16;
 /// What the driver task waits for.
 enum Ev {
     Msg(Message),
+    /// `CTDB_SRVID_DISABLE_RECOVERIES` (`ctdb reloadnodes` and others).
+    DisableRecoveries(DisableMessage),
     Result(ControlId, ControlResult),
     /// The mutex helper answered a take started in lock epoch `epoch`.
     Lock {
@@ -152,6 +154,7 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
         srvid::ELECTION,
         srvid::BANNING,
         srvid::PUSH_NODE_FLAGS,
+        srvid::DISABLE_RECOVERIES,
     ] {
         let sub = peers::subscribe(&d, sid);
         glommio::spawn_local(forward_messages(sid, sub, tx.clone(), alive.clone())).detach();
@@ -224,6 +227,32 @@ impl Driver {
         let view = self.d.node.borrow().view();
         let acts = match ev {
             Ev::Msg(m) => self.recd.on_message(now, &view, &m),
+            Ev::DisableRecoveries(m) => {
+                // As upstream: our pnn on success, -EAGAIN while a
+                // recovery runs; to the srvid the request names (none: 0).
+                let status: i32 = match self.recd.disable_recoveries(now, m.timeout) {
+                    true if m.timeout == 0 => {
+                        tracing::info!("Reenabling recoveries");
+                        self.d.pnn() as i32
+                    }
+                    true => {
+                        tracing::info!("Disabling recoveries for {} seconds", m.timeout);
+                        self.d.pnn() as i32
+                    }
+                    false => {
+                        tracing::error!("Unable to disable recoveries - in progress");
+                        -11
+                    }
+                };
+                if m.srvid != 0 {
+                    self.d.deliver(&OutMessage {
+                        pnn: m.pnn,
+                        srvid: m.srvid,
+                        data: status.to_le_bytes().to_vec(),
+                    });
+                }
+                return;
+            }
             Ev::Result(id, r) => self.recd.on_control_result(now, &view, id, r),
             Ev::Lock {
                 epoch,
@@ -398,6 +427,12 @@ async fn forward_messages(
             Ok(MessageData::Election(em)) => Message::Election(em),
             Ok(MessageData::Banning(p)) => Message::Banning(p),
             Ok(MessageData::PushNodeFlags(c)) => Message::PushNodeFlags(c),
+            Ok(MessageData::DisableRecoveries(m)) => {
+                if tx.try_send(Ev::DisableRecoveries(m)).is_err() {
+                    return;
+                }
+                continue;
+            }
             Ok(_) => continue,
             Err(e) => {
                 tracing::error!(

@@ -214,6 +214,23 @@ impl Recoverd {
         &self.tun
     }
 
+    /// `CTDB_SRVID_DISABLE_RECOVERIES` (upstream's `ctdb_op_disable` on
+    /// the recovery operation, which the re-recovery timeout shares):
+    /// `timeout_secs` 0 enables recoveries again; otherwise they are off
+    /// until then, unless one is running now (`false`: upstream's
+    /// `-EAGAIN`).
+    pub fn disable_recoveries(&mut self, now: Millis, timeout_secs: u32) -> bool {
+        if timeout_secs == 0 {
+            self.recovery_disabled_until = None;
+            return true;
+        }
+        if self.run.is_some() {
+            return false;
+        }
+        self.recovery_disabled_until = Some(now + secs(timeout_secs));
+        true
+    }
+
     /// When [`Recoverd::tick`] should next run.
     pub fn next_wakeup(&self) -> Millis {
         let mut t = [
