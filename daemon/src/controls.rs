@@ -722,6 +722,11 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
             d.shutdown.set(true);
             ok()
         }
+        // As upstream: the report's text without its trailing NUL.
+        C::DumpMemory => Some((
+            0,
+            crate::memreport::daemon_report(d, "ctdb_context").into_bytes(),
+        )),
         C::RecdPing | C::RecdReclockLatency(_) | C::Startup => ok(),
         C::TcpClient(_) | C::TcpAdd(_) | C::TcpRemove(_) | C::TcpAddDelayedUpdate(_) => ok(),
         C::RegisterNotify(_) | C::DeregisterNotify(_) => ok(),

@@ -51,6 +51,7 @@ pub mod db;
 pub mod error;
 pub mod event;
 pub mod logging;
+pub mod memreport;
 pub mod monitor;
 pub mod nodes_reload;
 pub mod options;

@@ -139,6 +139,31 @@ struct Driver {
     last_stats: crate::cluster::recoverd::RecoverdStats,
 }
 
+/// `ctdb rddumpmemory`: a `ctdb_srvid_message` to `CTDB_SRVID_MEM_DUMP`
+/// names where the recovery daemon sends its memory report.
+async fn answer_mem_dumps(d: Rc<Daemon>, alive: Rc<Cell<bool>>) {
+    let sub = peers::subscribe(&d, srvid::MEM_DUMP);
+    while let Some(data) = sub.recv().await {
+        if !alive.get() {
+            return;
+        }
+        let Ok(MessageData::MemDump(rd)) = MessageData::decode(srvid::MEM_DUMP, &data) else {
+            tracing::error!(
+                "MEM_DUMP request of {} bytes: wrong size of return address",
+                data.len()
+            );
+            continue;
+        };
+        tracing::error!("recovery daemon memory dump");
+        let report = crate::memreport::daemon_report(&d, "ctdb_recoverd");
+        d.deliver(&OutMessage {
+            pnn: rd.pnn,
+            srvid: rd.srvid,
+            data: report.into_bytes(),
+        });
+    }
+}
+
 /// Runs the recovery daemon until the daemon stops; releases the cluster
 /// lock on the way out.
 pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
@@ -159,6 +184,8 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
         let sub = peers::subscribe(&d, sid);
         glommio::spawn_local(forward_messages(sid, sub, tx.clone(), alive.clone())).detach();
     }
+
+    glommio::spawn_local(answer_mem_dumps(d.clone(), alive.clone())).detach();
 
     let mut drv = Driver {
         d: d.clone(),
