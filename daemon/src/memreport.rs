@@ -75,8 +75,10 @@ impl Entry {
 /// The whole report for a tree rooted at `root`.
 pub fn render(root: &Entry) -> String {
     let (bytes, blocks) = root.totals();
+    // talloc pads the block count to 3; scripts match one space before
+    // it (upstream's reports always have 100 blocks or more): unpadded.
     let mut out = format!(
-        "full talloc report on '{}' (total {:>6} bytes in {:>3} blocks)\n",
+        "full talloc report on '{}' (total {:>6} bytes in {} blocks)\n",
         root.name, bytes, blocks
     );
     for c in &root.children {
@@ -188,7 +190,7 @@ mod tests {
         let lines: Vec<&str> = r.lines().collect();
         assert_eq!(
             lines[0],
-            "full talloc report on 'ctdb_context' (total    116 bytes in   4 blocks)"
+            "full talloc report on 'ctdb_context' (total    116 bytes in 4 blocks)"
         );
         assert!(lines[1].starts_with(
             "    a                              contains     15 bytes in   2 blocks (ref 0) 0x"
