@@ -606,7 +606,23 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
                 d.recovery_wanted.set(true);
                 ok()
             } else {
-                Some(cluster_control(d, Control::SetRecmode(m)))
+                // As upstream: back to NORMAL only if every database was
+                // recovered under the current generation.
+                let gen = d.node.borrow().vnnmap().generation;
+                let stale = d
+                    .dbs
+                    .borrow()
+                    .generation_mismatch(gen)
+                    .map(|(n, g)| format!("{n} ({g})"));
+                if let Some(db) = &stale {
+                    tracing::error!("Inconsistent DB generation for {db}, vnn map {gen}");
+                    tracing::error!("Recovery mode set to ACTIVE");
+                }
+                Some(cluster_control_checked(
+                    d,
+                    Control::SetRecmode(m),
+                    stale.is_none(),
+                ))
             }
         }
         C::Setvnnmap(m) => Some(cluster_control(d, Control::SetVnnmap(m))),
@@ -768,8 +784,17 @@ fn set_capability(d: &Daemon, cap: u32, on: bool) {
 /// Runs a control through the sans-I/O node machine and applies its
 /// effects; the reply status and data.
 pub fn cluster_control(d: &Daemon, ctl: Control) -> (i32, Vec<u8>) {
+    cluster_control_checked(d, ctl, true)
+}
+
+/// [`cluster_control`]; `generations_match`: every database is at the vnn
+/// map's generation (SET_RECMODE NORMAL fails otherwise).
+fn cluster_control_checked(d: &Daemon, ctl: Control, generations_match: bool) -> (i32, Vec<u8>) {
     let now = d.start_instant.elapsed().as_millis() as u64;
-    let o = d.node.borrow_mut().handle_control(now, &ctl, true);
+    let o = d
+        .node
+        .borrow_mut()
+        .handle_control(now, &ctl, generations_match);
     apply_effects(d, &o.effects);
     if let (Control::SetVnnmap(m), Handled::Reply(ControlResult::Ok(_))) = (&ctl, &o.handled) {
         // The database layer hashes keys over the same map (lmaster).
@@ -783,6 +808,7 @@ pub fn cluster_control(d: &Daemon, ctl: Control) -> (i32, Vec<u8>) {
         };
         let mut dbs = d.dbs.borrow_mut();
         dbs.set_vnn_map(m.map.clone());
+        dbs.set_generation(m.generation);
         dbs.set_active_nodes(active.max(1));
     }
     match o.handled {

@@ -428,6 +428,9 @@ pub struct Databases {
     vnn_map: Vec<u32>,
     /// Active nodes (volatile traverses collect an end marker from each).
     active_nodes: u32,
+    /// The vnn map's generation: a database attached now starts at it
+    /// (upstream's `ctdb_db->generation`), a recovery's commit moves it.
+    generation: u32,
     /// Traverses started for our clients that span several nodes, by the
     /// TRAVERSE_ALL reqid.
     pub(crate) traverses: std::collections::HashMap<u32, traverse::Pending>,
@@ -467,6 +470,7 @@ impl Databases {
             _health_db: hdb,
             vnn_map: vec![pnn],
             active_nodes: 1,
+            generation: ctdb_protocol::constants::INVALID_GENERATION,
             traverses: std::collections::HashMap::new(),
             next_reqid: 1,
             detached: Vec::new(),
@@ -530,6 +534,21 @@ impl Databases {
         if !map.is_empty() {
             self.vnn_map = map;
         }
+    }
+
+    /// The vnn map's generation changed (SET_VNNMAP).
+    pub fn set_generation(&mut self, generation: u32) {
+        self.generation = generation;
+    }
+
+    /// SET_RECMODE NORMAL's check (upstream's "Inconsistent DB
+    /// generation"): the first database whose generation is not
+    /// `generation`, i.e. not recovered in the recovery that made it.
+    pub fn generation_mismatch(&self, generation: u32) -> Option<(&str, u32)> {
+        self.dbs
+            .iter()
+            .find(|d| d.generation != generation)
+            .map(|d| (d.name.as_str(), d.generation))
     }
 
     /// Sets the number of active nodes (1 until a cluster layer knows
@@ -647,7 +666,7 @@ impl Databases {
             unhealthy,
             stats: DbStats::default(),
             delete_queue: BTreeMap::new(),
-            generation: 0,
+            generation: self.generation,
             migrated: MigrationCount::default(),
         });
         Ok(id)
