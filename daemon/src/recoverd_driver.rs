@@ -207,6 +207,7 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
             break;
         }
         drv.check_lock();
+        drv.refresh_tunables();
         // Requests noticed by the machine itself (recovery mode, flags).
         d.recovery_wanted.set(false);
         let now = drv.clock.now();
@@ -311,6 +312,31 @@ impl Driver {
             }
         };
         self.apply(acts);
+    }
+
+    /// Hands the machine the daemon's current tunables when they changed.
+    fn refresh_tunables(&mut self) {
+        let cur = self.recd.tunables().clone();
+        let tun = {
+            let t = self.d.tunables.borrow();
+            let get = |name: &str, v: u32| t.get(name).unwrap_or(v);
+            crate::cluster::Tunables {
+                recover_interval: get("RecoverInterval", cur.recover_interval),
+                recover_timeout: get("RecoverTimeout", cur.recover_timeout),
+                election_timeout: get("ElectionTimeout", cur.election_timeout),
+                rerecovery_timeout: get("RerecoveryTimeout", cur.rerecovery_timeout),
+                recovery_ban_period: get("RecoveryBanPeriod", cur.recovery_ban_period),
+                enable_bans: get("EnableBans", u32::from(cur.enable_bans)) != 0,
+                recovery_grace_period: get("RecoveryGracePeriod", cur.recovery_grace_period),
+                keepalive_interval: get("KeepaliveInterval", cur.keepalive_interval),
+                keepalive_limit: get("KeepaliveLimit", cur.keepalive_limit),
+                ..cur.clone()
+            }
+        };
+        if tun != cur {
+            let now = self.clock.now();
+            self.recd.set_tunables(now, tun);
+        }
     }
 
     /// The helper holding the lock exited: the lock is lost.
