@@ -290,6 +290,16 @@ fn serve(
             }
             return Ok(Outcome::Done);
         }
+        if c.opcode == Opcode::SetRecmode as u32 {
+            // SET_RECMODE NORMAL with a cluster lock waits for this
+            // daemon's own try of the lock (crate::recmode_lock).
+            let v = c.data.to_vec();
+            if let Some(b) = v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+                if crate::recmode_lock::must_wait(d, u32::from_le_bytes(b)) {
+                    return Ok(Outcome::Deferred);
+                }
+            }
+        }
         if let Some((status, data)) = node_control(d, client, c) {
             if !c.noreply() {
                 reply(d, packet, status, &data, b"", out)?;
@@ -607,7 +617,9 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
                 ok()
             } else {
                 // As upstream: back to NORMAL only if every database was
-                // recovered under the current generation.
+                // recovered under the current generation, and this daemon
+                // could not take the cluster lock (the leader holds it).
+                let lock = crate::recmode_lock::take_result(d);
                 let gen = d.node.borrow().vnnmap().generation;
                 let stale = d
                     .dbs
@@ -617,6 +629,10 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
                 if let Some(db) = &stale {
                     tracing::error!("Inconsistent DB generation for {db}, vnn map {gen}");
                     tracing::error!("Recovery mode set to ACTIVE");
+                }
+                if let Err(why) = lock {
+                    tracing::error!("SET_RECMODE NORMAL refused: {why}");
+                    return FAIL;
                 }
                 Some(cluster_control_checked(
                     d,

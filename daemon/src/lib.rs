@@ -57,6 +57,7 @@ pub mod nodes_reload;
 pub mod options;
 pub mod peers;
 pub mod process;
+pub mod recmode_lock;
 pub mod recoverd_driver;
 pub mod runtime;
 pub mod shards;
