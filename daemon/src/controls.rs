@@ -189,6 +189,25 @@ fn cluster_commit(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
                 }
             }
         }
+        if status != 0 {
+            // As upstream's ctdb_persistent_callback: a node that did not
+            // apply the update means the copies differ; a recovery makes
+            // them agree again, and the client hears only after it
+            // (status 2, "trans3 commit ended by recovery"), so its
+            // sequence-number check sees the recovered database.
+            status = 2;
+            if d.node.borrow().recmode() == ctdb_protocol::constants::CTDB_RECOVERY_NORMAL {
+                cluster_control(&d, Control::SetRecmode(CTDB_RECOVERY_ACTIVE));
+                d.recovery_wanted.set(true);
+            }
+            let limit = std::time::Instant::now() + timeout;
+            while d.node.borrow().recmode() != ctdb_protocol::constants::CTDB_RECOVERY_NORMAL
+                && std::time::Instant::now() < limit
+                && !d.shutdown.get()
+            {
+                glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
         if noreply {
             return;
         }
