@@ -89,7 +89,7 @@ fn forwarded(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
         return false;
     }
     if d.peers.get().is_none()
-        || d.id.nodes.get(dest).is_none() && !crate::state::is_broadcast(dest)
+        || d.id.nodes.borrow().get(dest).is_none() && !crate::state::is_broadcast(dest)
     {
         // No other nodes (or an unknown one): answered below.
         return false;
@@ -194,6 +194,25 @@ fn cluster_commit(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
                 }
             }
         }
+        if status != 0 {
+            // As upstream's ctdb_persistent_callback: a node that did not
+            // apply the update means the copies differ; a recovery makes
+            // them agree again, and the client hears only after it
+            // (status 2, "trans3 commit ended by recovery"), so its
+            // sequence-number check sees the recovered database.
+            status = 2;
+            if d.node.borrow().recmode() == ctdb_protocol::constants::CTDB_RECOVERY_NORMAL {
+                cluster_control(&d, Control::SetRecmode(CTDB_RECOVERY_ACTIVE));
+                d.recovery_wanted.set(true);
+            }
+            let limit = std::time::Instant::now() + timeout;
+            while d.node.borrow().recmode() != ctdb_protocol::constants::CTDB_RECOVERY_NORMAL
+                && std::time::Instant::now() < limit
+                && !d.shutdown.get()
+            {
+                glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
         if noreply {
             return;
         }
@@ -282,7 +301,7 @@ fn serve(
         let dest = packet.header.destnode;
         let for_me = dest == CTDB_CURRENT_NODE || dest == d.pnn();
         if !for_me && !crate::state::is_broadcast(dest) {
-            if d.id.nodes.get(dest).is_none() {
+            if d.id.nodes.borrow().get(dest).is_none() {
                 tracing::error!("control {} for unknown node {dest}", c.opcode);
             } else {
                 tracing::error!(
@@ -294,6 +313,16 @@ fn serve(
                 reply(d, packet, -1, &[], b"node is disconnected", out)?;
             }
             return Ok(Outcome::Done);
+        }
+        if c.opcode == Opcode::SetRecmode as u32 {
+            // SET_RECMODE NORMAL with a cluster lock waits for this
+            // daemon's own try of the lock (crate::recmode_lock).
+            let v = c.data.to_vec();
+            if let Some(b) = v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+                if crate::recmode_lock::must_wait(d, u32::from_le_bytes(b)) {
+                    return Ok(Outcome::Deferred);
+                }
+            }
         }
         if let Some((status, data)) = node_control(d, client, c) {
             if !c.noreply() {
@@ -325,6 +354,19 @@ fn serve(
             d.deliver(m);
         }
         for c in &s.controls {
+            if c.opcode == Opcode::DbDetach && d.peers.get().is_none() {
+                // A cluster of one has no transport to loop the broadcast
+                // back: this node's copy is served here.
+                let ctx = ControlCtx {
+                    from_peer: true,
+                    ..base
+                };
+                let _ = d
+                    .dbs
+                    .borrow_mut()
+                    .handle_control(&ctx, c.opcode as u32, &c.data);
+                continue;
+            }
             // A broadcast attach is already done here; a traverse's
             // TRAVERSE_ALL includes this node (served through the loopback).
             let attach = matches!(
@@ -579,10 +621,20 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
             let map = d.id.node_map(|pnn| node.membership.flags(pnn).unwrap_or(0));
             Some((0, typed(ControlReplyData::GetNodemap(map))))
         }
-        C::GetNodesFile => {
-            let map = d.id.node_map(|_| 0);
-            Some((0, typed(ControlReplyData::GetNodesFile(map))))
-        }
+        C::GetNodesFile => match crate::nodes_reload::nodes_file_map(d) {
+            Ok(map) => Some((0, typed(ControlReplyData::GetNodesFile(map)))),
+            Err(why) => {
+                tracing::error!("{why}");
+                FAIL
+            }
+        },
+        C::ReloadNodesFile => match crate::nodes_reload::reload(d) {
+            Ok(()) => ok(),
+            Err(why) => {
+                tracing::error!("Reload of the nodes file failed: {why}");
+                FAIL
+            }
+        },
         C::Getvnnmap => Some((
             0,
             typed(ControlReplyData::Getvnnmap(
@@ -597,7 +649,29 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
                 d.recovery_wanted.set(true);
                 ok()
             } else {
-                Some(cluster_control(d, Control::SetRecmode(m)))
+                // As upstream: back to NORMAL only if every database was
+                // recovered under the current generation, and this daemon
+                // could not take the cluster lock (the leader holds it).
+                let lock = crate::recmode_lock::take_result(d);
+                let gen = d.node.borrow().vnnmap().generation;
+                let stale = d
+                    .dbs
+                    .borrow()
+                    .generation_mismatch(gen)
+                    .map(|(n, g)| format!("{n} ({g})"));
+                if let Some(db) = &stale {
+                    tracing::error!("Inconsistent DB generation for {db}, vnn map {gen}");
+                    tracing::error!("Recovery mode set to ACTIVE");
+                }
+                if let Err(why) = lock {
+                    tracing::error!("SET_RECMODE NORMAL refused: {why}");
+                    return FAIL;
+                }
+                Some(cluster_control_checked(
+                    d,
+                    Control::SetRecmode(m),
+                    stale.is_none(),
+                ))
             }
         }
         C::Setvnnmap(m) => Some(cluster_control(d, Control::SetVnnmap(m))),
@@ -632,8 +706,12 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
         C::SetTunable(t) => {
             let name = String::from_utf8_lossy(t.name.bytes().unwrap_or_default());
             let name = name.trim_end_matches('\0').to_string();
-            match d.tunables.borrow_mut().set(&name, t.value) {
-                Ok(ctdb_config::tunables::SetOutcome::Set) => ok(),
+            let outcome = d.tunables.borrow_mut().set(&name, t.value);
+            match outcome {
+                Ok(ctdb_config::tunables::SetOutcome::Set) => {
+                    d.dbs.borrow_mut().update_tunables(&d.tunables.borrow());
+                    ok()
+                }
                 Ok(ctdb_config::tunables::SetOutcome::Obsolete) => Some((1, Vec::new())),
                 Err(_) => FAIL,
             }
@@ -709,6 +787,11 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
             d.shutdown.set(true);
             ok()
         }
+        // As upstream: the report's text without its trailing NUL.
+        C::DumpMemory => Some((
+            0,
+            crate::memreport::daemon_report(d, "ctdb_context").into_bytes(),
+        )),
         C::RecdPing | C::RecdReclockLatency(_) => ok(),
         C::RegisterNotify(_) | C::DeregisterNotify(_) => ok(),
         C::StartRecovery | C::EndRecovery | C::Freeze => {
@@ -740,8 +823,17 @@ fn set_capability(d: &Daemon, cap: u32, on: bool) {
 /// Runs a control through the sans-I/O node machine and applies its
 /// effects; the reply status and data.
 pub fn cluster_control(d: &Daemon, ctl: Control) -> (i32, Vec<u8>) {
+    cluster_control_checked(d, ctl, true)
+}
+
+/// [`cluster_control`]; `generations_match`: every database is at the vnn
+/// map's generation (SET_RECMODE NORMAL fails otherwise).
+fn cluster_control_checked(d: &Daemon, ctl: Control, generations_match: bool) -> (i32, Vec<u8>) {
     let now = d.start_instant.elapsed().as_millis() as u64;
-    let o = d.node.borrow_mut().handle_control(now, &ctl, true);
+    let o = d
+        .node
+        .borrow_mut()
+        .handle_control(now, &ctl, generations_match);
     apply_effects(d, &o.effects);
     if let (Control::SetVnnmap(m), Handled::Reply(ControlResult::Ok(_))) = (&ctl, &o.handled) {
         // The database layer hashes keys over the same map (lmaster).
@@ -755,6 +847,7 @@ pub fn cluster_control(d: &Daemon, ctl: Control) -> (i32, Vec<u8>) {
         };
         let mut dbs = d.dbs.borrow_mut();
         dbs.set_vnn_map(m.map.clone());
+        dbs.set_generation(m.generation);
         dbs.set_active_nodes(active.max(1));
     }
     match o.handled {

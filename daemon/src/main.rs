@@ -316,6 +316,7 @@ fn build_node(settings: &Settings) -> Result<NodeParts, DaemonError> {
     };
     let addrs = id
         .nodes
+        .borrow()
         .entries
         .iter()
         .map(|e| (!e.deleted).then(|| e.addr.to_string()))

@@ -120,6 +120,7 @@ fn not_connected(pnn: u32) -> DaemonError {
 pub async fn start(d: &Rc<Daemon>, port: u16) -> Result<(), DaemonError> {
     let nodes: Vec<Option<std::net::IpAddr>> =
         d.id.nodes
+            .borrow()
             .entries
             .iter()
             .map(|e| (!e.deleted).then_some(e.addr))
@@ -140,6 +141,9 @@ pub async fn start(d: &Rc<Daemon>, port: u16) -> Result<(), DaemonError> {
         Duration::from_secs(u64::from(d.tunable("KeepaliveInterval", 5).max(1)));
     cfg.keepalive_limit = d.tunable("KeepaliveLimit", 5).max(1);
     cfg.allow_mixed_versions = d.tunable("AllowMixedVersions", 0) != 0;
+    if let Some(v) = test_samba_version(std::env::var("CTDB_TEST_SAMBA_VERSION").ok().as_deref()) {
+        cfg.keepalive_version = v;
+    }
     cfg.started = d.start_instant;
     let seat = mesh::mesh(1, cfg.mesh_capacity)
         .pop()
@@ -170,6 +174,37 @@ pub async fn start(d: &Rc<Daemon>, port: u16) -> Result<(), DaemonError> {
     glommio::spawn_local(event_task(d.clone(), transport.clone())).detach();
     glommio::spawn_local(liveness_task(d.clone(), transport)).detach();
     Ok(())
+}
+
+/// The keepalive version `CTDB_TEST_SAMBA_VERSION` asks for, as upstream
+/// reads it: a positive decimal number (leading digits, like `atoi`);
+/// anything else is ignored with a warning and the real version is sent.
+fn test_samba_version(value: Option<&str>) -> Option<u32> {
+    let t = value?;
+    let s = t.trim_start();
+    let (sign, digits) = match s.strip_prefix('-') {
+        Some(rest) => (-1i64, rest),
+        None => (1, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let v = digits[..end].parse::<i64>().map(|v| v * sign).unwrap_or(0);
+    match u32::try_from(v) {
+        Ok(v) if v > 0 && v <= i32::MAX as u32 => Some(v),
+        _ => {
+            tracing::warn!("Failed to parse env var: {t}");
+            None
+        }
+    }
+}
+
+impl Peers {
+    /// RELOAD_NODES_FILE: the transport's node table becomes `nodes`
+    /// ([`Transport::set_nodes`]).
+    pub fn set_nodes(&self, nodes: &[Option<std::net::IpAddr>]) -> Result<(), DaemonError> {
+        self.transport.set_nodes(nodes)
+    }
 }
 
 /// Stops the transport (shutdown).
@@ -208,7 +243,7 @@ async fn liveness_task(d: Rc<Daemon>, t: Rc<Transport>) {
             return;
         }
         t.set_generation(d.generation());
-        let n = d.id.nodes.entries.len() as u32;
+        let n = d.id.nodes.borrow().entries.len() as u32;
         let mut node = d.node.borrow_mut();
         for pnn in 0..n {
             if pnn != d.pnn() && t.is_connected(pnn) {
@@ -773,4 +808,20 @@ pub fn readdress(pkt: &mut [u8], destnode: u32, srcnode: u32, reqid: u32) {
     put_u32(pkt, OFF_DESTNODE, destnode);
     put_u32(pkt, OFF_SRCNODE, srcnode);
     put_u32(pkt, OFF_REQID, reqid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_samba_version;
+
+    #[test]
+    fn test_samba_version_parses_like_atoi() {
+        assert_eq!(test_samba_version(None), None);
+        assert_eq!(test_samba_version(Some("262161")), Some(262_161));
+        assert_eq!(test_samba_version(Some(" 42abc")), Some(42));
+        assert_eq!(test_samba_version(Some("0")), None);
+        assert_eq!(test_samba_version(Some("-5")), None);
+        assert_eq!(test_samba_version(Some("x")), None);
+        assert_eq!(test_samba_version(Some("99999999999")), None);
+    }
 }

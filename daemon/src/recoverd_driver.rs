@@ -60,9 +60,9 @@ use ctdb_protocol::constants::{
     CTDB_BROADCAST_ALL, CTDB_BROADCAST_CONNECTED, CTDB_CTRL_FLAG_ATTACH_RECOVERY,
 };
 use ctdb_protocol::types::{
-    srvid, BanState, CtdbString, DbIdMap, ElectionMessage, LtdbHeader, MessageData, NodeFlagChange,
-    NodeMap, PullDbExt, RecBuffer, RecBufferBuilder, TransDb, VnnMap, DB_FLAGS_PERSISTENT,
-    DB_FLAGS_REPLICATED, LMASTER_ANY,
+    srvid, BanState, CtdbString, DbIdMap, DisableMessage, ElectionMessage, LtdbHeader, MessageData,
+    NodeFlagChange, NodeMap, PullDbExt, RecBuffer, RecBufferBuilder, TransDb, VnnMap,
+    DB_FLAGS_PERSISTENT, DB_FLAGS_REPLICATED, LMASTER_ANY,
 };
 use ctdb_protocol::{ControlData, ControlReplyData, DbIdPad, Opcode, Wire};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -92,6 +92,8 @@ pub const PULL_SRVIDS: u64 = 16;
 /// What the driver task waits for.
 enum Ev {
     Msg(Message),
+    /// `CTDB_SRVID_DISABLE_RECOVERIES` (`ctdb reloadnodes` and others).
+    DisableRecoveries(DisableMessage),
     Result(ControlId, ControlResult),
     /// The mutex helper answered a take started in lock epoch `epoch`.
     Lock {
@@ -137,6 +139,31 @@ struct Driver {
     last_stats: crate::cluster::recoverd::RecoverdStats,
 }
 
+/// `ctdb rddumpmemory`: a `ctdb_srvid_message` to `CTDB_SRVID_MEM_DUMP`
+/// names where the recovery daemon sends its memory report.
+async fn answer_mem_dumps(d: Rc<Daemon>, alive: Rc<Cell<bool>>) {
+    let sub = peers::subscribe(&d, srvid::MEM_DUMP);
+    while let Some(data) = sub.recv().await {
+        if !alive.get() {
+            return;
+        }
+        let Ok(MessageData::MemDump(rd)) = MessageData::decode(srvid::MEM_DUMP, &data) else {
+            tracing::error!(
+                "MEM_DUMP request of {} bytes: wrong size of return address",
+                data.len()
+            );
+            continue;
+        };
+        tracing::error!("recovery daemon memory dump");
+        let report = crate::memreport::daemon_report(&d, "ctdb_recoverd");
+        d.deliver(&OutMessage {
+            pnn: rd.pnn,
+            srvid: rd.srvid,
+            data: report.into_bytes(),
+        });
+    }
+}
+
 /// Runs the recovery daemon until the daemon stops; releases the cluster
 /// lock on the way out.
 pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
@@ -152,12 +179,15 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
         srvid::ELECTION,
         srvid::BANNING,
         srvid::PUSH_NODE_FLAGS,
+        srvid::DISABLE_RECOVERIES,
     ] {
         let sub = peers::subscribe(&d, sid);
         glommio::spawn_local(forward_messages(sid, sub, tx.clone(), alive.clone())).detach();
     }
 
     glommio::spawn_local(crate::takeover::run::run(d.clone(), stop.clone())).detach();
+    glommio::spawn_local(answer_mem_dumps(d.clone(), alive.clone())).detach();
+
     let mut drv = Driver {
         d: d.clone(),
         recd,
@@ -178,6 +208,7 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
             break;
         }
         drv.check_lock();
+        drv.refresh_tunables();
         // Requests noticed by the machine itself (recovery mode, flags).
         d.recovery_wanted.set(false);
         let now = drv.clock.now();
@@ -225,6 +256,32 @@ impl Driver {
         let view = self.d.node.borrow().view();
         let acts = match ev {
             Ev::Msg(m) => self.recd.on_message(now, &view, &m),
+            Ev::DisableRecoveries(m) => {
+                // As upstream: our pnn on success, -EAGAIN while a
+                // recovery runs; to the srvid the request names (none: 0).
+                let status: i32 = match self.recd.disable_recoveries(now, m.timeout) {
+                    true if m.timeout == 0 => {
+                        tracing::info!("Reenabling recoveries");
+                        self.d.pnn() as i32
+                    }
+                    true => {
+                        tracing::info!("Disabling recoveries for {} seconds", m.timeout);
+                        self.d.pnn() as i32
+                    }
+                    false => {
+                        tracing::error!("Unable to disable recoveries - in progress");
+                        -11
+                    }
+                };
+                if m.srvid != 0 {
+                    self.d.deliver(&OutMessage {
+                        pnn: m.pnn,
+                        srvid: m.srvid,
+                        data: status.to_le_bytes().to_vec(),
+                    });
+                }
+                return;
+            }
             Ev::Result(id, r) => self.recd.on_control_result(now, &view, id, r),
             Ev::Lock {
                 epoch,
@@ -256,6 +313,31 @@ impl Driver {
             }
         };
         self.apply(acts);
+    }
+
+    /// Hands the machine the daemon's current tunables when they changed.
+    fn refresh_tunables(&mut self) {
+        let cur = self.recd.tunables().clone();
+        let tun = {
+            let t = self.d.tunables.borrow();
+            let get = |name: &str, v: u32| t.get(name).unwrap_or(v);
+            crate::cluster::Tunables {
+                recover_interval: get("RecoverInterval", cur.recover_interval),
+                recover_timeout: get("RecoverTimeout", cur.recover_timeout),
+                election_timeout: get("ElectionTimeout", cur.election_timeout),
+                rerecovery_timeout: get("RerecoveryTimeout", cur.rerecovery_timeout),
+                recovery_ban_period: get("RecoveryBanPeriod", cur.recovery_ban_period),
+                enable_bans: get("EnableBans", u32::from(cur.enable_bans)) != 0,
+                recovery_grace_period: get("RecoveryGracePeriod", cur.recovery_grace_period),
+                keepalive_interval: get("KeepaliveInterval", cur.keepalive_interval),
+                keepalive_limit: get("KeepaliveLimit", cur.keepalive_limit),
+                ..cur.clone()
+            }
+        };
+        if tun != cur {
+            let now = self.clock.now();
+            self.recd.set_tunables(now, tun);
+        }
     }
 
     /// The helper holding the lock exited: the lock is lost.
@@ -397,6 +479,12 @@ async fn forward_messages(
             Ok(MessageData::Election(em)) => Message::Election(em),
             Ok(MessageData::Banning(p)) => Message::Banning(p),
             Ok(MessageData::PushNodeFlags(c)) => Message::PushNodeFlags(c),
+            Ok(MessageData::DisableRecoveries(m)) => {
+                if tx.try_send(Ev::DisableRecoveries(m)).is_err() {
+                    return;
+                }
+                continue;
+            }
             Ok(_) => continue,
             Err(e) => {
                 tracing::error!(

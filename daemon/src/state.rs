@@ -47,7 +47,8 @@ pub struct ClientEntry {
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub pnn: u32,
-    pub nodes: Nodes,
+    /// The nodes file as last loaded (RELOAD_NODES_FILE replaces it).
+    pub nodes: RefCell<Nodes>,
 }
 
 impl Identity {
@@ -66,11 +67,17 @@ impl Identity {
                     nodes.path.display()
                 ))
             })?;
-            return Ok(Identity { pnn, nodes });
+            return Ok(Identity {
+                pnn,
+                nodes: RefCell::new(nodes),
+            });
         }
         for e in nodes.entries.iter().filter(|e| !e.deleted) {
             if TcpListener::bind(SocketAddr::new(e.addr, 0)).is_ok() {
-                return Ok(Identity { pnn: e.pnn, nodes });
+                return Ok(Identity {
+                    pnn: e.pnn,
+                    nodes: RefCell::new(nodes),
+                });
             }
         }
         Err(bad(format!(
@@ -80,21 +87,25 @@ impl Identity {
     }
 
     pub fn addr(&self, pnn: u32) -> Option<IpAddr> {
-        self.nodes.get(pnn).map(|e| e.addr)
+        self.nodes.borrow().get(pnn).map(|e| e.addr)
     }
 
-    /// Node map entries for the nodes file (GET_NODES_FILE, and the
-    /// addresses of GET_NODEMAP).
+    /// Node map entries for the nodes file (the addresses of
+    /// GET_NODEMAP).
     pub fn node_map(&self, flags_of: impl Fn(u32) -> u32) -> NodeMap {
         NodeMap {
             nodes: self
                 .nodes
+                .borrow()
                 .entries
                 .iter()
                 .map(|e| NodeAndFlags {
                     pnn: e.pnn,
+                    // A deleted node is DELETED plus what the caller's
+                    // table says (the membership: DISCONNECTED as well,
+                    // as upstream's node map; the nodes file: nothing).
                     flags: if e.deleted {
-                        NODE_FLAGS_DELETED
+                        NODE_FLAGS_DELETED | flags_of(e.pnn)
                     } else {
                         flags_of(e.pnn)
                     },

@@ -232,9 +232,38 @@ fn detach_follows_the_tunable() {
     let o = control(&mut dbs, ControlData::DbAttach(CtdbString::new("x.tdb")));
     assert_eq!(o.status, -1);
     assert_eq!(control(&mut dbs, ControlData::DbDetach(p)).status, -1);
-    ok(&control(&mut dbs, ControlData::DbDetach(v)));
+    // From a client: answered 0 and broadcast to every connected node,
+    // this one included; the copies from the daemon do the detach.
+    let o = control(&mut dbs, ControlData::DbDetach(v));
+    ok(&o);
+    assert_eq!(o.controls_after.len(), 1);
+    let c = &o.controls_after[0];
+    assert_eq!(
+        (c.destnode, c.opcode),
+        (
+            ctdb_protocol::constants::CTDB_BROADCAST_CONNECTED,
+            Opcode::DbDetach
+        )
+    );
+    assert!(dbs.find(v).is_some());
+    let peer = ControlCtx {
+        srcnode: 1,
+        from_peer: true,
+        ..Default::default()
+    };
+    let o = dbs
+        .handle_control(&peer, Opcode::DbDetach as u32, &c.data)
+        .expect("a database control");
+    ok(&o);
+    assert!(o.controls_after.is_empty());
     assert!(dbs.find(v).is_none());
     assert_eq!(control(&mut dbs, ControlData::DbDetach(v)).status, -1);
+    // SET_TUNABLE AllowClientDBAttach 1 (live): detaches are refused.
+    let mut t = ctdb_config::Tunables::default();
+    t.set("AllowClientDBAttach", 1).unwrap();
+    dbs.update_tunables(&t);
+    let w = dbs.attach("vol2.tdb", 0).unwrap();
+    assert_eq!(control(&mut dbs, ControlData::DbDetach(w)).status, -1);
 }
 
 #[test]

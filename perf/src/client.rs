@@ -711,7 +711,12 @@ impl Client {
             CTDB_DB_SEQNUM_KEY_Z,
             &(seqnum + 1).to_le_bytes(),
         );
-        for _ in 0..100 {
+        // Upstream's client retries for as long as the daemon refuses (a
+        // recovery is running); bounded here, by time: a recovery loop
+        // (`ctdb recover` every 2 s) can keep one node refusing for
+        // seconds at a stretch.
+        let deadline = std::time::Instant::now() + COMMIT_RETRY_LIMIT;
+        while std::time::Instant::now() < deadline {
             let r = self.control(
                 CTDB_CURRENT_NODE,
                 ControlData::Trans3Commit(rb.as_rec_buffer()),
@@ -737,6 +742,9 @@ impl Client {
         })
     }
 }
+
+/// How long a TRANS3_COMMIT the daemon keeps refusing is retried.
+const COMMIT_RETRY_LIMIT: Duration = Duration::from_secs(60);
 
 /// The sequence-number key with its terminating NUL, as the client library
 /// stores it (`strlen + 1`).

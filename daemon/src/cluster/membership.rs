@@ -272,6 +272,45 @@ impl Membership {
         Ok(n.flags != old)
     }
 
+    /// RELOAD_NODES_FILE (`ctdb_control_reload_nodes_file`): the table
+    /// becomes the new nodes file `addrs`. A node at the same pnn with the
+    /// same address keeps its entry (flags, keepalive accounting); any
+    /// other node starts as at start-up (`DISCONNECTED | UNHEALTHY`, or
+    /// `DELETED`). Returns the pnns that need a (new) connection: present
+    /// now and new or changed.
+    pub fn reload(&mut self, addrs: Vec<Option<String>>) -> Vec<Pnn> {
+        let mut fresh = Vec::new();
+        let old = std::mem::take(&mut self.nodes);
+        for (i, a) in addrs.into_iter().enumerate() {
+            let pnn = i as Pnn;
+            let kept = old
+                .get(i)
+                .filter(|o| o.flags & NODE_FLAGS_DELETED == 0 && a.as_deref() == Some(&o.addr));
+            if let Some(o) = kept {
+                self.nodes.push(o.clone());
+                continue;
+            }
+            let mut flags = match a {
+                Some(_) => NODE_FLAGS_UNHEALTHY | NODE_FLAGS_DISCONNECTED,
+                None => NODE_FLAGS_DELETED | NODE_FLAGS_DISCONNECTED,
+            };
+            if pnn == self.my_pnn {
+                flags &= !NODE_FLAGS_DISCONNECTED;
+            }
+            if a.is_some() && pnn != self.my_pnn {
+                fresh.push(pnn);
+            }
+            self.nodes.push(NodeEntry {
+                pnn,
+                addr: a.unwrap_or_default(),
+                flags,
+                rx_cnt: 0,
+                dead_count: 0,
+            });
+        }
+        fresh
+    }
+
     fn node(&self, pnn: Pnn) -> Option<&NodeEntry> {
         self.nodes.get(pnn as usize).filter(|n| n.pnn == pnn)
     }
@@ -284,6 +323,40 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reload_keeps_same_nodes_and_adds_deletes_others() {
+        let (mut m, _) = table();
+        m.on_transport_connected(1);
+        let fresh = m.reload(vec![
+            Some("10.0.0.1".into()),
+            None,
+            Some("10.0.0.3".into()),
+            Some("10.0.0.4".into()),
+        ]);
+        assert_eq!(fresh, vec![2, 3]);
+        assert_eq!(m.num_nodes(), 4);
+        assert_eq!(m.flags(0), Some(NODE_FLAGS_UNHEALTHY));
+        assert_eq!(
+            m.flags(1),
+            Some(NODE_FLAGS_DELETED | NODE_FLAGS_DISCONNECTED)
+        );
+        assert_eq!(
+            m.flags(2),
+            Some(NODE_FLAGS_UNHEALTHY | NODE_FLAGS_DISCONNECTED)
+        );
+        assert_eq!(m.nodes()[3].addr, "10.0.0.4");
+        // Unchanged nodes keep their state (node 2 connected stays so).
+        m.on_transport_connected(2);
+        let fresh = m.reload(vec![
+            Some("10.0.0.1".into()),
+            None,
+            Some("10.0.0.3".into()),
+            Some("10.0.0.4".into()),
+        ]);
+        assert!(fresh.is_empty());
+        assert!(m.is_connected(2));
+    }
 
     fn table() -> (Membership, Tunables) {
         let tun = Tunables::default();

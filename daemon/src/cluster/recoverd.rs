@@ -214,6 +214,36 @@ impl Recoverd {
         &self.tun
     }
 
+    /// The tunables changed (`ctdb setvar`): upstream's recovery daemon
+    /// reads them at every pass of its main loop. A re-recovery window
+    /// already running is cut to the new `RerecoveryTimeout`.
+    pub fn set_tunables(&mut self, now: Millis, tun: Tunables) {
+        if tun.rerecovery_timeout < self.tun.rerecovery_timeout {
+            let cap = now + secs(tun.rerecovery_timeout);
+            if let Some(t) = self.recovery_disabled_until.as_mut() {
+                *t = (*t).min(cap);
+            }
+        }
+        self.tun = tun;
+    }
+
+    /// `CTDB_SRVID_DISABLE_RECOVERIES` (upstream's `ctdb_op_disable` on
+    /// the recovery operation, which the re-recovery timeout shares):
+    /// `timeout_secs` 0 enables recoveries again; otherwise they are off
+    /// until then, unless one is running now (`false`: upstream's
+    /// `-EAGAIN`).
+    pub fn disable_recoveries(&mut self, now: Millis, timeout_secs: u32) -> bool {
+        if timeout_secs == 0 {
+            self.recovery_disabled_until = None;
+            return true;
+        }
+        if self.run.is_some() {
+            return false;
+        }
+        self.recovery_disabled_until = Some(now + secs(timeout_secs));
+        true
+    }
+
     /// When [`Recoverd::tick`] should next run.
     pub fn next_wakeup(&self) -> Millis {
         let mut t = [

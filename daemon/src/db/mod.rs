@@ -436,6 +436,9 @@ pub struct Databases {
     vnn_map: Vec<u32>,
     /// Active nodes (volatile traverses collect an end marker from each).
     active_nodes: u32,
+    /// The vnn map's generation: a database attached now starts at it
+    /// (upstream's `ctdb_db->generation`), a recovery's commit moves it.
+    generation: u32,
     /// Traverses started for our clients that span several nodes, by the
     /// TRAVERSE_ALL reqid.
     pub(crate) traverses: std::collections::HashMap<u32, traverse::Pending>,
@@ -475,6 +478,7 @@ impl Databases {
             _health_db: hdb,
             vnn_map: vec![pnn],
             active_nodes: 1,
+            generation: ctdb_protocol::constants::INVALID_GENERATION,
             traverses: std::collections::HashMap::new(),
             next_reqid: 1,
             detached: Vec::new(),
@@ -518,6 +522,17 @@ impl Databases {
         &self.cfg
     }
 
+    /// Takes the current values of the tunables this layer reads at run
+    /// time (after SET_TUNABLE): a `ctdb setvar AllowClientDBAttach 0`
+    /// must allow the next DB_DETACH, as upstream reads its tunables live.
+    pub fn update_tunables(&mut self, tunables: &ctdb_config::Tunables) {
+        let t = |name: &str, dflt: u32| tunables.get(name).unwrap_or(dflt);
+        self.cfg.max_dead = t("DatabaseMaxDead", self.cfg.max_dead);
+        self.cfg.allow_client_db_attach = t("AllowClientDBAttach", 1) != 0;
+        self.cfg.rec_buffer_size_limit = t("RecBufferSizeLimit", self.cfg.rec_buffer_size_limit);
+        self.cfg.allow_unhealthy_db_read = t("AllowUnhealthyDBRead", 0) != 0;
+    }
+
     pub fn pnn(&self) -> u32 {
         self.cfg.pnn
     }
@@ -527,6 +542,21 @@ impl Databases {
         if !map.is_empty() {
             self.vnn_map = map;
         }
+    }
+
+    /// The vnn map's generation changed (SET_VNNMAP).
+    pub fn set_generation(&mut self, generation: u32) {
+        self.generation = generation;
+    }
+
+    /// SET_RECMODE NORMAL's check (upstream's "Inconsistent DB
+    /// generation"): the first database whose generation is not
+    /// `generation`, i.e. not recovered in the recovery that made it.
+    pub fn generation_mismatch(&self, generation: u32) -> Option<(&str, u32)> {
+        self.dbs
+            .iter()
+            .find(|d| d.generation != generation)
+            .map(|d| (d.name.as_str(), d.generation))
     }
 
     /// Sets the number of active nodes (1 until a cluster layer knows
@@ -645,7 +675,7 @@ impl Databases {
             stats: DbStats::default(),
             delete_queue: BTreeMap::new(),
             fetch_queue: std::collections::BTreeSet::new(),
-            generation: 0,
+            generation: self.generation,
             migrated: MigrationCount::default(),
         });
         Ok(id)
@@ -883,9 +913,19 @@ impl Databases {
             tracing::error!("DB detach denied while in recovery");
             return ControlOutcome::fail();
         }
-        // From a client upstream broadcasts the control to every node and
-        // replies 0; the copy addressed to this node does the work. With
-        // no other node the work is done here.
+        // From a client: broadcast to every connected node (this one
+        // included, through the loopback) and reply 0; the copies from the
+        // daemon do the work, as upstream.
+        if ctx.from_client {
+            return ControlOutcome {
+                controls_after: vec![OutControl {
+                    destnode: CTDB_BROADCAST_CONNECTED,
+                    opcode: Opcode::DbDetach,
+                    data: id.to_le_bytes().to_vec(),
+                }],
+                ..ControlOutcome::ok()
+            };
+        }
         let name = db.name.clone();
         self.detach(id);
         tracing::info!("Detached from database '{name}'");

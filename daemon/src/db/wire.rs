@@ -128,7 +128,13 @@ impl Databases {
                 }),
                 CallOutcome::Drop => Some(Served::default()),
             },
-            Payload::ReqMessage(m) if self.is_push_srvid(m.srvid) => {
+            // Records for a DB_PUSH on this node. Addressed to another node
+            // (`ctdb restoredb` sends each node its copy) or to a
+            // broadcast, the message is routed by the caller.
+            Payload::ReqMessage(m)
+                if self.is_push_srvid(m.srvid)
+                    && matches!(packet.header.destnode, d if d == CTDB_CURRENT_NODE || d == pnn) =>
+            {
                 let bytes = match &m.data {
                     Data::Raw(b) => b.to_vec(),
                     Data::Typed(t) => {

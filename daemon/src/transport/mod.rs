@@ -300,6 +300,22 @@ pub struct Transport {
     stats: Cell<TransportStats>,
 }
 
+impl Peer {
+    fn new(addr: Option<SocketAddr>) -> Peer {
+        Peer {
+            addr,
+            epoch: 0,
+            kill: Rc::new(Semaphore::new(0)),
+            out: None,
+            lanes_ok: false,
+            out_up: false,
+            ins: 0,
+            live: Liveness::default(),
+            half_open: 0,
+        }
+    }
+}
+
 async fn killed(s: Rc<Semaphore>) {
     // Nobody signals these semaphores: acquire returns only once closed.
     let _ = s.acquire(1).await;
@@ -351,17 +367,7 @@ impl Transport {
         let peers = cfg
             .nodes
             .iter()
-            .map(|a| Peer {
-                addr: a.map(|ip| SocketAddr::new(ip, cfg.port)),
-                epoch: 0,
-                kill: Rc::new(Semaphore::new(0)),
-                out: None,
-                lanes_ok: false,
-                out_up: false,
-                ins: 0,
-                live: Liveness::default(),
-                half_open: 0,
-            })
+            .map(|a| Peer::new(a.map(|ip| SocketAddr::new(ip, cfg.port))))
             .collect();
         let t = Rc::new(Transport {
             core,
@@ -397,7 +403,8 @@ impl Transport {
             me.accept_loop(listener).await
         });
         if core == 0 {
-            for pnn in 0..t.cfg.nodes.len() as u32 {
+            let n = t.peers.borrow().len() as u32;
+            for pnn in 0..n {
                 if t.is_peer(pnn) {
                     t.spawn_out(pnn, true);
                 }
@@ -555,6 +562,50 @@ impl Transport {
         }
     }
 
+    /// RELOAD_NODES_FILE: the node table becomes `nodes` (index = pnn,
+    /// `None` = deleted), as upstream's reload: a node whose address is
+    /// unchanged keeps its connections; a deleted or changed one is torn
+    /// down (reported `Disconnected` if it was connected); a new or
+    /// changed one is connected to. This node's own slot is left alone,
+    /// and the table never shrinks (pnns stay valid). Only for the
+    /// control core of a one-core transport (the daemon's).
+    pub fn set_nodes(self: &Rc<Self>, nodes: &[Option<IpAddr>]) -> Result<(), DaemonError> {
+        if self.cores != 1 {
+            return Err(DaemonError::sys(
+                "reload nodes",
+                io::Error::other("the transport has lanes on several cores"),
+            ));
+        }
+        for (i, ip) in nodes.iter().enumerate() {
+            let pnn = i as u32;
+            if pnn == self.cfg.my_pnn {
+                continue;
+            }
+            let addr = ip.map(|ip| SocketAddr::new(ip, self.cfg.port));
+            let old = self.peers.borrow().get(i).map(|p| p.addr);
+            match old {
+                Some(old) if old == addr => {}
+                Some(old) => {
+                    self.peers.borrow_mut()[i].addr = addr;
+                    tracing::info!("{}: node {pnn}: {old:?} -> {addr:?}", self.my_ip);
+                    // Tears down; connects again when there is an address.
+                    self.node_dead(pnn);
+                }
+                None => {
+                    let mut peers = self.peers.borrow_mut();
+                    while peers.len() <= i {
+                        peers.push(Peer::new(None));
+                    }
+                    peers[i].addr = addr;
+                    drop(peers);
+                    tracing::info!("{}: node {pnn} added: {addr:?}", self.my_ip);
+                    self.spawn_out(pnn, true);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Tears down every connection to and from `pnn` and reconnects
     /// (control core only; elsewhere a no-op).
     pub fn restart_node(self: &Rc<Self>, pnn: u32) {
@@ -589,10 +640,10 @@ impl Transport {
     fn is_peer(&self, pnn: u32) -> bool {
         pnn != self.cfg.my_pnn
             && self
-                .cfg
-                .nodes
+                .peers
+                .borrow()
                 .get(pnn as usize)
-                .is_some_and(|a| a.is_some())
+                .is_some_and(|p| p.addr.is_some())
     }
 
     fn pnn_of(&self, ip: IpAddr) -> Option<u32> {
@@ -600,10 +651,10 @@ impl Transport {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
-        self.cfg
-            .nodes
+        self.peers
+            .borrow()
             .iter()
-            .position(|a| *a == Some(ip))
+            .position(|p| p.addr.map(|a| a.ip()) == Some(ip))
             .map(|i| i as u32)
             .filter(|p| *p != self.cfg.my_pnn)
     }
@@ -1076,7 +1127,8 @@ impl Transport {
         }
         loop {
             glommio::timer::sleep(self.cfg.keepalive_interval).await;
-            for pnn in 0..self.cfg.nodes.len() as u32 {
+            let n = self.peers.borrow().len() as u32;
+            for pnn in 0..n {
                 if !self.is_peer(pnn) {
                     continue;
                 }
