@@ -77,10 +77,22 @@ pub fn bind_socket(path: &Path) -> Result<StdUnixListener, DaemonError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(DaemonError::path("inspect socket path", path, e)),
     }
-    let listener = sys::with_umask(0o077, || StdUnixListener::bind(path))
-        .map_err(|e| DaemonError::path("bind ctdb socket", path, e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| DaemonError::path("secure (chmod) ctdb socket", path, e))?;
+    // Bound under a temporary name, secured, then renamed into place: a
+    // client never finds the socket before it has its final mode.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = std::path::PathBuf::from(tmp);
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(DaemonError::path("remove stale socket", &tmp, e));
+        }
+        _ => {}
+    }
+    let listener = sys::with_umask(0o077, || StdUnixListener::bind(&tmp))
+        .map_err(|e| DaemonError::path("bind ctdb socket", &tmp, e))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| DaemonError::path("secure (chmod) ctdb socket", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| DaemonError::path("rename ctdb socket", path, e))?;
     tracing::info!("Listening to ctdb socket {}", path.display());
     Ok(listener)
 }
