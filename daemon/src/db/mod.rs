@@ -69,10 +69,10 @@
 //!
 //! # Deviations (single node, synchronous)
 //!
-//! * Read-only delegations are not handed out between nodes: a call with
-//!   CTDB_WANT_READONLY migrates the record like a normal fetch (the client
-//!   then finds itself dmaster), and delegation flags met on a record are
-//!   dropped instead of revoked (no revoke child).
+//! * Read-only delegations between nodes (grant, revoke through
+//!   UPDATE_RECORD to the holders) are run by `crate::calls` with
+//!   `migrate`/`migrator`; this layer serves a local WANT_READONLY call on
+//!   a record this node is dmaster of (`call::run_call`).
 //! * No lock helper child: a REQ_CALL whose chain lock is busy is answered
 //!   [`CallOutcome::Retry`] (the caller hands it in again shortly, so a
 //!   client sitting on a record never stalls the core); DB_FREEZE waits
