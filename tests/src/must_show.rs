@@ -137,6 +137,19 @@ impl TestCluster {
         })
     }
 
+    /// The usual start of a must-show test: the ctdbd under test (a
+    /// missing one fails the test), `nodes` nodes in default test-mode
+    /// configuration, all OK within 60 s. Also returns when the start
+    /// began, for the test's progress lines.
+    pub fn start_for(test: &str, nodes: usize) -> (TestCluster, Instant) {
+        let t0 = Instant::now();
+        let ctdbd = ctdbd_or_skip(test).unwrap_or_else(ctdbd_under_test);
+        let c = TestCluster::start(nodes, &ctdbd, Duration::from_secs(60), |_| {})
+            .unwrap_or_else(|e| panic!("{test}: cluster of {nodes} does not form: {e}"));
+        eprintln!("{test}: cluster OK after {:?}", t0.elapsed());
+        (c, t0)
+    }
+
     /// [`TestCluster::create`], start every node and wait (at most
     /// `limit`) until all are OK.
     pub fn start(

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use ctdb_perf::client::{Client, Db};
 use ctdb_tests::must_show::{
-    ctdb_ok, ctdbd_or_skip, fail_with_logs, hop_count_total, must, number_between, perf_on_all,
-    sanity_check, statistic, TestCluster,
+    ctdb_ok, fail_with_logs, hop_count_total, must, number_between, perf_on_all, sanity_check,
+    statistic, TestCluster,
 };
 
 const NODES: usize = 3;
@@ -259,13 +259,7 @@ fn readkey_value(out: &str) -> Option<String> {
 #[test]
 fn fetch_ring_loses_no_update_and_counts_migrations() {
     let name = "fetch_ring_loses_no_update_and_counts_migrations";
-    let Some(ctdbd) = ctdbd_or_skip(name) else {
-        return;
-    };
-    let t0 = Instant::now();
-    let c = TestCluster::start(NODES, &ctdbd, Duration::from_secs(60), |_| {})
-        .expect("cluster of 3 forms");
-    eprintln!("{name}: cluster OK after {:?}", t0.elapsed());
+    let (c, t0) = TestCluster::start_for(name, NODES);
 
     // 1. Upstream's fetch.001.ring with the fetch_ring program.
     let n = NODES.to_string();

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ctdb_perf::client::Client;
 use ctdb_tests::must_show::{
-    ctdbd_or_skip, fail_with_logs, must, number_between, perf_on_all, sanity_check, TestCluster,
+    fail_with_logs, must, number_between, perf_on_all, sanity_check, TestCluster,
 };
 
 const NODES: usize = 3;
@@ -223,13 +223,7 @@ fn node_client(node: usize, c: &TestCluster, phase: &Barrier) -> Result<Seen, St
 #[test]
 fn messages_cross_nodes_by_srvid() {
     let name = "messages_cross_nodes_by_srvid";
-    let Some(ctdbd) = ctdbd_or_skip(name) else {
-        return;
-    };
-    let t0 = Instant::now();
-    let c = TestCluster::start(NODES, &ctdbd, Duration::from_secs(60), |_| {})
-        .expect("cluster of 3 forms");
-    eprintln!("{name}: cluster OK after {:?}", t0.elapsed());
+    let (c, t0) = TestCluster::start_for(name, NODES);
 
     // 1. Upstream's cluster.020.message_ring.
     let n = NODES.to_string();

@@ -10,11 +10,10 @@
 //! `ctdb stop`, and a restart instead of `continue`: the restarted node
 //! must not bring the old copy back either.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ctdb_tests::must_show::{
-    cli, ctdb_ok, ctdbd_or_skip, dumped_keys, fail_with_logs, must, state_of, wait_for,
-    wait_nodes_ok, TestCluster,
+    cli, ctdb_ok, dumped_keys, fail_with_logs, must, state_of, wait_for, wait_nodes_ok, TestCluster,
 };
 use ctdb_tests::sys;
 
@@ -86,13 +85,7 @@ fn not_resurrected(c: &TestCluster, key: &str, round: &str) {
 #[test]
 fn deleted_record_is_not_resurrected_by_recovery() {
     let name = "deleted_record_is_not_resurrected_by_recovery";
-    let Some(ctdbd) = ctdbd_or_skip(name) else {
-        return;
-    };
-    let t0 = Instant::now();
-    let mut c = TestCluster::start(NODES, &ctdbd, Duration::from_secs(60), |_| {})
-        .expect("cluster of 3 forms");
-    eprintln!("{name}: cluster OK after {:?}", t0.elapsed());
+    let (mut c, t0) = TestCluster::start_for(name, NODES);
     must(&c, ctdb_ok(&c, 0, &["attach", DB]));
     // A fresh cluster: the database starts empty (upstream wipes it first).
 

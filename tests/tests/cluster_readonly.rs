@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 
 use ctdb_perf::client::{Client, Db};
 use ctdb_tests::must_show::{
-    ctdb_ok, ctdbd_or_skip, fail_with_logs, must, perf_command, run_bounded, statistic, Bounded,
-    TestCluster,
+    ctdb_ok, fail_with_logs, must, perf_command, run_bounded, statistic, Bounded, TestCluster,
 };
 
 const NODES: usize = 3;
@@ -390,13 +389,7 @@ fn concurrent_mix(c: &TestCluster) -> Result<(Vec<u64>, u64), String> {
 #[test]
 fn readonly_delegations_are_granted_and_revoked() {
     let name = "readonly_delegations_are_granted_and_revoked";
-    let Some(ctdbd) = ctdbd_or_skip(name) else {
-        return;
-    };
-    let t0 = Instant::now();
-    let c = TestCluster::start(NODES, &ctdbd, Duration::from_secs(60), |_| {})
-        .expect("cluster of 3 forms");
-    eprintln!("{name}: cluster OK after {:?}", t0.elapsed());
+    let (c, t0) = TestCluster::start_for(name, NODES);
 
     for db in [DB, LOOP_DB] {
         must(&c, ctdb_ok(&c, 0, &["attach", db]));

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ctdb_perf::client::Client;
 use ctdb_tests::must_show::{
-    ctdb_ok, ctdbd_or_skip, fail_with_logs, must, perf_on_all, sanity_check, TestCluster,
+    ctdb_ok, fail_with_logs, must, perf_on_all, sanity_check, TestCluster,
 };
 
 const NODES: usize = 3;
@@ -46,13 +46,7 @@ fn counter(v: &[u8]) -> Result<u64, String> {
 #[test]
 fn persistent_transactions_from_all_nodes_serialise() {
     let name = "persistent_transactions_from_all_nodes_serialise";
-    let Some(ctdbd) = ctdbd_or_skip(name) else {
-        return;
-    };
-    let t0 = Instant::now();
-    let c = TestCluster::start(NODES, &ctdbd, Duration::from_secs(60), |_| {})
-        .expect("cluster of 3 forms");
-    eprintln!("{name}: cluster OK after {:?}", t0.elapsed());
+    let (c, t0) = TestCluster::start_for(name, NODES);
 
     // 1. Upstream's transaction.002.loop.
     let loopdb = "persistent_trans.tdb";

@@ -24,8 +24,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use ctdb_tests::must_show::{
-    ctdb_ok, ctdbd_or_skip, dumped_keys, fail_with_logs, must, perf_command, run_bounded, wait_for,
-    wait_nodes_ok, TestCluster,
+    ctdb_ok, dumped_keys, fail_with_logs, must, perf_command, run_bounded, wait_for, wait_nodes_ok,
+    TestCluster,
 };
 use ctdb_tests::{sys, StatusSummary};
 
@@ -145,13 +145,7 @@ fn keys(prefix: &str, n: usize) -> Vec<String> {
 #[test]
 fn vacuuming_removes_deleted_records_everywhere() {
     let name = "vacuuming_removes_deleted_records_everywhere";
-    let Some(ctdbd) = ctdbd_or_skip(name) else {
-        return;
-    };
-    let t0 = Instant::now();
-    let mut c = TestCluster::start(NODES, &ctdbd, Duration::from_secs(60), |_| {})
-        .expect("cluster of 3 forms");
-    eprintln!("{name}: cluster OK after {:?}", t0.elapsed());
+    let (mut c, t0) = TestCluster::start_for(name, NODES);
     // Before the attach: a database's first timer uses the interval then.
     for i in 0..NODES {
         must(&c, ctdb_ok(&c, i, &["setvar", "VacuumInterval", "1"]));
