@@ -213,18 +213,8 @@ fn cluster_commit(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
                 glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
-        if noreply {
-            return;
-        }
-        let mut out = Vec::new();
-        if Packet::new(
-            Header::new(d.generation(), srcnode, d.pnn(), reqid),
-            Payload::ReplyControl(ReplyControl::status(status)),
-        )
-        .encode(&mut out)
-        .is_ok()
-        {
-            crate::peers::send_to_client(&d, client, out).await;
+        if !noreply {
+            crate::peers::reply_status(&d, client, srcnode, reqid, status).await;
         }
     })
     .detach();

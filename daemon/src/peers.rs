@@ -52,7 +52,9 @@ use ctdb_protocol::constants::{
     CTDB_CURRENT_NODE, CTDB_MULTICAST, NODE_FLAGS_BANNED, NODE_FLAGS_DELETED,
     NODE_FLAGS_DISCONNECTED, NODE_FLAGS_INACTIVE,
 };
-use ctdb_protocol::{Header, Operation, Packet, Payload, RawHeader, ReqControl, ReqMessage};
+use ctdb_protocol::{
+    Header, Operation, Packet, Payload, RawHeader, ReplyControl, ReqControl, ReqMessage,
+};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use crate::controls::{self, Outcome};
@@ -728,6 +730,26 @@ pub async fn send_to_client(d: &Daemon, client: u32, pkt: Vec<u8>) {
         } else {
             d.stats.borrow_mut().count(|s| s.client_packets_sent += 1);
         }
+    }
+}
+
+/// The status-only reply to a control answered late (after a deferred
+/// run): to local client `client`, or with client 0 to node `srcnode`.
+pub async fn reply_status(d: &Daemon, client: u32, srcnode: u32, reqid: u32, status: i32) {
+    let mut out = Vec::new();
+    if let Err(e) = Packet::new(
+        Header::new(d.generation(), srcnode, d.pnn(), reqid),
+        Payload::ReplyControl(ReplyControl::status(status)),
+    )
+    .encode(&mut out)
+    {
+        tracing::error!("cannot encode control reply: {e}");
+        return;
+    }
+    if client != 0 {
+        send_to_client(d, client, out).await;
+    } else {
+        send_packet(d, srcnode, out);
     }
 }
 

@@ -39,7 +39,7 @@ use ctdb_protocol::constants::{
     CTDB_RECOVERY_ACTIVE, NODE_FLAGS_INACTIVE,
 };
 use ctdb_protocol::{
-    ControlData, Header, Opcode, Packet, Payload, RawHeader, ReplyControl, ReqCall, CTDB_PROTOCOL,
+    ControlData, Header, Opcode, Packet, Payload, RawHeader, ReqCall, CTDB_PROTOCOL,
 };
 
 use crate::db::vacuum::{self as dbv, DeleteStep, VacuumCounts};
@@ -647,23 +647,8 @@ pub fn control(d: &Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
                 -1
             }
         };
-        if noreply {
-            return;
-        }
-        let mut out = Vec::new();
-        if Packet::new(
-            Header::new(d.generation(), srcnode, d.pnn(), reqid),
-            Payload::ReplyControl(ReplyControl::status(status)),
-        )
-        .encode(&mut out)
-        .is_err()
-        {
-            return;
-        }
-        if client != 0 {
-            crate::peers::send_to_client(&d, client, out).await;
-        } else {
-            crate::peers::send_packet(&d, srcnode, out);
+        if !noreply {
+            crate::peers::reply_status(&d, client, srcnode, reqid, status).await;
         }
     })
     .detach();
