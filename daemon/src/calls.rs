@@ -2,7 +2,10 @@
 //! REQ_CALL for a volatile record (served here, or migrated from the node
 //! that is its dmaster), and the REQ_CALL / REPLY_CALL / REQ_DMASTER /
 //! REPLY_DMASTER / REPLY_ERROR packets of other nodes (upstream's
-//! `ctdb_call.c`).
+//! `ctdb_call.c`). With data cores this serves only the volatile
+//! databases they do not (read-only ones, and any not yet open on every
+//! shard): the rest run the same [`Migrator`] on the data core owning the
+//! key ([`crate::shard_peers`]).
 //!
 //! This module is only the driver: the protocol state (pending calls,
 //! fetch collapse, dmaster defer) is the sans-I/O
@@ -173,6 +176,11 @@ pub fn deliver_tunnel(d: &Daemon, from: u32, bytes: Vec<u8>) {
         }
         None => tracing::error!("Tunnel id 0x{id:x} not registered (from node {from})"),
     }
+}
+
+/// Calls of the control core's migrator waiting on another node.
+pub fn pending_calls(d: &Daemon) -> u32 {
+    find_driver(d).map_or(0, |drv| drv.m.borrow().pending_calls() as u32)
 }
 
 /// Node `pnn` died. Upstream does nothing here: the recovery that

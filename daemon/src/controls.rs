@@ -56,6 +56,13 @@ pub async fn serve_client_packet(
     if client != 0 && cluster_commit(d, client, pkt) {
         return Ok(Outcome::Done);
     }
+    if client != 0 {
+        if let Some(dc) = d.data_cores.clone() {
+            if dc.forward_call(d, client, pkt).await {
+                return Ok(Outcome::Done);
+            }
+        }
+    }
     if client != 0 && crate::calls::client_call(d, client, pkt) {
         return Ok(Outcome::Done);
     }

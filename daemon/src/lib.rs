@@ -38,6 +38,8 @@
 //! * [`controls`]: what a client packet does;
 //! * [`shards`]: which client calls the data cores serve, and keeping
 //!   their shards in step with the database registry;
+//! * [`shard_peers`]: a data core's own transport lanes and migrator
+//!   (record calls between nodes without the control core);
 //! * [`monitor`]: run states, events, monitoring, shutdown;
 //! * [`recoverd_driver`]: the recovery daemon: the [`cluster`] machines
 //!   (election, LEADER broadcast, recovery, bans) driven over [`peers`];
@@ -62,6 +64,7 @@ pub mod process;
 pub mod recmode_lock;
 pub mod recoverd_driver;
 pub mod runtime;
+pub mod shard_peers;
 pub mod shards;
 pub mod state;
 pub mod sys;

@@ -137,14 +137,18 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
     // that share CPUs spend their time waking each other's pinned threads
     // (fetch-ring measured 14x slower, perf/RESULTS.md).
     let shared_host = settings.test_mode && settings.cores.is_none();
+    let allowed = sys::affinity(0).map(|c| c.len().max(1)).unwrap_or(1);
     let cores = match settings.cores {
         Some(n) => n,
         None if shared_host => 1,
-        None => sys::affinity(0).map(|c| c.len().max(1)).unwrap_or(1),
+        None => allowed,
     };
+    // In test mode more cores than CPUs may be asked for (a cluster's
+    // worth of data cores on a small host): they run unpinned.
+    let oversubscribed = settings.test_mode && cores > allowed;
     let cfg = RuntimeConfig {
         cores,
-        pin: !shared_host,
+        pin: !shared_host && !oversubscribed,
         realtime: settings.realtime,
         mlock: settings.mlock,
         ..RuntimeConfig::default()

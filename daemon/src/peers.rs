@@ -11,11 +11,13 @@
 //!
 //! # Shape
 //!
-//! * The transport ([`crate::transport`]) runs on the control core only
-//!   (a mesh of one seat, no per-core lanes): every packet from another
-//!   node arrives here, and data-core work is handed to the data cores
-//!   through the runtime's own channels ([`crate::shards`]). This is the
-//!   design's "control core forwards migrations across cores and nodes".
+//! * The transport ([`crate::transport`]) runs on every core. With one
+//!   core everything arrives here. With data cores, each data core runs
+//!   its own side ([`crate::shard_peers`]): record calls on the volatile
+//!   databases they serve go between a data core and the nodes on the data
+//!   core's own connections; this module gets the rest (controls,
+//!   messages, tunnels, calls on read-only and persistent databases) and
+//!   whatever a data core hands back ([`handle_packet`]).
 //! * Packets leave in the order they were sent ([`send_packet`]), so a
 //!   DB_PUSH's records reach a node before its DB_PUSH_CONFIRM and a reply
 //!   never overtakes an earlier message: a packet goes straight to the
@@ -147,15 +149,30 @@ pub async fn start(d: &Rc<Daemon>, port: u16) -> Result<(), DaemonError> {
         cfg.keepalive_version = v;
     }
     cfg.started = d.start_instant;
-    let seat = mesh::mesh(1, cfg.mesh_capacity)
-        .pop()
-        .expect("a mesh of one core has one seat");
-    let shards = Rc::new(ChainShards {
-        shards: 0,
-        hash_size: 1,
-        control_dbs: Vec::new(),
-    });
-    let transport = Transport::start(cfg, seat, shards).await?;
+    let transport = match d.data_cores.clone() {
+        // Every data core gets a seat of the mesh and its own lanes.
+        Some(dc) => {
+            cfg.lanes = true;
+            let mut seats = mesh::mesh(dc.shards() + 1, cfg.mesh_capacity);
+            let data_seats = seats.split_off(1);
+            let seat = seats.pop().expect("the mesh has a seat for core 0");
+            dc.start_lanes(d, &cfg, data_seats).await;
+            let t = Transport::start(cfg, seat, dc.routes()).await?;
+            glommio::spawn_local(crate::shards::serve_events(d.clone(), dc)).detach();
+            t
+        }
+        None => {
+            let seat = mesh::mesh(1, cfg.mesh_capacity)
+                .pop()
+                .expect("a mesh of one core has one seat");
+            let shards = Rc::new(ChainShards {
+                shards: 0,
+                hash_size: 1,
+                control_dbs: Vec::new(),
+            });
+            Transport::start(cfg, seat, shards).await?
+        }
+    };
     transport.set_generation(d.generation());
     let (outbox, outbox_rx) = local_channel::new_unbounded();
     let peers = Rc::new(Peers {
@@ -296,62 +313,68 @@ fn fail_pending(d: &Daemon, pnn: u32) {
 
 async fn receive_task(d: Rc<Daemon>, t: Rc<Transport>) {
     while let Some(Received { from, bytes }) = t.recv().await {
-        let hdr = match RawHeader::parse(&bytes) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::error!("bad packet from node {from}: {e}");
-                continue;
-            }
-        };
-        d.node.borrow_mut().membership.on_rx(from);
-        let banned = d.node.borrow().membership.own_flags() & NODE_FLAGS_BANNED != 0;
-        if !accept_packet(&hdr, d.generation(), banned) {
-            tracing::debug!(
-                "packet {} from node {from} dropped (generation {} vs ours {}, banned {banned})",
-                hdr.operation,
-                hdr.generation,
-                d.generation()
-            );
-            continue;
+        handle_packet(&d, from, bytes);
+    }
+}
+
+/// A packet from node `from` for the control core: read from its own
+/// connections or handed over by a data core.
+pub fn handle_packet(d: &Rc<Daemon>, from: u32, bytes: Vec<u8>) {
+    let hdr = match RawHeader::parse(&bytes) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("bad packet from node {from}: {e}");
+            return;
         }
-        count_node_packet(&d, &hdr);
-        match hdr.operation() {
-            Ok(Operation::ReqControl) => {
-                glommio::spawn_local(serve_peer_control(d.clone(), from, bytes)).detach();
-            }
-            Ok(Operation::ReplyControl) => complete_control(&d, from, &bytes),
-            Ok(Operation::ReqMessage) => match Packet::decode(&bytes, &d.limits) {
-                Ok(Packet {
-                    payload: Payload::ReqMessage(m),
-                    ..
-                }) => {
-                    let data = m.data.to_vec();
-                    deliver_local(
-                        &d,
-                        &OutMessage {
-                            pnn: d.pnn(),
-                            srvid: m.srvid,
-                            data,
-                        },
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!("bad message from node {from}: {e}"),
-            },
-            Ok(
-                Operation::ReqCall
-                | Operation::ReplyCall
-                | Operation::ReplyError
-                | Operation::ReqDmaster
-                | Operation::ReplyDmaster,
-            ) => crate::calls::peer_packet(&d, from, bytes),
-            Ok(Operation::ReqTunnel) => crate::calls::peer_tunnel(&d, from, bytes),
-            Ok(op) => tracing::debug!("{} from node {from} ignored", op.name()),
-            Err(_) => tracing::error!(
-                "unknown operation {} from node {from} dropped",
-                hdr.operation
-            ),
+    };
+    d.node.borrow_mut().membership.on_rx(from);
+    let banned = d.node.borrow().membership.own_flags() & NODE_FLAGS_BANNED != 0;
+    if !accept_packet(&hdr, d.generation(), banned) {
+        tracing::debug!(
+            "packet {} from node {from} dropped (generation {} vs ours {}, banned {banned})",
+            hdr.operation,
+            hdr.generation,
+            d.generation()
+        );
+        return;
+    }
+    count_node_packet(d, &hdr);
+    match hdr.operation() {
+        Ok(Operation::ReqControl) => {
+            glommio::spawn_local(serve_peer_control(d.clone(), from, bytes)).detach();
         }
+        Ok(Operation::ReplyControl) => complete_control(d, from, &bytes),
+        Ok(Operation::ReqMessage) => match Packet::decode(&bytes, &d.limits) {
+            Ok(Packet {
+                payload: Payload::ReqMessage(m),
+                ..
+            }) => {
+                let data = m.data.to_vec();
+                deliver_local(
+                    d,
+                    &OutMessage {
+                        pnn: d.pnn(),
+                        srvid: m.srvid,
+                        data,
+                    },
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("bad message from node {from}: {e}"),
+        },
+        Ok(
+            Operation::ReqCall
+            | Operation::ReplyCall
+            | Operation::ReplyError
+            | Operation::ReqDmaster
+            | Operation::ReplyDmaster,
+        ) => crate::calls::peer_packet(d, from, bytes),
+        Ok(Operation::ReqTunnel) => crate::calls::peer_tunnel(d, from, bytes),
+        Ok(op) => tracing::debug!("{} from node {from} ignored", op.name()),
+        Err(_) => tracing::error!(
+            "unknown operation {} from node {from} dropped",
+            hdr.operation
+        ),
     }
 }
 

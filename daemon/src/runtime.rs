@@ -25,11 +25,13 @@
 //! * control → data ([`ToData`]): `Ping` (liveness, used by tests and, later,
 //!   by the recovery daemon's checks), `Db` (a [`ShardRequest`] for the
 //!   core's [`Shard`]: attach/detach a volatile database's partition, a
-//!   client's REQ_CALL on its chains, take its statistics), `Stop` (drain
-//!   and exit).
+//!   client's REQ_CALL on its chains, take its statistics), `StartLanes`,
+//!   `Env` and `ClientCall` (the core's own side of the node transport,
+//!   [`crate::shard_peers`]), `Stop` (drain and exit).
 //! * data → control ([`ToControl`]): `Pong` (carrying the shard, its thread
 //!   id and CPU), `DbDone` (the [`ShardReply`] to a `Db`, by sequence
-//!   number), `Stopped`.
+//!   number), `Stopped`, and for the daemon ([`ControlCore::take_events`])
+//!   `ClientReply`, `RecoveryWanted`, `PeerPacket`.
 //!
 //! On the control core a pump task per shard reads that shard's link and
 //! hands each `DbDone` to the task waiting for it
@@ -72,6 +74,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::db::{Shard, ShardReply, ShardRequest};
 use crate::error::DaemonError;
+use crate::shard_peers::{CoreEnv, ShardPeers, StartLanes};
 use crate::sys;
 
 /// glommio refuses to build a reactor below this RLIMIT_MEMLOCK
@@ -154,6 +157,16 @@ pub enum ToData {
         seq: u64,
         req: ShardRequest,
     },
+    /// Start this core's side of the node transport
+    /// ([`crate::shard_peers`]).
+    StartLanes(Box<StartLanes>),
+    /// The node as it is now (after a change).
+    Env(Box<CoreEnv>),
+    /// A local client's REQ_CALL on a key of this core's chains.
+    ClientCall {
+        client: u32,
+        pkt: Vec<u8>,
+    },
     Stop,
 }
 
@@ -175,6 +188,31 @@ pub enum ToControl {
         seq: u64,
         reply: ShardReply,
     },
+    /// A whole packet for local client `client` (a REPLY_CALL).
+    ClientReply {
+        client: u32,
+        pkt: Vec<u8>,
+    },
+    /// The migration protocol went wrong: the node wants a recovery.
+    RecoveryWanted,
+    /// A packet from node `from` the data core does not serve.
+    PeerPacket {
+        from: u32,
+        bytes: Vec<u8>,
+    },
+}
+
+impl ToControl {
+    /// Whether this is one of the messages for the daemon
+    /// ([`ControlCore::take_events`]) rather than for the runtime.
+    fn is_event(&self) -> bool {
+        matches!(
+            self,
+            ToControl::ClientReply { .. }
+                | ToControl::RecoveryWanted
+                | ToControl::PeerPacket { .. }
+        )
+    }
 }
 
 /// Sending end of a cross-core link: a shared channel between two
@@ -294,6 +332,9 @@ pub struct ControlCore {
     waiting: Rc<Waiting>,
     next_seq: Cell<u64>,
     stop: StopSignal,
+    /// Client replies, recovery requests and packets from the data cores'
+    /// own transports, for the daemon.
+    events: RefCell<Option<LocalReceiver<ToControl>>>,
 }
 
 impl ControlCore {
@@ -303,6 +344,13 @@ impl ControlCore {
 
     pub fn stop_signal(&self) -> StopSignal {
         self.stop.clone()
+    }
+
+    /// The data cores' messages for the daemon (client replies, recovery
+    /// requests, packets they do not serve); whoever takes them must read
+    /// them for as long as the runtime runs. `None` after the first call.
+    pub fn take_events(&self) -> Option<LocalReceiver<ToControl>> {
+        self.events.borrow_mut().take()
     }
 
     /// Sends one message to shard `shard`.
@@ -387,6 +435,7 @@ async fn pump(
     shard: usize,
     rx: LinkReceiver<ToControl>,
     others: LocalSender<ToControl>,
+    events: Rc<LocalSender<ToControl>>,
     waiting: Rc<Waiting>,
 ) {
     while let Some(msg) = rx.recv().await {
@@ -401,6 +450,10 @@ async fn pump(
                     None => tracing::warn!("data core {shard}: answer {seq} nobody waits for"),
                 }
             }
+            ev if ev.is_event() => {
+                // Nobody reads them (no other node): dropped.
+                let _ = events.try_send(ev);
+            }
             other => {
                 if others.send(other).await.is_err() {
                     break;
@@ -413,7 +466,9 @@ async fn pump(
 
 /// The data core's loop: answers pings, serves its [`Shard`] of every
 /// volatile database (one request at a time, never holding a record lock
-/// between two), and stops on request, logging how many calls it served.
+/// between two), runs its side of the node transport once started
+/// ([`crate::shard_peers`]), and stops on request, logging how many calls
+/// it served.
 async fn data_core_main(
     shard: usize,
     shards: usize,
@@ -422,7 +477,9 @@ async fn data_core_main(
     tx: LinkSender<ToControl>,
 ) {
     let tid = sys::gettid();
-    let mut dbs = Shard::new(shard, shards);
+    let tx = Rc::new(tx);
+    let dbs = Rc::new(RefCell::new(Shard::new(shard, shards)));
+    let mut lanes: Option<Rc<ShardPeers>> = None;
     let mut calls = 0u64;
     while let Some(msg) = rx.recv().await {
         match msg {
@@ -430,13 +487,41 @@ async fn data_core_main(
                 if matches!(req, ShardRequest::Call { .. }) {
                     calls += 1;
                 }
-                let reply = dbs.handle(req);
+                let reply = match req {
+                    ShardRequest::TakeCounters => ShardReply::Counters(Box::new(
+                        lanes
+                            .as_ref()
+                            .map(|l| l.take_counters())
+                            .unwrap_or_default(),
+                    )),
+                    req => dbs.borrow_mut().handle(req),
+                };
                 if tx
                     .send(ToControl::DbDone { shard, seq, reply })
                     .await
                     .is_err()
                 {
                     break;
+                }
+            }
+            ToData::StartLanes(start) => {
+                if lanes.is_none() {
+                    lanes = ShardPeers::start(shard, shards, dbs.clone(), tx.clone(), *start).await;
+                }
+            }
+            ToData::Env(env) => {
+                if let Some(l) = &lanes {
+                    l.set_env(*env);
+                    l.release_held();
+                }
+            }
+            ToData::ClientCall { client, pkt } => {
+                calls += 1;
+                match &lanes {
+                    Some(l) => l.client_call(client, pkt),
+                    None => tracing::error!(
+                        "data core for shard {shard}: client call before its transport started"
+                    ),
                 }
             }
             ToData::Ping { seq } => {
@@ -454,6 +539,9 @@ async fn data_core_main(
                 }
             }
             ToData::Stop => {
+                if let Some(l) = &lanes {
+                    l.stop();
+                }
                 let _ = tx.send(ToControl::Stopped { shard }).await;
                 break;
             }
@@ -532,6 +620,11 @@ pub fn choose_cpus(cfg: &RuntimeConfig) -> Result<Vec<usize>, DaemonError> {
                 });
             }
             c[..cfg.cores].to_vec()
+        }
+        // Unpinned, a core's CPU is only where it is reported to start:
+        // more cores than CPUs share them.
+        None if !cfg.pin && !allowed.is_empty() => {
+            allowed.iter().copied().cycle().take(cfg.cores).collect()
         }
         None => {
             if allowed.len() < cfg.cores {
@@ -885,11 +978,20 @@ async fn run_core<F, Fut>(
     );
     let mut others = Vec::with_capacity(from_data.len());
     let mut pumps = Vec::with_capacity(from_data.len());
+    let (events_tx, events_rx) = local_channel::new_unbounded::<ToControl>();
+    let events_tx = Rc::new(events_tx);
     for (shard, rx) in from_data.into_iter().enumerate() {
         let (t, r) = local_channel::new_bounded::<ToControl>(cap);
         others.push(r);
-        pumps.push(glommio::spawn_local(pump(shard, rx, t, waiting.clone())));
+        pumps.push(glommio::spawn_local(pump(
+            shard,
+            rx,
+            t,
+            events_tx.clone(),
+            waiting.clone(),
+        )));
     }
+    drop(events_tx);
     let core = Rc::new(ControlCore {
         cores,
         to_data,
@@ -897,6 +999,7 @@ async fn run_core<F, Fut>(
         waiting,
         next_seq: Cell::new(1),
         stop,
+        events: RefCell::new(Some(events_rx)),
     });
     if let Some(control) = control {
         control(core.clone()).await;

@@ -12,6 +12,15 @@
 //! the reply. With one core nothing here runs and core 0 serves everything,
 //! as before.
 //!
+//! On a cluster the data cores also run their side of the node transport
+//! ([`crate::shard_peers`]): a client's REQ_CALL on a database they serve
+//! is handed to the owning core as it is ([`DataCores::forward_call`]) and
+//! answered by that core's migrator; this module tells them what they need
+//! to know about the node ([`DataCores::sync_env`], after every control
+//! and every 100 ms), opens each volatile database on every shard as soon
+//! as it exists, collects the node statistics they count, and serves what
+//! they send back ([`serve_events`]).
+//!
 //! What stays on the control core, and why it is safe:
 //! * persistent and replicated databases (whole-file transactions), and
 //!   volatile databases with read-only delegation (the `.RO` tracking
@@ -33,18 +42,29 @@
 //! merged into the registry before GET_DB_STATISTICS, DB_VACUUM and
 //! STATISTICS_RESET look at them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::rc::Rc;
+use std::time::Duration;
 
 use ctdb_protocol::{
     ControlData, Header, Operation, Packet, Payload, RawHeader, ReplyCall, CTDB_PROTOCOL,
 };
 
+use ctdb_protocol::constants::{CTDB_RECOVERY_ACTIVE, NODE_FLAGS_BANNED};
+
 use crate::controls::Outcome;
+use crate::db::migrator::StickyConfig;
 use crate::db::{CallOutcome, Databases, RecordOp, RecordStep, ShardReply, ShardRequest};
-use crate::runtime::ControlCore;
+use crate::runtime::{ControlCore, ToControl, ToData};
+use crate::shard_peers::{CoreEnv, Routes, StartLanes};
 use crate::state::Daemon;
+use crate::transport::mesh::MeshSeat;
+use crate::transport::TransportConfig;
+
+/// How often the control core checks whether the data cores' view of the
+/// node ([`CoreEnv`]) is behind (tunables, bans; controls push at once).
+const ENV_CHECK: Duration = Duration::from_millis(100);
 
 /// The data cores as the control core uses them.
 pub struct DataCores {
@@ -52,6 +72,17 @@ pub struct DataCores {
     shards: usize,
     /// Volatile databases whose partitions every shard has open.
     attached: RefCell<HashSet<u32>>,
+    /// The control core's copy of the shard map (its transport reads
+    /// connections too).
+    routes: Rc<Routes>,
+    /// Whether the data cores run their own side of the transport.
+    lanes: Cell<bool>,
+    /// The [`CoreEnv`] the data cores were last sent.
+    last_env: RefCell<Option<CoreEnv>>,
+    /// A [`DataCores::sync_env`] is sending; `resync`: run it again after,
+    /// the node changed meanwhile (so no core ends with an older one).
+    syncing: Cell<bool>,
+    resync: Cell<bool>,
 }
 
 impl DataCores {
@@ -65,7 +96,208 @@ impl DataCores {
             core,
             shards,
             attached: RefCell::new(HashSet::new()),
+            routes: Rc::new(Routes::new(shards)),
+            lanes: Cell::new(false),
+            last_env: RefCell::new(None),
+            syncing: Cell::new(false),
+            resync: Cell::new(false),
         })
+    }
+
+    /// The control core's shard map, for its transport.
+    pub fn routes(&self) -> Rc<Routes> {
+        self.routes.clone()
+    }
+
+    /// The node as the data cores need to know it.
+    pub fn env(&self, d: &Daemon) -> CoreEnv {
+        let dbs = d.dbs.borrow();
+        let routed = if self.lanes.get() {
+            dbs.routed(&self.attached.borrow())
+        } else {
+            Vec::new()
+        };
+        let mut frozen: Vec<u32> = dbs
+            .iter()
+            .filter(|db| db.frozen())
+            .map(|db| db.id())
+            .collect();
+        frozen.sort_unstable();
+        let sticky = StickyConfig {
+            dbs: dbs
+                .iter()
+                .filter(|db| db.sticky())
+                .map(|db| db.id())
+                .collect(),
+            hopcount_make_sticky: d.tunable("HopcountMakeSticky", 50),
+            duration: Duration::from_secs(u64::from(d.tunable("StickyDuration", 600))),
+            pindown: Duration::from_millis(u64::from(d.tunable("StickyPindown", 200))),
+        };
+        let node = d.node.borrow();
+        CoreEnv {
+            pnn: d.pnn(),
+            generation: node.vnnmap().generation,
+            vnn_map: dbs.vnn_map().to_vec(),
+            recovering: node.recmode() == CTDB_RECOVERY_ACTIVE,
+            banned: node.membership.own_flags() & NODE_FLAGS_BANNED != 0,
+            fetch_collapse: d.tunable("FetchCollapse", 1) == 1,
+            sticky,
+            routed,
+            frozen,
+        }
+    }
+
+    /// Starts the data cores' side of the node transport: one seat of
+    /// the mesh each (`seats[shard]` is core `shard + 1`'s). Their
+    /// transports start together with the control core's.
+    pub async fn start_lanes(&self, d: &Daemon, cfg: &TransportConfig, seats: Vec<MeshSeat>) {
+        self.lanes.set(true);
+        let env = self.env(d);
+        for (shard, seat) in seats.into_iter().enumerate() {
+            let start = StartLanes {
+                seat,
+                cfg: cfg.clone(),
+                env: env.clone(),
+            };
+            if let Err(e) = self
+                .core
+                .send(shard, ToData::StartLanes(Box::new(start)))
+                .await
+            {
+                tracing::error!("data core {shard}: cannot start its transport: {e}");
+            }
+        }
+        self.routes.set(&env.routed);
+        *self.last_env.borrow_mut() = Some(env);
+    }
+
+    /// Whether the data cores run their own side of the transport.
+    pub fn has_lanes(&self) -> bool {
+        self.lanes.get()
+    }
+
+    /// Sends the data cores the node's state when it changed since the
+    /// last time (and updates the control core's own shard map).
+    pub async fn sync_env(&self, d: &Daemon) {
+        if !self.lanes.get() {
+            return;
+        }
+        if self.syncing.get() {
+            self.resync.set(true);
+            return;
+        }
+        self.syncing.set(true);
+        loop {
+            self.resync.set(false);
+            self.send_env(d).await;
+            if !self.resync.get() {
+                break;
+            }
+        }
+        self.syncing.set(false);
+    }
+
+    async fn send_env(&self, d: &Daemon) {
+        let env = self.env(d);
+        if self
+            .last_env
+            .borrow()
+            .as_ref()
+            .is_some_and(|old| old.same(&env))
+        {
+            return;
+        }
+        self.routes.set(&env.routed);
+        *self.last_env.borrow_mut() = Some(env.clone());
+        for shard in 0..self.shards {
+            if let Err(e) = self
+                .core
+                .send(shard, ToData::Env(Box::new(env.clone())))
+                .await
+            {
+                tracing::error!("data core {shard}: {e}");
+            }
+        }
+    }
+
+    /// A local client's REQ_CALL on a database the data cores serve goes
+    /// to the core owning its key, which answers the client through
+    /// [`serve_events`]. `false`: not such a call.
+    pub async fn forward_call(&self, d: &Daemon, client: u32, pkt: &[u8]) -> bool {
+        if !self.lanes.get() {
+            return false;
+        }
+        let Ok(raw) = RawHeader::parse(pkt) else {
+            return false;
+        };
+        if raw.version != CTDB_PROTOCOL || raw.operation != Operation::ReqCall as u32 {
+            return false;
+        }
+        let Some((db_id, key)) = crate::transport::route::call_key(Operation::ReqCall, pkt) else {
+            return false;
+        };
+        let Some(shard) = crate::transport::route::ShardMap::shard_of(&*self.routes, db_id, key)
+        else {
+            return false;
+        };
+        d.stats.borrow_mut().count(|s| {
+            s.client_packets_recv += 1;
+            s.client.req_call += 1;
+            s.total_calls += 1;
+        });
+        let msg = ToData::ClientCall {
+            client,
+            pkt: pkt.to_vec(),
+        };
+        if let Err(e) = self.core.send(shard, msg).await {
+            tracing::error!("data core {shard}: call from client {client} lost: {e}");
+        }
+        true
+    }
+
+    /// Merges the node statistics the data cores' transports counted.
+    pub async fn collect_counters(&self, d: &Daemon) {
+        if !self.lanes.get() {
+            return;
+        }
+        let mut pending = 0u32;
+        for shard in 0..self.shards {
+            match self.core.request(shard, ShardRequest::TakeCounters).await {
+                Ok(ShardReply::Counters(c)) => {
+                    pending = pending.saturating_add(c.pending_calls);
+                    d.stats.borrow_mut().count(|s| c.add_to(s));
+                }
+                Ok(other) => tracing::error!("data core {shard}: counters: {other:?}"),
+                Err(e) => tracing::error!("data core {shard}: {e}"),
+            }
+        }
+        // The gauge: the control core's own waiting calls plus theirs.
+        let own = crate::calls::pending_calls(d);
+        d.stats
+            .borrow_mut()
+            .count(|s| s.pending_calls = own.saturating_add(pending));
+    }
+
+    /// Opens every volatile database on every shard as soon as it exists,
+    /// so the data cores serve it from its first call (a database whose
+    /// calls started on the control core would have migration state in
+    /// two places).
+    async fn attach_new(&self, d: &Daemon) {
+        if !self.lanes.get() {
+            return;
+        }
+        let new: Vec<u32> = {
+            let attached = self.attached.borrow();
+            d.dbs
+                .borrow()
+                .shardable()
+                .into_iter()
+                .filter(|id| !attached.contains(id))
+                .collect()
+        };
+        for id in new {
+            self.ensure_attached(d, id).await;
+        }
     }
 
     pub fn shards(&self) -> usize {
@@ -213,6 +445,10 @@ impl DataCores {
             return;
         };
         let ids: Vec<u32> = match c.decode_data() {
+            Ok(ControlData::Statistics) => {
+                self.collect_counters(d).await;
+                return;
+            }
             Ok(ControlData::GetDbStatistics(id)) => vec![id],
             Ok(ControlData::DbVacuum(v)) => vec![v.db_id],
             Ok(ControlData::StatisticsReset) => self.attached.borrow().iter().copied().collect(),
@@ -223,8 +459,15 @@ impl DataCores {
         }
     }
 
-    /// After a control: passes detaches on to the shards.
+    /// After a control: passes detaches on to the shards, opens new
+    /// databases there and tells them what changed.
     pub async fn after_control(&self, d: &Daemon) {
+        self.after_control_detach(d).await;
+        self.attach_new(d).await;
+        self.sync_env(d).await;
+    }
+
+    async fn after_control_detach(&self, d: &Daemon) {
         let gone = d.dbs.borrow_mut().take_detached();
         for id in gone {
             if !self.attached.borrow_mut().remove(&id) {
@@ -273,4 +516,37 @@ fn merge(
     delete_queue: std::collections::BTreeMap<Vec<u8>, ctdb_engine::ltdb::LtdbHeader>,
 ) {
     dbs.merge_shard_stats(db_id, stats, delete_queue);
+}
+
+/// Serves the data cores' messages for the daemon: replies to local
+/// clients, recovery requests, packets they do not serve. Also keeps their
+/// view of the node current when it changes outside a control (ban
+/// timers, tunables).
+pub async fn serve_events(d: Rc<Daemon>, dc: Rc<DataCores>) {
+    let Some(rx) = dc.core.take_events() else {
+        return;
+    };
+    let d2 = d.clone();
+    let dc2 = dc.clone();
+    glommio::spawn_local(async move {
+        while !d2.shutdown.get() {
+            glommio::timer::sleep(ENV_CHECK).await;
+            dc2.sync_env(&d2).await;
+        }
+    })
+    .detach();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            ToControl::ClientReply { client, pkt } => {
+                let d = d.clone();
+                glommio::spawn_local(
+                    async move { crate::peers::send_to_client(&d, client, pkt).await },
+                )
+                .detach();
+            }
+            ToControl::RecoveryWanted => d.recovery_wanted.set(true),
+            ToControl::PeerPacket { from, bytes } => crate::peers::handle_packet(&d, from, bytes),
+            other => tracing::debug!("data core message ignored: {other:?}"),
+        }
+    }
 }

@@ -61,6 +61,10 @@ pub struct ClusterSpec {
     pub log_level: String,
     /// Extra `ctdb.conf` lines as (section, key, value).
     pub extra_conf: Vec<(String, String, String)>,
+    /// Extra ctdbd arguments (e.g. our `--cores=3`), after `--interactive`;
+    /// by default the words of `$CTDB_TEST_DAEMON_ARGS`, so any test can be
+    /// run against daemons with data cores.
+    pub daemon_args: Vec<String>,
     /// Remove the cluster directory when the cluster is dropped (it is kept
     /// anyway if stopping failed or the thread is panicking, for its logs).
     pub remove_dir_on_drop: bool,
@@ -106,6 +110,9 @@ impl ClusterSpec {
             cluster_lock: false,
             log_level: "INFO".to_string(),
             extra_conf: Vec::new(),
+            daemon_args: std::env::var("CTDB_TEST_DAEMON_ARGS")
+                .map(|a| a.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
             remove_dir_on_drop: true,
             shutdown_grace: Duration::from_secs(5),
         }
@@ -426,6 +433,7 @@ impl Cluster {
             .map_err(io_err("duplicate log", &log_path))?;
         let mut cmd = Command::new(&ctdbd);
         cmd.arg("--interactive")
+            .args(&self.spec.daemon_args)
             .env_remove("CTDB_INTERACTIVE")
             .env_remove("CTDB_TOOL_SETPGID")
             .envs(env)

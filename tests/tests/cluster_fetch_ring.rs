@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use ctdb_perf::client::{Client, Db};
 use ctdb_tests::must_show::{
-    ctdb_ok, fail_with_logs, hop_count_total, must, number_between, perf_on_all, sanity_check,
-    statistic, TestCluster,
+    ctdb_ok, ctdbd_under_test, fail_with_logs, hop_count_total, must, number_between, perf_on_all,
+    sanity_check, statistic, TestCluster, CTDBD_ENV,
 };
 
 const NODES: usize = 3;
@@ -260,7 +260,71 @@ fn readkey_value(out: &str) -> Option<String> {
 fn fetch_ring_loses_no_update_and_counts_migrations() {
     let name = "fetch_ring_loses_no_update_and_counts_migrations";
     let (c, t0) = TestCluster::start_for(name, NODES);
+    let mut c = fetch_ring(name, c);
+    c.stop_all().expect("stop daemons");
+    eprintln!("{name}: done in {:?}", t0.elapsed());
+}
 
+/// Issue 5's "each data core talks to its peers without going through
+/// another core": the same test on daemons with two data cores each
+/// (`--cores=3`, unpinned in test mode). Then, from each daemon's own
+/// account at shutdown, every data core of every node sent call packets
+/// on its own connections to the other nodes, and next to none went
+/// through the control core.
+#[test]
+fn fetch_ring_on_data_cores_with_their_own_lanes() {
+    let name = "fetch_ring_on_data_cores_with_their_own_lanes";
+    if std::env::var_os(CTDBD_ENV).is_some() {
+        eprintln!("SKIP {name}: --cores is ours; {CTDBD_ENV} names another ctdbd");
+        return;
+    }
+    let t0 = Instant::now();
+    let ctdbd = ctdbd_under_test();
+    let c = TestCluster::start(NODES, &ctdbd, Duration::from_secs(90), |spec| {
+        spec.daemon_args = vec!["--cores=3".to_string()];
+    })
+    .unwrap_or_else(|e| panic!("{name}: cluster with data cores does not form: {e}"));
+    eprintln!("{name}: cluster OK after {:?}", t0.elapsed());
+    let mut c = fetch_ring(name, c);
+    c.stop_all().expect("stop daemons");
+    for i in 0..NODES {
+        let log = std::fs::read_to_string(c.log(i).expect("log path")).unwrap_or_default();
+        let mut lanes = 0u64;
+        let mut forwarded = 0u64;
+        for core in 1..=2 {
+            let prefix = format!("core {core} transport: ");
+            let Some(line) = log.lines().rev().find(|l| l.contains(&prefix)) else {
+                panic!(
+                    "{name}: node {i} logged no transport account of data core {core}:\n{}",
+                    c.log_tail(i, 40)
+                );
+            };
+            let sent = number_between(line, &prefix, " packets sent on its own lanes")
+                .unwrap_or(0.0) as u64;
+            let via =
+                number_between(line, "lanes, ", " through the control core").unwrap_or(0.0) as u64;
+            eprintln!(
+                "{name}: node {i}: {}",
+                line.split("ctdbd").last().unwrap_or(line)
+            );
+            assert!(
+                sent > 0,
+                "{name}: node {i} data core {core} sent nothing itself: {line}"
+            );
+            lanes += sent;
+            forwarded += via;
+        }
+        assert!(
+            forwarded * 10 <= lanes,
+            "{name}: node {i}: {forwarded} packets went through the control core, {lanes} on lanes"
+        );
+    }
+    eprintln!("{name}: done in {:?}", t0.elapsed());
+}
+
+/// Upstream's fetch_ring, the counting ring and contention on one running
+/// cluster; every key's total checked from every node.
+fn fetch_ring(name: &str, c: TestCluster) -> TestCluster {
     // 1. Upstream's fetch.001.ring with the fetch_ring program.
     let n = NODES.to_string();
     let runs = perf_on_all(
@@ -368,8 +432,5 @@ fn fetch_ring_loses_no_update_and_counts_migrations() {
         }
     }
     eprintln!("{name}: per-key totals {expected:?} confirmed on every node");
-
-    let mut c = c;
-    c.stop_all().expect("stop daemons");
-    eprintln!("{name}: done in {:?}", t0.elapsed());
+    c
 }

@@ -242,6 +242,9 @@ pub struct Migrator {
     generation: u32,
     fetch_collapse: bool,
     limits: DecodeLimits,
+    /// Top byte of every request id this migrator makes (0 on the control
+    /// core, shard + 1 on a data core: the transport routes replies by it).
+    reqid_top: u32,
     next_reqid: u32,
     next_ticket: u64,
     pending: HashMap<u32, Pending>,
@@ -345,6 +348,7 @@ impl Migrator {
             generation,
             fetch_collapse: true,
             limits: DecodeLimits::default(),
+            reqid_top: 0,
             next_reqid: 1,
             next_ticket: 1,
             pending: HashMap::new(),
@@ -484,12 +488,25 @@ impl Migrator {
 
     fn new_reqid(&mut self) -> u32 {
         loop {
-            let r = self.next_reqid;
-            self.next_reqid = if r >= 0x00ff_ffff { 1 } else { r + 1 };
+            let r = self.reqid_top | self.next_reqid;
+            self.next_reqid = if self.next_reqid >= 0x00ff_ffff {
+                1
+            } else {
+                self.next_reqid + 1
+            };
             if !self.pending.contains_key(&r) {
                 return r;
             }
         }
+    }
+
+    /// The migrator of data shard `shard`: its request ids carry
+    /// `shard + 1` in the top byte, so replies find their way back to its
+    /// core ([`crate::transport::route::reqid_for`]).
+    pub fn for_shard(pnn: u32, generation: u32, shard: usize) -> Migrator {
+        let mut m = Migrator::new(pnn, generation);
+        m.reqid_top = ((shard as u32 + 1) & 0xff) << 24;
+        m
     }
 
     fn new_job(&mut self, kind: JobKind, op: RecordOp) -> Action {

@@ -95,6 +95,9 @@ pub enum ShardRequest {
     TakeStats {
         db_id: u32,
     },
+    /// Hand over the node statistics the core's transport side counted
+    /// (answered by the data core's loop, not the shard).
+    TakeCounters,
 }
 
 /// Data core → control core.
@@ -108,6 +111,7 @@ pub enum ShardReply {
         stats: Box<DbStats>,
         delete_queue: BTreeMap<Vec<u8>, LtdbHeader>,
     },
+    Counters(Box<crate::shard_peers::CallCounters>),
 }
 
 struct ShardDb {
@@ -138,6 +142,37 @@ impl Shard {
 
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// Whether this shard has its partition of database `db_id` open.
+    pub fn has_db(&self, db_id: u32) -> bool {
+        self.dbs.contains_key(&db_id)
+    }
+
+    /// Runs one migration step on a record of this shard's chains (the
+    /// record rules of [`migrate::run`]), with this node's pnn and vnn map.
+    pub fn record(&mut self, op: &RecordOp, pnn: u32, vnn_map: &[u32]) -> RecordStep {
+        let db_id = op.db_id();
+        let Some(d) = self.dbs.get_mut(&db_id) else {
+            return op.unknown_db();
+        };
+        if d.frozen {
+            return RecordStep::Defer;
+        }
+        let env = Env { pnn, vnn_map };
+        let mut ctx = RecordCtx {
+            db_id,
+            rec: Records {
+                h: &mut d.h,
+                name: &d.name,
+                flags: d.flags,
+                delete_queue: &mut d.delete_queue,
+            },
+            stats: &mut d.stats,
+            ro_tdb: None,
+            migrated: &mut d.migrated,
+        };
+        migrate::run(&mut ctx, &env, op)
     }
 
     /// Serves one request.
@@ -192,31 +227,9 @@ impl Shard {
                 },
                 None => ShardReply::Failed(format!("shard: unknown db 0x{db_id:08x}")),
             },
+            ShardRequest::TakeCounters => ShardReply::Counters(Box::default()),
             ShardRequest::Record { op, pnn, vnn_map } => {
-                let db_id = op.db_id();
-                let Some(d) = self.dbs.get_mut(&db_id) else {
-                    return ShardReply::Record(op.unknown_db());
-                };
-                if d.frozen {
-                    return ShardReply::Record(RecordStep::Defer);
-                }
-                let env = Env {
-                    pnn,
-                    vnn_map: &vnn_map,
-                };
-                let mut ctx = RecordCtx {
-                    db_id,
-                    rec: Records {
-                        h: &mut d.h,
-                        name: &d.name,
-                        flags: d.flags,
-                        delete_queue: &mut d.delete_queue,
-                    },
-                    stats: &mut d.stats,
-                    ro_tdb: None,
-                    migrated: &mut d.migrated,
-                };
-                ShardReply::Record(migrate::run(&mut ctx, &env, &op))
+                ShardReply::Record(self.record(&op, pnn, &vnn_map))
             }
             ShardRequest::Call { call, pnn, vnn_map } => {
                 let Some(d) = self.dbs.get_mut(&call.db_id) else {
@@ -314,6 +327,31 @@ impl Databases {
             pnn: self.pnn(),
             vnn_map: self.vnn_map.clone(),
         }
+    }
+
+    /// The vnn map record steps use to find a key's lmaster.
+    pub fn vnn_map(&self) -> &[u32] {
+        &self.vnn_map
+    }
+
+    /// The databases of `attached` the data cores serve on their own
+    /// (volatile, not read-only), with their engine handles.
+    pub fn routed(&self, attached: &std::collections::HashSet<u32>) -> Vec<(u32, Database)> {
+        let mut v: Vec<(u32, Database)> = self
+            .iter()
+            .filter(|db| attached.contains(&db.id()) && db.volatile() && !db.readonly())
+            .map(|db| (db.id(), db.tdb.clone()))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
+    /// Volatile databases (not read-only) the data cores could serve.
+    pub fn shardable(&self) -> Vec<u32> {
+        self.iter()
+            .filter(|db| db.volatile() && !db.readonly())
+            .map(|db| db.id())
+            .collect()
     }
 
     /// Folds a shard's statistics and delete queue into the database's.

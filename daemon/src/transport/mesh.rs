@@ -33,6 +33,12 @@ pub enum CoreMsg {
     /// Control core → data cores: `pnn` accepts several connections from
     /// us, open a lane to it.
     Lanes { pnn: u32, epoch: u64 },
+    /// Control core → data cores: the nodes file was reloaded and `pnn`'s
+    /// address is now `addr` (`None`: deleted); its lane is closed.
+    Addr {
+        pnn: u32,
+        addr: Option<std::net::SocketAddr>,
+    },
 }
 
 /// One core's ends of the mesh, created before the executors start and

@@ -567,13 +567,15 @@ impl Transport {
     /// unchanged keeps its connections; a deleted or changed one is torn
     /// down (reported `Disconnected` if it was connected); a new or
     /// changed one is connected to. This node's own slot is left alone,
-    /// and the table never shrinks (pnns stay valid). Only for the
-    /// control core of a one-core transport (the daemon's).
+    /// and the table never shrinks (pnns stay valid). Control core only;
+    /// the data cores learn the new addresses through the mesh (their
+    /// lanes to a changed node close, and reopen once the node announces
+    /// lanes again).
     pub fn set_nodes(self: &Rc<Self>, nodes: &[Option<IpAddr>]) -> Result<(), DaemonError> {
-        if self.cores != 1 {
+        if self.core != 0 {
             return Err(DaemonError::sys(
                 "reload nodes",
-                io::Error::other("the transport has lanes on several cores"),
+                io::Error::other("only the control core reloads the nodes"),
             ));
         }
         for (i, ip) in nodes.iter().enumerate() {
@@ -583,6 +585,9 @@ impl Transport {
             }
             let addr = ip.map(|ip| SocketAddr::new(ip, self.cfg.port));
             let old = self.peers.borrow().get(i).map(|p| p.addr);
+            if old != Some(addr) {
+                self.broadcast(move || CoreMsg::Addr { pnn, addr });
+            }
             match old {
                 Some(old) if old == addr => {}
                 Some(old) => {
@@ -941,6 +946,18 @@ impl Transport {
                         p.lanes_ok = false;
                     }
                 }
+            }
+            CoreMsg::Addr { pnn, addr } => {
+                let mut peers = self.peers.borrow_mut();
+                while peers.len() <= pnn as usize {
+                    peers.push(Peer::new(None));
+                }
+                let p = &mut peers[pnn as usize];
+                p.addr = addr;
+                p.kill.close();
+                p.kill = Rc::new(Semaphore::new(0));
+                p.out = None;
+                p.lanes_ok = false;
             }
             CoreMsg::Lanes { pnn, epoch } => {
                 let start = {

@@ -118,8 +118,20 @@ pub fn route(pkt: &[u8], shards: &dyn ShardMap) -> Destination {
     let Ok(op) = hdr.operation() else {
         return Destination::Control;
     };
+    // A REPLY_DMASTER, and a REQ_DMASTER naming this node (its
+    // destination) as the new dmaster, complete a call this node sent: a
+    // call the control core sent (request id top byte 0) is finished
+    // there; a data core's calls are on its own key's shard anyway.
+    let ours_from_control = match op {
+        Operation::ReplyDmaster => true,
+        Operation::ReqDmaster => u32_at(pkt, HEADER_LEN + 16) == Some(hdr.destnode),
+        _ => false,
+    } && shards.reply_dest(hdr.reqid) == Destination::Control;
     match op {
         Operation::ReqCall | Operation::ReqDmaster | Operation::ReplyDmaster => {
+            if ours_from_control {
+                return Destination::Control;
+            }
             match call_key(op, pkt).and_then(|(db, key)| shards.shard_of(db, key)) {
                 Some(s) => Destination::Shard(s),
                 None => Destination::Control,
@@ -194,7 +206,40 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(
+                route(
+                    &enc(
+                        Payload::ReplyDmaster(rd),
+                        reqid_for(Destination::Shard(want), 1)
+                    ),
+                    &m
+                ),
+                Destination::Shard(want)
+            );
+            // The control core's own call: finished there.
+            assert_eq!(
                 route(&enc(Payload::ReplyDmaster(rd), 1), &m),
+                Destination::Control
+            );
+            // A REQ_DMASTER making this node (destination 1) dmaster of a
+            // call the control core sent.
+            let mine = ReqDmaster {
+                db_id: 5,
+                dmaster: 1,
+                key: key.as_bytes(),
+                ..Default::default()
+            };
+            assert_eq!(
+                route(&enc(Payload::ReqDmaster(mine), 1), &m),
+                Destination::Control
+            );
+            assert_eq!(
+                route(
+                    &enc(
+                        Payload::ReqDmaster(mine),
+                        reqid_for(Destination::Shard(want), 1)
+                    ),
+                    &m
+                ),
                 Destination::Shard(want)
             );
             let call99 = ReqCall {
