@@ -352,7 +352,7 @@ impl Transport {
         // Several cores share the port through SO_REUSEPORT; one core
         // listens alone, with upstream's SO_REUSEADDR.
         let bound = if cores > 1 {
-            TcpListener::bind(addr).map_err(io::Error::from)
+            sys::shared_listener(addr)
         } else {
             sys::exclusive_listener(addr)
         };

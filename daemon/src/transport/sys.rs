@@ -171,6 +171,45 @@ pub fn into_glommio(fd: OwnedFd) -> glommio::net::TcpStream {
     unsafe { glommio::net::TcpStream::from_raw_fd(raw) }
 }
 
+/// A listening socket on `addr` shared by the daemon's cores: SO_REUSEPORT
+/// (the kernel spreads connections over the cores' listeners) and
+/// SO_REUSEADDR (a restart binds again at once even with connections of
+/// the previous daemon in TIME_WAIT). Must be called on a glommio executor
+/// thread.
+pub fn shared_listener(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> {
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = cvt(unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_TCP,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by socket(2) and nobody else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
+    set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT)?;
+    let (ss, len) = sockaddr(addr);
+    // SAFETY: `ss` holds a valid sockaddr of length `len`; `fd` is open.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &ss as *const _ as *const libc::sockaddr,
+            len,
+        )
+    })?;
+    // SAFETY: listen(2) on a bound socket we own.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), 128) })?;
+    let raw = fd.into_raw_fd();
+    // SAFETY: `raw` is an open, listening TCP socket we own exclusively
+    // (just released from the OwnedFd); glommio takes over closing it.
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(raw) })
+}
+
 /// A listening socket on `addr` with SO_REUSEADDR and without SO_REUSEPORT,
 /// as upstream's ctdbd listens: a restart binds again at once even with
 /// connections of the previous daemon in TIME_WAIT, and a second daemon on
