@@ -144,12 +144,20 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
         None => allowed,
     };
     // In test mode more cores than CPUs may be asked for (a cluster's
-    // worth of data cores on a small host): they run unpinned.
+    // worth of data cores on a small host): they run unpinned and without
+    // SCHED_FIFO. A core waiting for another (glommio polls while a
+    // cross-core channel connects) would otherwise keep a same-priority
+    // real-time core off the CPU for good.
     let oversubscribed = settings.test_mode && cores > allowed;
+    if oversubscribed && settings.realtime {
+        tracing::info!(
+            "{cores} cores on {allowed} CPUs: running unpinned, without real-time scheduling"
+        );
+    }
     let cfg = RuntimeConfig {
         cores,
         pin: !shared_host && !oversubscribed,
-        realtime: settings.realtime,
+        realtime: settings.realtime && !oversubscribed,
         mlock: settings.mlock,
         ..RuntimeConfig::default()
     };
@@ -221,7 +229,7 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
         }
     })
     .map_err(|e| (1, e))?;
-    if settings.realtime {
+    if rt.cores().iter().any(|c| c.realtime) {
         tracing::info!("Set real-time scheduler priority");
     }
     for c in rt.cores() {

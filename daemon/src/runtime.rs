@@ -455,7 +455,11 @@ async fn pump(
                 let _ = events.try_send(ev);
             }
             other => {
-                if others.send(other).await.is_err() {
+                // A stopped core sends nothing more; its sending end may
+                // outlive it (held by a task of its transport side), so
+                // the pump ends here rather than on the channel's close.
+                let stopped = matches!(other, ToControl::Stopped { .. });
+                if others.send(other).await.is_err() || stopped {
                     break;
                 }
             }
