@@ -63,8 +63,9 @@ use crate::controls::{self, Outcome};
 use crate::db::OutMessage;
 use crate::error::DaemonError;
 use crate::state::Daemon;
+use crate::transport::outbox::Outbox;
 use crate::transport::route::{accept_packet, ChainShards};
-use crate::transport::{mesh, NodeEvent, Received, Sent, Transport, TransportConfig};
+use crate::transport::{mesh, NodeEvent, Received, Transport, TransportConfig};
 
 /// Offsets in the packet header (`ctdb_req_header`).
 const OFF_DESTNODE: usize = 20;
@@ -92,10 +93,7 @@ struct Pending {
 /// The control core's link to the other nodes.
 pub struct Peers {
     transport: Rc<Transport>,
-    outbox: LocalSender<(u32, Vec<u8>)>,
-    /// Packets in the outbox or in the outbox task's hands: while any,
-    /// later packets queue behind them to keep the order.
-    outbox_pending: Cell<usize>,
+    outbox: Outbox,
     next_seq: Cell<u32>,
     pending: RefCell<HashMap<u32, Pending>>,
 }
@@ -174,11 +172,9 @@ pub async fn start(d: &Rc<Daemon>, port: u16) -> Result<(), DaemonError> {
         }
     };
     transport.set_generation(d.generation());
-    let (outbox, outbox_rx) = local_channel::new_unbounded();
     let peers = Rc::new(Peers {
         transport: transport.clone(),
-        outbox,
-        outbox_pending: Cell::new(0),
+        outbox: Outbox::start(transport.clone()),
         next_seq: Cell::new(1),
         pending: RefCell::new(HashMap::new()),
     });
@@ -188,7 +184,6 @@ pub async fn start(d: &Rc<Daemon>, port: u16) -> Result<(), DaemonError> {
             io::Error::other("transport started twice"),
         ));
     }
-    glommio::spawn_local(outbox_task(peers.clone(), outbox_rx)).detach();
     glommio::spawn_local(receive_task(d.clone(), transport.clone())).detach();
     glommio::spawn_local(event_task(d.clone(), transport.clone())).detach();
     glommio::spawn_local(liveness_task(d.clone(), transport)).detach();
@@ -232,22 +227,6 @@ pub fn stop(d: &Daemon) {
         p.transport.stop();
         for (_, p) in p.pending.borrow_mut().drain() {
             let _ = p.tx.try_send(Err(not_connected(p.dest)));
-        }
-    }
-}
-
-/// Sends what [`send_packet`] could not hand to the transport at once
-/// (packets for this node itself, a full send queue, or packets behind
-/// those), in order.
-async fn outbox_task(p: Rc<Peers>, rx: LocalReceiver<(u32, Vec<u8>)>) {
-    while let Some((pnn, bytes)) = rx.recv().await {
-        let r = p.transport.send(pnn, bytes).await;
-        p.outbox_pending
-            .set(p.outbox_pending.get().saturating_sub(1));
-        match r {
-            Ok(Sent::Dropped) => tracing::debug!("packet to node {pnn} dropped: not connected"),
-            Ok(_) => {}
-            Err(e) => tracing::error!("send to node {pnn}: {e}"),
         }
     }
 }
@@ -492,25 +471,7 @@ pub fn send_packet(d: &Daemon, pnn: u32, bytes: Vec<u8>) {
     match d.peers.get() {
         Some(p) => {
             d.stats.borrow_mut().count(|s| s.node_packets_sent += 1);
-            // Straight to the node's socket when nothing waits before it:
-            // no hop through the outbox task (and its writer task).
-            let bytes = if p.outbox_pending.get() == 0 {
-                match p.transport.try_send(pnn, bytes) {
-                    Ok(Sent::Dropped) => {
-                        tracing::debug!("packet to node {pnn} dropped: not connected");
-                        return;
-                    }
-                    Ok(_) => return,
-                    Err(bytes) => bytes,
-                }
-            } else {
-                bytes
-            };
-            p.outbox_pending.set(p.outbox_pending.get() + 1);
-            if p.outbox.try_send((pnn, bytes)).is_err() {
-                p.outbox_pending.set(p.outbox_pending.get() - 1);
-                tracing::error!("outbox closed: packet to node {pnn} dropped");
-            }
+            p.outbox.send(pnn, bytes);
         }
         None => tracing::debug!("packet to node {pnn} dropped: no other nodes"),
     }

@@ -59,8 +59,9 @@ use crate::db::migrator::StickyConfig;
 use crate::db::{Action, Migrator, Shard, ShardRequest};
 use crate::runtime::{LinkSender, ToControl};
 use crate::transport::mesh::MeshSeat;
+use crate::transport::outbox::Outbox;
 use crate::transport::route::{accept_packet, call_key, ShardMap};
-use crate::transport::{Received, Sent, Transport, TransportConfig};
+use crate::transport::{Received, Transport, TransportConfig};
 
 /// How often a data core looks for finished recoveries and timed-out
 /// fetch-collapse queues, as the control core's driver does.
@@ -223,9 +224,7 @@ pub struct ShardPeers {
     counters: RefCell<CallCounters>,
     /// To the control core, in order.
     up: LocalSender<ToControl>,
-    /// Packets that could not go out at once, in order.
-    outbox: LocalSender<(u32, Vec<u8>)>,
-    outbox_pending: Cell<usize>,
+    outbox: Outbox,
     /// Packets of a generation not (yet) ours: (since, from, packet).
     held: RefCell<VecDeque<(Instant, u32, Vec<u8>)>>,
     stopped: Cell<bool>,
@@ -254,7 +253,7 @@ impl ShardPeers {
             }
         };
         let (up, up_rx) = local_channel::new_unbounded();
-        let (outbox, outbox_rx) = local_channel::new_unbounded();
+        let outbox = Outbox::start(t.clone());
         let m = Migrator::for_shard(env.pnn, env.generation, shard);
         let p = Rc::new(ShardPeers {
             shard,
@@ -267,13 +266,11 @@ impl ShardPeers {
             counters: RefCell::new(CallCounters::default()),
             up,
             outbox,
-            outbox_pending: Cell::new(0),
             held: RefCell::new(VecDeque::new()),
             stopped: Cell::new(false),
         });
         p.set_env(env);
         glommio::spawn_local(up_task(up_rx, to_control)).detach();
-        glommio::spawn_local(outbox_task(p.clone(), outbox_rx)).detach();
         glommio::spawn_local(receive_task(p.clone())).detach();
         glommio::spawn_local(ticker(p.clone())).detach();
         Some(p)
@@ -456,30 +453,14 @@ impl ShardPeers {
         }
     }
 
-    /// Queues a packet for node `pnn` in order with everything before it:
-    /// straight onto this core's lane when nothing waits.
+    /// Sends a packet to node `pnn` on this core's own connection, in
+    /// order with everything before it.
     fn send(&self, pnn: u32, bytes: Vec<u8>) {
         {
             let mut c = self.counters.borrow_mut();
             c.node_packets_sent = c.node_packets_sent.wrapping_add(1);
         }
-        let bytes = if self.outbox_pending.get() == 0 {
-            match self.t.try_send(pnn, bytes) {
-                Ok(Sent::Dropped) => {
-                    tracing::debug!("packet to node {pnn} dropped: not connected");
-                    return;
-                }
-                Ok(_) => return,
-                Err(bytes) => bytes,
-            }
-        } else {
-            bytes
-        };
-        self.outbox_pending.set(self.outbox_pending.get() + 1);
-        if self.outbox.try_send((pnn, bytes)).is_err() {
-            self.outbox_pending.set(self.outbox_pending.get() - 1);
-            tracing::error!("outbox closed: packet to node {pnn} dropped");
-        }
+        self.outbox.send(pnn, bytes);
     }
 
     fn tick(self: &Rc<Self>) {
@@ -520,19 +501,6 @@ async fn up_task(rx: LocalReceiver<ToControl>, to_control: Rc<LinkSender<ToContr
     while let Some(m) = rx.recv().await {
         if to_control.send(m).await.is_err() {
             return;
-        }
-    }
-}
-
-async fn outbox_task(p: Rc<ShardPeers>, rx: LocalReceiver<(u32, Vec<u8>)>) {
-    while let Some((pnn, bytes)) = rx.recv().await {
-        let r = p.t.send(pnn, bytes).await;
-        p.outbox_pending
-            .set(p.outbox_pending.get().saturating_sub(1));
-        match r {
-            Ok(Sent::Dropped) => tracing::debug!("packet to node {pnn} dropped: not connected"),
-            Ok(_) => {}
-            Err(e) => tracing::error!("send to node {pnn}: {e}"),
         }
     }
 }

@@ -91,6 +91,7 @@
 
 pub mod keepalive;
 pub mod mesh;
+pub mod outbox;
 pub mod route;
 pub mod sys;
 

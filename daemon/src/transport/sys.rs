@@ -59,9 +59,9 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// A non-blocking TCP socket bound to `local` (any port).
-pub fn bound_socket(local: IpAddr) -> io::Result<OwnedFd> {
-    let family = match local {
+/// A new TCP socket for `ip`'s family (close-on-exec, plus `flags`).
+fn tcp_socket(ip: IpAddr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let family = match ip {
         IpAddr::V4(_) => libc::AF_INET,
         IpAddr::V6(_) => libc::AF_INET6,
     };
@@ -69,13 +69,16 @@ pub fn bound_socket(local: IpAddr) -> io::Result<OwnedFd> {
     let fd = cvt(unsafe {
         libc::socket(
             family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | flags,
             libc::IPPROTO_TCP,
         )
     })?;
     // SAFETY: `fd` was just returned by socket(2) and nobody else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let (ss, len) = sockaddr(SocketAddr::new(local, 0));
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn bind(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
+    let (ss, len) = sockaddr(addr);
     // SAFETY: `ss` holds a valid sockaddr of length `len`; `fd` is open.
     cvt(unsafe {
         libc::bind(
@@ -84,6 +87,13 @@ pub fn bound_socket(local: IpAddr) -> io::Result<OwnedFd> {
             len,
         )
     })?;
+    Ok(())
+}
+
+/// A non-blocking TCP socket bound to `local` (any port).
+pub fn bound_socket(local: IpAddr) -> io::Result<OwnedFd> {
+    let fd = tcp_socket(local, libc::SOCK_NONBLOCK)?;
+    bind(&fd, SocketAddr::new(local, 0))?;
     Ok(fd)
 }
 
@@ -177,31 +187,10 @@ pub fn into_glommio(fd: OwnedFd) -> glommio::net::TcpStream {
 /// the previous daemon in TIME_WAIT). Must be called on a glommio executor
 /// thread.
 pub fn shared_listener(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> {
-    let family = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: socket(2) with constant arguments; the result is checked.
-    let fd = cvt(unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_TCP,
-        )
-    })?;
-    // SAFETY: `fd` was just returned by socket(2) and nobody else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = tcp_socket(addr.ip(), 0)?;
     set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
     set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT)?;
-    let (ss, len) = sockaddr(addr);
-    // SAFETY: `ss` holds a valid sockaddr of length `len`; `fd` is open.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &ss as *const _ as *const libc::sockaddr,
-            len,
-        )
-    })?;
+    bind(&fd, addr)?;
     // SAFETY: listen(2) on a bound socket we own.
     cvt(unsafe { libc::listen(fd.as_raw_fd(), 128) })?;
     let raw = fd.into_raw_fd();
