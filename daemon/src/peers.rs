@@ -241,6 +241,7 @@ async fn liveness_task(d: Rc<Daemon>, t: Rc<Transport>) {
             return;
         }
         t.set_generation(d.generation());
+        t.set_allow_mixed_versions(d.tunable("AllowMixedVersions", 0) != 0);
         let n = d.id.nodes.borrow().entries.len() as u32;
         let mut node = d.node.borrow_mut();
         for pnn in 0..n {

@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use ctdb_engine::Database;
 use ctdb_protocol::types::{Statistics, StatisticsNode, MAX_COUNT_BUCKETS};
-use ctdb_protocol::{Operation, RawHeader};
+use ctdb_protocol::{Operation, RawHeader, HEADER_LEN};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use crate::db::migrator::StickyConfig;
@@ -384,11 +384,21 @@ impl ShardPeers {
             }
             return;
         }
-        // A database this core does not serve (its routes changed while
-        // the packet travelled): the control core decides.
-        let foreign = op
-            .and_then(|op| call_key(op, &bytes))
-            .is_some_and(|(db, _)| !self.env.borrow().serves(db));
+        // A new call on a database this core does not serve (its routes
+        // changed while the packet travelled): the control core decides.
+        // What completes a call of this core's own migrator (REPLY_DMASTER,
+        // a REQ_DMASTER making this node dmaster) stays here.
+        let new_call = match op {
+            Some(Operation::ReqCall) => true,
+            Some(Operation::ReqDmaster) => {
+                bytes.get(HEADER_LEN + 16..HEADER_LEN + 20) != Some(&hdr.destnode.to_le_bytes())
+            }
+            _ => false,
+        };
+        let foreign = new_call
+            && op
+                .and_then(|op| call_key(op, &bytes))
+                .is_some_and(|(db, _)| !self.env.borrow().serves(db));
         if foreign {
             let _ = self.up.try_send(ToControl::PeerPacket { from, bytes });
             return;

@@ -298,6 +298,8 @@ pub struct Transport {
     events_rx: LocalReceiver<NodeEvent>,
     stop: Rc<Semaphore>,
     generation: Cell<u32>,
+    /// `AllowMixedVersions` as it is now (the tunable can change).
+    allow_mixed: Cell<bool>,
     stats: Cell<TransportStats>,
 }
 
@@ -383,6 +385,7 @@ impl Transport {
             events_rx,
             stop: Rc::new(Semaphore::new(0)),
             generation: Cell::new(ctdb_protocol::constants::INVALID_GENERATION),
+            allow_mixed: Cell::new(cfg.allow_mixed_versions),
             stats: Cell::new(TransportStats::default()),
             cfg,
         });
@@ -436,6 +439,14 @@ impl Transport {
     /// The vnn map generation put in keepalives.
     pub fn set_generation(&self, generation: u32) {
         self.generation.set(generation);
+    }
+
+    /// The tunable `AllowMixedVersions` changed (keepalives are judged by
+    /// the new value from now on).
+    pub fn set_allow_mixed_versions(&self, allow: bool) {
+        if self.allow_mixed.replace(allow) != allow {
+            tracing::info!("{}: AllowMixedVersions is now {}", self.my_ip, u8::from(allow));
+        }
     }
 
     /// Whether `pnn` is connected (control core's view; other cores answer
@@ -1081,7 +1092,7 @@ impl Transport {
             return;
         };
         let ours = self.cfg.keepalive_version;
-        match check_version(ka, ours, self.uptime(), self.cfg.allow_mixed_versions) {
+        match check_version(ka, ours, self.uptime(), self.allow_mixed.get()) {
             VersionVerdict::Ok => {}
             VersionVerdict::Missing => {
                 tracing::error!("Keepalive version missing from node {from}");
