@@ -23,6 +23,7 @@
 //!   never overtakes an earlier message: a packet goes straight to the
 //!   node's send queue (and, when that is idle, onto the socket) when
 //!   nothing waits before it, else through one *outbox* task in order
+//!   ([`crate::transport::outbox`], the same for the data cores' lanes)
 //!   (packets for this node itself, a full send queue, and what follows
 //!   them).
 //! * Controls this node sends ([`control`]) get a request id whose top
