@@ -65,6 +65,8 @@ pub struct ClusterSpec {
     /// by default the words of `$CTDB_TEST_DAEMON_ARGS`, so any test can be
     /// run against daemons with data cores.
     pub daemon_args: Vec<String>,
+    /// Extra environment of one node's daemon: (node, name, value).
+    pub node_env: Vec<(usize, String, String)>,
     /// Remove the cluster directory when the cluster is dropped (it is kept
     /// anyway if stopping failed or the thread is panicking, for its logs).
     pub remove_dir_on_drop: bool,
@@ -113,6 +115,7 @@ impl ClusterSpec {
             daemon_args: std::env::var("CTDB_TEST_DAEMON_ARGS")
                 .map(|a| a.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
+            node_env: Vec::new(),
             remove_dir_on_drop: true,
             shutdown_grace: Duration::from_secs(5),
         }
@@ -437,6 +440,13 @@ impl Cluster {
             .env_remove("CTDB_INTERACTIVE")
             .env_remove("CTDB_TOOL_SETPGID")
             .envs(env)
+            .envs(
+                self.spec
+                    .node_env
+                    .iter()
+                    .filter(|(n, _, _)| *n == i)
+                    .map(|(_, k, v)| (k, v)),
+            )
             .current_dir(&node.base)
             .stdin(Stdio::piped())
             .stdout(log)

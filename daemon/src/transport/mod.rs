@@ -445,7 +445,11 @@ impl Transport {
     /// the new value from now on).
     pub fn set_allow_mixed_versions(&self, allow: bool) {
         if self.allow_mixed.replace(allow) != allow {
-            tracing::info!("{}: AllowMixedVersions is now {}", self.my_ip, u8::from(allow));
+            tracing::info!(
+                "{}: AllowMixedVersions is now {}",
+                self.my_ip,
+                u8::from(allow)
+            );
         }
     }
 
