@@ -150,6 +150,29 @@ impl TestCluster {
         (c, t0)
     }
 
+    /// [`TestCluster::start_for`] on daemons of ours with two data cores
+    /// each (`--cores=3`: a control core and two data cores, unpinned in
+    /// test mode), for the must-show tests that check the data cores' own
+    /// node connections. `None` (the test skips) when `CTDB_TEST_CTDBD`
+    /// names another daemon: `--cores` is ours.
+    pub fn start_with_data_cores(test: &str, nodes: usize) -> Option<(TestCluster, Instant)> {
+        if std::env::var_os(CTDBD_ENV).is_some() {
+            eprintln!("SKIP {test}: --cores is ours; {CTDBD_ENV} names another ctdbd");
+            return None;
+        }
+        let t0 = Instant::now();
+        let ctdbd = ctdbd_under_test();
+        let c = TestCluster::start(nodes, &ctdbd, Duration::from_secs(90), |spec| {
+            spec.daemon_args = vec!["--cores=3".to_string()];
+        })
+        .unwrap_or_else(|e| panic!("{test}: cluster with data cores does not form: {e}"));
+        eprintln!(
+            "{test}: cluster with data cores OK after {:?}",
+            t0.elapsed()
+        );
+        Some((c, t0))
+    }
+
     /// [`TestCluster::create`], start every node and wait (at most
     /// `limit`) until all are OK.
     pub fn start(

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use ctdb_perf::client::{Client, Db};
 use ctdb_tests::must_show::{
-    ctdb_ok, ctdbd_under_test, fail_with_logs, hop_count_total, must, number_between, perf_on_all,
-    sanity_check, statistic, TestCluster, CTDBD_ENV,
+    ctdb_ok, fail_with_logs, hop_count_total, must, number_between, perf_on_all, sanity_check,
+    statistic, TestCluster,
 };
 
 const NODES: usize = 3;
@@ -274,17 +274,9 @@ fn fetch_ring_loses_no_update_and_counts_migrations() {
 #[test]
 fn fetch_ring_on_data_cores_with_their_own_lanes() {
     let name = "fetch_ring_on_data_cores_with_their_own_lanes";
-    if std::env::var_os(CTDBD_ENV).is_some() {
-        eprintln!("SKIP {name}: --cores is ours; {CTDBD_ENV} names another ctdbd");
+    let Some((c, t0)) = TestCluster::start_with_data_cores(name, NODES) else {
         return;
-    }
-    let t0 = Instant::now();
-    let ctdbd = ctdbd_under_test();
-    let c = TestCluster::start(NODES, &ctdbd, Duration::from_secs(90), |spec| {
-        spec.daemon_args = vec!["--cores=3".to_string()];
-    })
-    .unwrap_or_else(|e| panic!("{name}: cluster with data cores does not form: {e}"));
-    eprintln!("{name}: cluster OK after {:?}", t0.elapsed());
+    };
     let mut c = fetch_ring(name, c);
     c.stop_all().expect("stop daemons");
     for i in 0..NODES {

@@ -10,7 +10,7 @@
 //! `ctdb stop`, and a restart instead of `continue`: the restarted node
 //! must not bring the old copy back either.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ctdb_tests::must_show::{
     cli, ctdb_ok, dumped_keys, fail_with_logs, must, state_of, wait_for, wait_nodes_ok, TestCluster,
@@ -85,7 +85,21 @@ fn not_resurrected(c: &TestCluster, key: &str, round: &str) {
 #[test]
 fn deleted_record_is_not_resurrected_by_recovery() {
     let name = "deleted_record_is_not_resurrected_by_recovery";
-    let (mut c, t0) = TestCluster::start_for(name, NODES);
+    let (c, t0) = TestCluster::start_for(name, NODES);
+    no_resurrect(name, c, t0);
+}
+
+/// The same on daemons whose records live on two data cores each, which
+/// migrate them over their own node connections.
+#[test]
+fn deleted_record_is_not_resurrected_with_data_cores() {
+    let name = "deleted_record_is_not_resurrected_with_data_cores";
+    if let Some((c, t0)) = TestCluster::start_with_data_cores(name, NODES) {
+        no_resurrect(name, c, t0);
+    }
+}
+
+fn no_resurrect(name: &str, mut c: TestCluster, t0: Instant) {
     must(&c, ctdb_ok(&c, 0, &["attach", DB]));
     // A fresh cluster: the database starts empty (upstream wipes it first).
 
