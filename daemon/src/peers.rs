@@ -225,6 +225,15 @@ impl Peers {
 /// Stops the transport (shutdown).
 pub fn stop(d: &Daemon) {
     if let Some(p) = d.peers.get() {
+        let st = p.transport.stats();
+        tracing::info!(
+            "core 0 transport: {} packets sent, {} received, {} of them handed to another core, \
+             {} dropped",
+            st.sent,
+            st.received,
+            st.rerouted,
+            st.dropped
+        );
         p.transport.stop();
         for (_, p) in p.pending.borrow_mut().drain() {
             let _ = p.tx.try_send(Err(not_connected(p.dest)));

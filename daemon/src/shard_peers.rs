@@ -340,11 +340,12 @@ impl ShardPeers {
         let st = self.t.stats();
         tracing::info!(
             "core {} transport: {} packets sent on its own lanes, {} through the control core, \
-             {} received, {} dropped",
+             {} received, {} of them handed to another core, {} dropped",
             self.t.core(),
             st.sent,
             st.forwarded,
             st.received,
+            st.rerouted,
             st.dropped
         );
         self.t.stop();

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel;
-use ctdb_daemon::transport::{NodeEvent, LANES_MARKER};
+use ctdb_daemon::transport::{NodeEvent, CORE_HELLO, LANES_MARKER};
 use ctdb_protocol::constants::KEEPALIVE_VERSION_4_17;
 use ctdb_protocol::{DecodeLimits, Operation, Packet, Payload, RawHeader};
 use transport_common::*;
@@ -93,6 +93,15 @@ fn keepalives_version_rule_silence_and_refusal() {
         Some(NodeEvent::Connected(1))
     );
 
+    // First on the connection: the hello naming the sending core (a
+    // keepalive to upstream), then the keepalive with the lanes marker.
+    let hello = from_real
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap()
+        .expect("the hello");
+    let hello = Packet::decode(&hello, &DecodeLimits::default()).unwrap();
+    assert_eq!(hello.header.reqid, CORE_HELLO, "core 0's hello");
+    assert!(matches!(hello.payload, Payload::ReqKeepalive(Some(k)) if k.version == V));
     // The real node's keepalive: version, uptime, addressing, lanes marker.
     let ka = from_real
         .recv_timeout(Duration::from_secs(3))

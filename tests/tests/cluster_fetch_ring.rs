@@ -269,8 +269,9 @@ fn fetch_ring_loses_no_update_and_counts_migrations() {
 /// another core": the same test on daemons with two data cores each
 /// (`--cores=3`, unpinned in test mode). Then, from each daemon's own
 /// account at shutdown, every data core of every node sent call packets
-/// on its own connections to the other nodes, and next to none went
-/// through the control core.
+/// on its own connections to the other nodes, next to none went through
+/// the control core, and what the data cores received came on connections
+/// they read themselves (next to none handed over by another core).
 #[test]
 fn fetch_ring_on_data_cores_with_their_own_lanes() {
     let name = "fetch_ring_on_data_cores_with_their_own_lanes";
@@ -283,6 +284,8 @@ fn fetch_ring_on_data_cores_with_their_own_lanes() {
         let log = std::fs::read_to_string(c.log(i).expect("log path")).unwrap_or_default();
         let mut lanes = 0u64;
         let mut forwarded = 0u64;
+        let mut received = 0u64;
+        let mut handed = 0u64;
         for core in 1..=2 {
             let prefix = format!("core {core} transport: ");
             let Some(line) = log.lines().rev().find(|l| l.contains(&prefix)) else {
@@ -305,10 +308,16 @@ fn fetch_ring_on_data_cores_with_their_own_lanes() {
             );
             lanes += sent;
             forwarded += via;
+            received += number_between(line, "control core, ", " received").unwrap_or(0.0) as u64;
+            handed += number_between(line, "received, ", " of them handed").unwrap_or(0.0) as u64;
         }
         assert!(
             forwarded * 10 <= lanes,
             "{name}: node {i}: {forwarded} packets went through the control core, {lanes} on lanes"
+        );
+        assert!(
+            received > 0 && handed * 10 <= received,
+            "{name}: node {i}: data cores read {received} packets, handed {handed} to other cores"
         );
     }
     eprintln!("{name}: done in {:?}", t0.elapsed());

@@ -33,6 +33,9 @@ pub enum CoreMsg {
     /// Control core → data cores: `pnn` accepts several connections from
     /// us, open a lane to it.
     Lanes { pnn: u32, epoch: u64 },
+    /// Core → core: an incoming connection from `pnn` whose hello named
+    /// the receiving core; `fd` is now the receiver's.
+    Adopt { pnn: u32, epoch: u64, fd: i32 },
     /// Control core → data cores: the nodes file was reloaded and `pnn`'s
     /// address is now `addr` (`None`: deleted); its lane is closed.
     Addr {

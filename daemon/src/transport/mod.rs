@@ -43,11 +43,19 @@
 //! [`mesh::MeshSeat`]:
 //!
 //! * Every core listens on the node address with `SO_REUSEPORT`, so the
-//!   kernel spreads incoming connections over the cores. A core reads the
-//!   connections it accepted and passes each packet to the core that
-//!   handles it ([`route()`]: by key to the owning data shard, replies by
-//!   request id, everything else to the control core) through the
-//!   transport's own bounded cross-core channels ([`mesh`]).
+//!   kernel spreads incoming connections over the cores. Every connection
+//!   one of our cores opens starts with a *hello* (a keepalive whose
+//!   request id is [`CORE_HELLO`] + the sending core's index); the core
+//!   that accepts it reads exactly that packet and hands the connection to
+//!   its own core of the same index (a duplicated descriptor through the
+//!   mesh), so a lane from a peer's data core is read by the data core that
+//!   owns the same keys here, and a peer's primary connection by the
+//!   control core. A core reads the connections it holds and passes each
+//!   packet to the core that handles it ([`route()`]: by key to the owning
+//!   data shard, replies by request id, everything else to the control
+//!   core) through the transport's own bounded cross-core channels
+//!   ([`mesh`]); with the hello, that is only needed for upstream nodes'
+//!   single connections.
 //! * The control core (core 0) owns the *primary* outgoing connection to
 //!   each node, the node state, keepalives and the node events.
 //! * Each data core opens its own outgoing connection (*lane*) to each node
@@ -120,6 +128,13 @@ use route::{route, ShardMap};
 /// Request id of our keepalives: "this node accepts several connections
 /// from each node" (ASCII "lane"). Upstream sends 0 and never reads it.
 pub const LANES_MARKER: u32 = 0x656e_616c;
+
+/// Request id of the keepalive our cores send first on every connection
+/// they open: `CORE_HELLO | core`. The node that accepts it hands the
+/// connection to its own core of that index, so a lane's packets are read
+/// by the core that owns their keys (the shard layout is the same on every
+/// node of ours). Upstream reads it as an ordinary keepalive.
+pub const CORE_HELLO: u32 = 0x636f_0000;
 
 /// Settings of the transport; the same on every core.
 #[derive(Debug, Clone)]
@@ -767,6 +782,12 @@ impl Transport {
                     capacity: self.cfg.send_queue.max(1),
                 },
             ));
+            if self.cfg.lanes {
+                // First on the wire: which of our cores sends on it.
+                let _ = q
+                    .send(self.keepalive(pnn, CORE_HELLO | self.core as u32))
+                    .await;
+            }
             {
                 let mut peers = self.peers.borrow_mut();
                 let p = &mut peers[pnn as usize];
@@ -845,16 +866,89 @@ impl Transport {
             );
             let me = self.clone();
             spawn_until(self.stop.clone(), Some(kill), async move {
-                me.in_link(pnn, epoch, stream).await
+                me.greet(pnn, epoch, stream).await
             });
         }
     }
 
-    async fn in_link(self: Rc<Self>, pnn: u32, epoch: u64, stream: TcpStream) {
+    /// A new incoming connection: reads its first packet exactly (nothing
+    /// beyond it), and when that is our hello naming another core, hands
+    /// the connection to that core; otherwise reads it here.
+    async fn greet(self: Rc<Self>, pnn: u32, epoch: u64, mut stream: TcpStream) {
         self.report_in(pnn, epoch, true).await;
+        let first = match read_one_packet(&mut stream, self.cfg.max_packet).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(
+                    "{}: core {}: incoming connection from node {pnn} ended: {e}",
+                    self.my_ip,
+                    self.core
+                );
+                self.report_in(pnn, epoch, false).await;
+                return;
+            }
+        };
+        let hello = RawHeader::parse(&first).ok().and_then(|h| {
+            (h.operation == Operation::ReqKeepalive as u32 && h.reqid & 0xffff_0000 == CORE_HELLO)
+                .then_some((h.reqid & 0xffff) as usize)
+        });
+        match hello {
+            Some(core) if core != self.core && core < self.cores => {
+                use std::os::fd::AsRawFd;
+                // The connection moves as a descriptor of its own; this
+                // core's handle is closed (close, not shutdown: the socket
+                // stays open through the copy).
+                match sys::dup_fd(stream.as_raw_fd()) {
+                    Ok(fd) => {
+                        drop(stream);
+                        self.count(|s| s.received += 1);
+                        self.mesh_send(core, CoreMsg::Adopt { pnn, epoch, fd })
+                            .await;
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot hand a connection to core {core}: {e}");
+                        self.in_link(pnn, epoch, stream, None).await;
+                    }
+                }
+            }
+            Some(_) => {
+                self.count(|s| s.received += 1);
+                self.in_link(pnn, epoch, stream, None).await;
+            }
+            None => self.in_link(pnn, epoch, stream, Some(first)).await,
+        }
+    }
+
+    /// Reads an incoming connection until it ends. `first`: a packet
+    /// already read from it. The connection was reported up (to the
+    /// control core) by whoever accepted it; it is reported down here.
+    async fn in_link(
+        self: Rc<Self>,
+        pnn: u32,
+        epoch: u64,
+        stream: TcpStream,
+        first: Option<Vec<u8>>,
+    ) {
         let limits = DecodeLimits {
             max_packet: self.cfg.max_packet,
         };
+        if let Some(pkt) = first {
+            let ok = pkt.len() % CTDB_DS_ALIGNMENT == 0
+                && RawHeader::parse(&pkt)
+                    .and_then(|h| h.check(&limits))
+                    .is_ok();
+            if !ok {
+                tracing::info!(
+                    "{}: core {}: incoming connection from node {pnn}: malformed first packet",
+                    self.my_ip,
+                    self.core
+                );
+                self.report_in(pnn, epoch, false).await;
+                return;
+            }
+            self.count(|s| s.received += 1);
+            self.dispatch(pnn, epoch, pkt).await;
+        }
         let mut reader = PacketReader::with_config(stream, self.frame());
         let why = loop {
             let pkt = match reader.next_packet().await {
@@ -962,6 +1056,28 @@ impl Transport {
                         p.lanes_ok = false;
                     }
                 }
+            }
+            CoreMsg::Adopt { pnn, epoch, fd } => {
+                use std::os::fd::FromRawFd;
+                // SAFETY: `fd` is a connected TCP socket duplicated for this
+                // core by the core that accepted it, which closed its own
+                // copy; nobody else owns this descriptor.
+                let stream = unsafe { TcpStream::from_raw_fd(fd) };
+                let kill = self
+                    .peers
+                    .borrow()
+                    .get(pnn as usize)
+                    .map(|p| p.kill.clone());
+                let Some(kill) = kill else { return };
+                tracing::debug!(
+                    "{}: core {}: took over a connection from node {pnn}",
+                    self.my_ip,
+                    self.core
+                );
+                let me = self.clone();
+                spawn_until(self.stop.clone(), Some(kill), async move {
+                    me.in_link(pnn, epoch, stream, None).await
+                });
             }
             CoreMsg::Addr { pnn, addr } => {
                 let mut peers = self.peers.borrow_mut();
@@ -1136,10 +1252,8 @@ impl Transport {
         self.cfg.started.elapsed().as_secs() as u32
     }
 
-    async fn send_keepalive(&self, pnn: u32) {
-        let q = self.peers.borrow()[pnn as usize].out.clone();
-        let Some(q) = q else { return };
-        let reqid = if self.cfg.lanes { LANES_MARKER } else { 0 };
+    /// A keepalive for node `pnn` with request id `reqid`.
+    fn keepalive(&self, pnn: u32, reqid: u32) -> Vec<u8> {
         let pkt = Packet::new(
             Header::new(self.generation.get(), pnn, self.cfg.my_pnn, reqid),
             Payload::ReqKeepalive(Some(ReqKeepalive {
@@ -1148,7 +1262,17 @@ impl Transport {
             })),
         );
         let mut out = Vec::with_capacity(48);
-        if pkt.encode(&mut out).is_ok() && q.send(out).await.is_ok() {
+        if let Err(e) = pkt.encode(&mut out) {
+            tracing::error!("cannot encode a keepalive: {e}");
+        }
+        out
+    }
+
+    async fn send_keepalive(&self, pnn: u32) {
+        let q = self.peers.borrow()[pnn as usize].out.clone();
+        let Some(q) = q else { return };
+        let reqid = if self.cfg.lanes { LANES_MARKER } else { 0 };
+        if q.send(self.keepalive(pnn, reqid)).await.is_ok() {
             self.count(|s| s.keepalives_sent += 1);
         }
     }
@@ -1214,4 +1338,22 @@ impl Transport {
 async fn wait_closed(mut r: ReadHalf<TcpStream>) {
     let mut buf = [0u8; 64];
     let _ = r.read(&mut buf).await;
+}
+
+/// Reads exactly one whole packet (its length, then the rest) and nothing
+/// after it, so the connection can change hands between packets.
+async fn read_one_packet(stream: &mut TcpStream, max_packet: u32) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let n = u32::from_le_bytes(len);
+    if n < ctdb_protocol::HEADER_LEN as u32 || n > max_packet {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("first packet length {n} out of range"),
+        ));
+    }
+    let mut pkt = vec![0u8; n as usize];
+    pkt[..4].copy_from_slice(&len);
+    stream.read_exact(&mut pkt[4..]).await?;
+    Ok(pkt)
 }

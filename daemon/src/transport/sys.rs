@@ -172,6 +172,13 @@ pub fn tune(fd: &impl AsRawFd) -> io::Result<()> {
     set_int_opt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY)
 }
 
+/// A close-on-exec duplicate of descriptor `fd`.
+pub fn dup_fd(fd: std::os::fd::RawFd) -> io::Result<std::os::fd::RawFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor the caller holds open;
+    // the result is checked and becomes the caller's.
+    cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })
+}
+
 /// Hands a connected socket to the current glommio executor. Must be
 /// called on a glommio executor thread.
 pub fn into_glommio(fd: OwnedFd) -> glommio::net::TcpStream {
