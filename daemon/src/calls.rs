@@ -36,7 +36,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ctdb_protocol::constants::CTDB_RECOVERY_ACTIVE;
-use ctdb_protocol::types::MAX_COUNT_BUCKETS;
 use ctdb_protocol::{Operation, RawHeader, CTDB_PROTOCOL};
 
 use crate::db::migrator::{Counter, StickyConfig};
@@ -85,23 +84,29 @@ fn driver(d: &Rc<Daemon>) -> Rc<Driver> {
     drv
 }
 
-fn prepare(d: &Daemon, drv: &Driver) {
-    let sticky: std::collections::HashSet<u32> = d
-        .dbs
-        .borrow()
-        .iter()
-        .filter(|db| db.sticky())
-        .map(|db| db.id())
-        .collect();
-    let mut m = drv.m.borrow_mut();
-    m.set_generation(d.generation());
-    m.set_fetch_collapse(d.tunable("FetchCollapse", 1) == 1);
-    m.set_sticky(StickyConfig {
-        dbs: sticky,
+/// The sticky databases and the sticky-record tunables, as a migrator
+/// takes them (here and on the data cores, [`crate::shard_peers`]).
+pub fn sticky_config(d: &Daemon) -> StickyConfig {
+    StickyConfig {
+        dbs: d
+            .dbs
+            .borrow()
+            .iter()
+            .filter(|db| db.sticky())
+            .map(|db| db.id())
+            .collect(),
         hopcount_make_sticky: d.tunable("HopcountMakeSticky", 50),
         duration: Duration::from_secs(u64::from(d.tunable("StickyDuration", 600))),
         pindown: Duration::from_millis(u64::from(d.tunable("StickyPindown", 200))),
-    });
+    }
+}
+
+fn prepare(d: &Daemon, drv: &Driver) {
+    let sticky = sticky_config(d);
+    let mut m = drv.m.borrow_mut();
+    m.set_generation(d.generation());
+    m.set_fetch_collapse(d.tunable("FetchCollapse", 1) == 1);
+    m.set_sticky(sticky);
 }
 
 /// A local client's packet: `true` when it is a REQ_CALL on a volatile
@@ -252,13 +257,7 @@ fn run(d: &Rc<Daemon>, drv: &Rc<Driver>, actions: Vec<Action>) {
             }
             Action::Hop { hopcount } => d.stats.borrow_mut().count(|s| {
                 s.max_hop_count = s.max_hop_count.max(hopcount);
-                let mut bucket = 0usize;
-                let mut c = hopcount;
-                while c != 0 {
-                    c >>= 1;
-                    bucket += 1;
-                }
-                let b = &mut s.hop_count_bucket[bucket.min(MAX_COUNT_BUCKETS - 1)];
+                let b = &mut s.hop_count_bucket[crate::db::hop_bucket(hopcount)];
                 *b = b.wrapping_add(1);
             }),
             Action::Count(c) => d.stats.borrow_mut().count(|s| match c {

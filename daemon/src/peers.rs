@@ -23,9 +23,8 @@
 //!   never overtakes an earlier message: a packet goes straight to the
 //!   node's send queue (and, when that is idle, onto the socket) when
 //!   nothing waits before it, else through one *outbox* task in order
-//!   ([`crate::transport::outbox`], the same for the data cores' lanes)
 //!   (packets for this node itself, a full send queue, and what follows
-//!   them).
+//!   them): [`crate::transport::outbox`], as the data cores' lanes do.
 //! * Controls this node sends ([`control`]) get a request id whose top
 //!   byte is 0 (the transport's rule for "reply to the control core"), a
 //!   slot in the pending table, and a timeout; a node that dies fails its
@@ -55,6 +54,7 @@ use ctdb_protocol::constants::{
     CTDB_CURRENT_NODE, CTDB_MULTICAST, NODE_FLAGS_BANNED, NODE_FLAGS_DELETED,
     NODE_FLAGS_DISCONNECTED, NODE_FLAGS_INACTIVE,
 };
+use ctdb_protocol::types::StatisticsNode;
 use ctdb_protocol::{
     Header, Operation, Packet, Payload, RawHeader, ReplyControl, ReqControl, ReqMessage,
 };
@@ -369,22 +369,29 @@ pub fn handle_packet(d: &Rc<Daemon>, from: u32, bytes: Vec<u8>) {
 }
 
 fn count_node_packet(d: &Daemon, hdr: &RawHeader) {
-    let op = hdr.operation();
+    let op = hdr.operation().ok();
     d.stats.borrow_mut().count(|s| {
-        s.node_packets_recv += 1;
-        match op {
-            Ok(Operation::ReqCall) => s.node.req_call += 1,
-            Ok(Operation::ReplyCall) => s.node.reply_call += 1,
-            Ok(Operation::ReqDmaster) => s.node.req_dmaster += 1,
-            Ok(Operation::ReplyDmaster) => s.node.reply_dmaster += 1,
-            Ok(Operation::ReplyError) => s.node.reply_error += 1,
-            Ok(Operation::ReqMessage) => s.node.req_message += 1,
-            Ok(Operation::ReqControl) => s.node.req_control += 1,
-            Ok(Operation::ReplyControl) => s.node.reply_control += 1,
-            Ok(Operation::ReqTunnel) => s.node.req_tunnel += 1,
-            _ => {}
-        }
+        s.node_packets_recv = s.node_packets_recv.wrapping_add(1);
+        count_node_op(&mut s.node, op);
     });
+}
+
+/// Counts a packet from another node by type (`ctdb_statistics.node`);
+/// the data cores count theirs with the same rule.
+pub fn count_node_op(node: &mut StatisticsNode, op: Option<Operation>) {
+    let c = match op {
+        Some(Operation::ReqCall) => &mut node.req_call,
+        Some(Operation::ReplyCall) => &mut node.reply_call,
+        Some(Operation::ReqDmaster) => &mut node.req_dmaster,
+        Some(Operation::ReplyDmaster) => &mut node.reply_dmaster,
+        Some(Operation::ReplyError) => &mut node.reply_error,
+        Some(Operation::ReqMessage) => &mut node.req_message,
+        Some(Operation::ReqControl) => &mut node.req_control,
+        Some(Operation::ReplyControl) => &mut node.reply_control,
+        Some(Operation::ReqTunnel) => &mut node.req_tunnel,
+        _ => return,
+    };
+    *c = c.wrapping_add(1);
 }
 
 /// A control from another node (or from this node to itself): served by

@@ -516,7 +516,6 @@ async fn data_core_main(
             ToData::Env(env) => {
                 if let Some(l) = &lanes {
                     l.set_env(*env);
-                    l.release_held();
                 }
             }
             ToData::ClientCall { client, pkt } => {

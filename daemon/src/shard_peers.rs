@@ -52,15 +52,15 @@ use std::time::{Duration, Instant};
 
 use ctdb_engine::Database;
 use ctdb_protocol::types::{Statistics, StatisticsNode, MAX_COUNT_BUCKETS};
-use ctdb_protocol::{Operation, RawHeader, HEADER_LEN};
+use ctdb_protocol::{Operation, RawHeader};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use crate::db::migrator::StickyConfig;
-use crate::db::{Action, Migrator, Shard, ShardRequest};
+use crate::db::{hop_bucket, Action, Migrator, Shard, ShardRequest};
 use crate::runtime::{LinkSender, ToControl};
 use crate::transport::mesh::MeshSeat;
 use crate::transport::outbox::Outbox;
-use crate::transport::route::{accept_packet, call_key, ShardMap};
+use crate::transport::route::{accept_packet, call_key, completes_own_call, ShardMap};
 use crate::transport::{Received, Transport, TransportConfig};
 
 /// How often a data core looks for finished recoveries and timed-out
@@ -156,24 +156,9 @@ impl CallCounters {
         }
     }
 
-    fn count_packet(&mut self, op: Option<Operation>) {
-        self.node_packets_recv = self.node_packets_recv.wrapping_add(1);
-        let n = &mut self.node;
-        let c = match op {
-            Some(Operation::ReqCall) => &mut n.req_call,
-            Some(Operation::ReplyCall) => &mut n.reply_call,
-            Some(Operation::ReqDmaster) => &mut n.req_dmaster,
-            Some(Operation::ReplyDmaster) => &mut n.reply_dmaster,
-            Some(Operation::ReplyError) => &mut n.reply_error,
-            _ => return,
-        };
-        *c = c.wrapping_add(1);
-    }
-
     fn count_hop(&mut self, hopcount: u32) {
         self.max_hop_count = self.max_hop_count.max(hopcount);
-        let bucket = (32 - hopcount.leading_zeros()) as usize;
-        let b = &mut self.hop_count_bucket[bucket.min(MAX_COUNT_BUCKETS - 1)];
+        let b = &mut self.hop_count_bucket[hop_bucket(hopcount)];
         *b = b.wrapping_add(1);
     }
 }
@@ -276,8 +261,9 @@ impl ShardPeers {
         Some(p)
     }
 
-    /// Takes the control core's view of the node.
-    pub fn set_env(&self, env: CoreEnv) {
+    /// Takes the control core's view of the node; the packets held for a
+    /// generation this core did not know are judged again.
+    pub fn set_env(self: &Rc<Self>, env: CoreEnv) {
         self.routes.set(&env.routed);
         {
             let mut dbs = self.dbs.borrow_mut();
@@ -293,25 +279,21 @@ impl ShardPeers {
                 dbs.handle(req);
             }
         }
+        {
+            let mut m = self.m.borrow_mut();
+            m.set_generation(env.generation);
+            m.set_fetch_collapse(env.fetch_collapse);
+            m.set_sticky(env.sticky.clone());
+        }
         *self.env.borrow_mut() = env;
-        self.prepare();
+        self.release_held();
     }
 
-    /// Called after [`ShardPeers::set_env`] on the data core's loop: the
-    /// packets held for a generation we did not know are judged again.
-    pub fn release_held(self: &Rc<Self>) {
+    fn release_held(self: &Rc<Self>) {
         let held: Vec<_> = self.held.borrow_mut().drain(..).collect();
         for (since, from, bytes) in held {
             self.on_packet(from, bytes, Some(since));
         }
-    }
-
-    fn prepare(&self) {
-        let env = self.env.borrow();
-        let mut m = self.m.borrow_mut();
-        m.set_generation(env.generation);
-        m.set_fetch_collapse(env.fetch_collapse);
-        m.set_sticky(env.sticky.clone());
     }
 
     /// The counters collected since the last call (the pending-calls
@@ -361,9 +343,6 @@ impl ShardPeers {
             }
         };
         let op = hdr.operation().ok();
-        if held_since.is_none() {
-            self.counters.borrow_mut().count_packet(op);
-        }
         let (generation, banned) = {
             let env = self.env.borrow();
             (env.generation, env.banned)
@@ -389,20 +368,19 @@ impl ShardPeers {
         // changed while the packet travelled): the control core decides.
         // What completes a call of this core's own migrator (REPLY_DMASTER,
         // a REQ_DMASTER making this node dmaster) stays here.
-        let new_call = match op {
-            Some(Operation::ReqCall) => true,
-            Some(Operation::ReqDmaster) => {
-                bytes.get(HEADER_LEN + 16..HEADER_LEN + 20) != Some(&hdr.destnode.to_le_bytes())
-            }
-            _ => false,
-        };
-        let foreign = new_call
-            && op
-                .and_then(|op| call_key(op, &bytes))
-                .is_some_and(|(db, _)| !self.env.borrow().serves(db));
+        let foreign = op.is_some_and(|op| {
+            matches!(op, Operation::ReqCall | Operation::ReqDmaster)
+                && !completes_own_call(op, &bytes, hdr.destnode)
+                && call_key(op, &bytes).is_some_and(|(db, _)| !self.env.borrow().serves(db))
+        });
         if foreign {
             let _ = self.up.try_send(ToControl::PeerPacket { from, bytes });
             return;
+        }
+        {
+            let mut c = self.counters.borrow_mut();
+            c.node_packets_recv = c.node_packets_recv.wrapping_add(1);
+            crate::peers::count_node_op(&mut c.node, op);
         }
         let actions = self
             .m
@@ -435,7 +413,6 @@ impl ShardPeers {
                     let me = self.clone();
                     glommio::spawn_local(async move {
                         glommio::timer::sleep(after).await;
-                        me.prepare();
                         let more = me.m.borrow_mut().retry(ticket, Instant::now());
                         me.run(more);
                     })
@@ -476,23 +453,21 @@ impl ShardPeers {
 
     fn tick(self: &Rc<Self>) {
         let now = Instant::now();
-        self.prepare();
         let mut actions = self.m.borrow_mut().tick(now);
-        let (generation, recovering, frozen) = {
+        let resend = {
             let env = self.env.borrow();
-            (env.generation, env.recovering, env.frozen.clone())
+            env.generation != self.sent_generation.get()
+                && !env.recovering
+                && !self
+                    .m
+                    .borrow()
+                    .pending_dbs()
+                    .iter()
+                    .any(|id| env.frozen.contains(id))
         };
-        if generation != self.sent_generation.get() && !recovering {
-            let waits_on_frozen = self
-                .m
-                .borrow()
-                .pending_dbs()
-                .iter()
-                .any(|id| frozen.contains(id));
-            if !waits_on_frozen {
-                self.sent_generation.set(generation);
-                actions.extend(self.m.borrow_mut().resend_all(now));
-            }
+        if resend {
+            self.sent_generation.set(self.env.borrow().generation);
+            actions.extend(self.m.borrow_mut().resend_all(now));
         }
         if !actions.is_empty() {
             self.run(actions);

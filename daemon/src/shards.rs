@@ -54,7 +54,6 @@ use ctdb_protocol::{
 use ctdb_protocol::constants::{CTDB_RECOVERY_ACTIVE, NODE_FLAGS_BANNED};
 
 use crate::controls::Outcome;
-use crate::db::migrator::StickyConfig;
 use crate::db::{CallOutcome, Databases, RecordOp, RecordStep, ShardReply, ShardRequest};
 use crate::runtime::{ControlCore, ToControl, ToData};
 use crate::shard_peers::{CoreEnv, Routes, StartLanes};
@@ -123,16 +122,6 @@ impl DataCores {
             .map(|db| db.id())
             .collect();
         frozen.sort_unstable();
-        let sticky = StickyConfig {
-            dbs: dbs
-                .iter()
-                .filter(|db| db.sticky())
-                .map(|db| db.id())
-                .collect(),
-            hopcount_make_sticky: d.tunable("HopcountMakeSticky", 50),
-            duration: Duration::from_secs(u64::from(d.tunable("StickyDuration", 600))),
-            pindown: Duration::from_millis(u64::from(d.tunable("StickyPindown", 200))),
-        };
         let node = d.node.borrow();
         CoreEnv {
             pnn: d.pnn(),
@@ -141,7 +130,7 @@ impl DataCores {
             recovering: node.recmode() == CTDB_RECOVERY_ACTIVE,
             banned: node.membership.own_flags() & NODE_FLAGS_BANNED != 0,
             fetch_collapse: d.tunable("FetchCollapse", 1) == 1,
-            sticky,
+            sticky: crate::calls::sticky_config(d),
             routed,
             frozen,
         }
@@ -169,11 +158,6 @@ impl DataCores {
         }
         self.routes.set(&env.routed);
         *self.last_env.borrow_mut() = Some(env);
-    }
-
-    /// Whether the data cores run their own side of the transport.
-    pub fn has_lanes(&self) -> bool {
-        self.lanes.get()
     }
 
     /// Sends the data cores the node's state when it changed since the

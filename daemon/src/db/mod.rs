@@ -141,7 +141,7 @@ pub use call::CallOutcome;
 pub use migrate::{MigrationCount, Origin, RecordOp, RecordStep};
 pub use migrator::{Action, Migrator};
 pub use shard::{Shard, ShardCall, ShardReply, ShardRequest};
-pub use stats::DbStats;
+pub use stats::{hop_bucket, DbStats};
 pub use vacuum::VacuumCounts;
 pub use wire::{encode_message, Served};
 

@@ -76,6 +76,12 @@ fn merge_latency(l: &mut LatencyCounter, o: &LatencyCounter) {
     l.total += o.total;
 }
 
+/// The hop-count bucket of a call that took `hopcount` hops: its bit
+/// length (0 for none), capped at the last bucket, as upstream counts.
+pub fn hop_bucket(hopcount: u32) -> usize {
+    ((32 - hopcount.leading_zeros()) as usize).min(MAX_COUNT_BUCKETS - 1)
+}
+
 impl DbStats {
     /// A chain or database lock that had to wait `t` seconds.
     pub fn lock_wait(&mut self, t: f64, locked: bool) {
@@ -118,13 +124,7 @@ impl DbStats {
 
     /// A call that reached this node after `hopcount` hops.
     pub fn hop(&mut self, hopcount: u32) {
-        let mut bucket = 0;
-        let mut c = hopcount;
-        while c != 0 {
-            c >>= 1;
-            bucket += 1;
-        }
-        let b = &mut self.hop_count_bucket[bucket.min(MAX_COUNT_BUCKETS - 1)];
+        let b = &mut self.hop_count_bucket[hop_bucket(hopcount)];
         *b = b.wrapping_add(1);
     }
 

@@ -319,6 +319,15 @@ pub struct Transport {
 }
 
 impl Peer {
+    /// Ends every connection task to and from this node on this core
+    /// (they run until `kill` closes) and forgets its outgoing queue.
+    fn tear_down(&mut self) {
+        self.kill.close();
+        self.kill = Rc::new(Semaphore::new(0));
+        self.out = None;
+        self.lanes_ok = false;
+    }
+
     fn new(addr: Option<SocketAddr>) -> Peer {
         Peer {
             addr,
@@ -932,38 +941,23 @@ impl Transport {
         let limits = DecodeLimits {
             max_packet: self.cfg.max_packet,
         };
-        if let Some(pkt) = first {
-            let ok = pkt.len() % CTDB_DS_ALIGNMENT == 0
-                && RawHeader::parse(&pkt)
-                    .and_then(|h| h.check(&limits))
-                    .is_ok();
-            if !ok {
-                tracing::info!(
-                    "{}: core {}: incoming connection from node {pnn}: malformed first packet",
-                    self.my_ip,
-                    self.core
-                );
-                self.report_in(pnn, epoch, false).await;
-                return;
-            }
-            self.count(|s| s.received += 1);
-            self.dispatch(pnn, epoch, pkt).await;
-        }
+        let mut first = first;
         let mut reader = PacketReader::with_config(stream, self.frame());
         let why = loop {
-            let pkt = match reader.next_packet().await {
-                Ok(Some(p)) => p,
-                Ok(None) => break "closed".to_string(),
-                Err(e) => break e.to_string(),
+            let bytes = match first.take() {
+                Some(p) => p,
+                None => match reader.next_packet().await {
+                    Ok(Some(p)) => p.to_vec(),
+                    Ok(None) => break "closed".to_string(),
+                    Err(e) => break e.to_string(),
+                },
             };
-            if pkt.len() % CTDB_DS_ALIGNMENT != 0 {
-                break format!("length {:#x} not a multiple of 8", pkt.len());
+            if bytes.len() % CTDB_DS_ALIGNMENT != 0 {
+                break format!("length {:#x} not a multiple of 8", bytes.len());
             }
-            match RawHeader::parse(pkt).and_then(|h| h.check(&limits)) {
-                Ok(()) => {}
-                Err(e) => break e.to_string(),
+            if let Err(e) = RawHeader::parse(&bytes).and_then(|h| h.check(&limits)) {
+                break e.to_string();
             }
-            let bytes = pkt.to_vec();
             self.count(|s| s.received += 1);
             self.dispatch(pnn, epoch, bytes).await;
         };
@@ -1050,10 +1044,7 @@ impl Transport {
                 if let Some(p) = peers.get_mut(pnn as usize) {
                     if epoch > p.epoch {
                         p.epoch = epoch;
-                        p.kill.close();
-                        p.kill = Rc::new(Semaphore::new(0));
-                        p.out = None;
-                        p.lanes_ok = false;
+                        p.tear_down();
                     }
                 }
             }
@@ -1086,10 +1077,7 @@ impl Transport {
                 }
                 let p = &mut peers[pnn as usize];
                 p.addr = addr;
-                p.kill.close();
-                p.kill = Rc::new(Semaphore::new(0));
-                p.out = None;
-                p.lanes_ok = false;
+                p.tear_down();
             }
             CoreMsg::Lanes { pnn, epoch } => {
                 let start = {
@@ -1185,13 +1173,10 @@ impl Transport {
             let mut peers = self.peers.borrow_mut();
             let p = &mut peers[pnn as usize];
             p.epoch += 1;
-            p.kill.close();
-            p.kill = Rc::new(Semaphore::new(0));
-            p.out = None;
+            p.tear_down();
             p.out_up = false;
             p.ins = 0;
             p.half_open = 0;
-            p.lanes_ok = false;
             p.epoch
         };
         tracing::info!(

@@ -110,6 +110,18 @@ pub fn call_key(op: Operation, pkt: &[u8]) -> Option<(u32, &[u8])> {
     Some((db_id, key))
 }
 
+/// Whether `pkt` completes a call the receiving node (`destnode`) sent,
+/// so that its request id is the receiver's own: a REPLY_DMASTER, or a
+/// REQ_DMASTER naming the receiver as the new dmaster.
+pub fn completes_own_call(op: Operation, pkt: &[u8], destnode: u32) -> bool {
+    match op {
+        Operation::ReplyDmaster => true,
+        // db_id, pad, rsn(8), dmaster
+        Operation::ReqDmaster => u32_at(pkt, HEADER_LEN + 16) == Some(destnode),
+        _ => false,
+    }
+}
+
 /// Where `pkt` (a whole packet, header included) is handled.
 pub fn route(pkt: &[u8], shards: &dyn ShardMap) -> Destination {
     let Ok(hdr) = RawHeader::parse(pkt) else {
@@ -118,15 +130,11 @@ pub fn route(pkt: &[u8], shards: &dyn ShardMap) -> Destination {
     let Ok(op) = hdr.operation() else {
         return Destination::Control;
     };
-    // A REPLY_DMASTER, and a REQ_DMASTER naming this node (its
-    // destination) as the new dmaster, complete a call this node sent: a
-    // call the control core sent (request id top byte 0) is finished
-    // there; a data core's calls are on its own key's shard anyway.
-    let ours_from_control = match op {
-        Operation::ReplyDmaster => true,
-        Operation::ReqDmaster => u32_at(pkt, HEADER_LEN + 16) == Some(hdr.destnode),
-        _ => false,
-    } && shards.reply_dest(hdr.reqid) == Destination::Control;
+    // What completes a call the control core sent (request id top byte
+    // 0) is finished there; a data core's calls are on its own key's
+    // shard anyway.
+    let ours_from_control = completes_own_call(op, pkt, hdr.destnode)
+        && shards.reply_dest(hdr.reqid) == Destination::Control;
     match op {
         Operation::ReqCall | Operation::ReqDmaster | Operation::ReplyDmaster => {
             if ours_from_control {
