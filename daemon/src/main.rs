@@ -132,10 +132,11 @@ fn run(settings: &Settings, ready: &mut ReadyPipe) -> Result<(), (i32, DaemonErr
 
     // Default: one core per allowed CPU, pinned. In test mode (several
     // daemons on one host, as upstream's CTDB_TEST_MODE assumes) one
-    // unpinned core unless --cores says otherwise: with every record step
-    // crossing to a data core while the sockets stay on core 0, daemons
-    // that share CPUs spend their time waking each other's pinned threads
-    // (fetch-ring measured 14x slower, perf/RESULTS.md).
+    // unpinned core unless --cores says otherwise: a client's call still
+    // crosses from core 0 to a data core and back, and daemons that share
+    // CPUs spend their time waking each other's threads (fetch-ring 4939
+    // migrations/s with one core against 3575 with a data core on this
+    // 2-CPU host, perf/RESULTS.md run 7).
     let shared_host = settings.test_mode && settings.cores.is_none();
     let allowed = sys::affinity(0).map(|c| c.len().max(1)).unwrap_or(1);
     let cores = match settings.cores {
