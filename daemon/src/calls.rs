@@ -241,10 +241,15 @@ fn run(d: &Rc<Daemon>, drv: &Rc<Driver>, actions: Vec<Action>) {
                     q.extend(more);
                 }
             },
-            Action::Retry { ticket, after } => {
+            Action::Retry {
+                ticket,
+                after,
+                busy,
+            } => {
+                let waiter = busy.and_then(|(db_id, key)| d.dbs.borrow().chain_waiter(db_id, &key));
                 let (d, drv) = (d.clone(), drv.clone());
                 glommio::spawn_local(async move {
-                    glommio::timer::sleep(after).await;
+                    crate::lockwait::chain_free_or(waiter, after).await;
                     prepare(&d, &drv);
                     let more = drv.m.borrow_mut().retry(ticket, Instant::now());
                     run(&d, &drv, more);

@@ -54,6 +54,7 @@ pub mod controls;
 pub mod db;
 pub mod error;
 pub mod event;
+pub mod lockwait;
 pub mod logging;
 pub mod memreport;
 pub mod monitor;

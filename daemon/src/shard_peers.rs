@@ -409,10 +409,16 @@ impl ShardPeers {
                         .record_done(ticket, step, Instant::now());
                     q.extend(more);
                 }
-                Action::Retry { ticket, after } => {
+                Action::Retry {
+                    ticket,
+                    after,
+                    busy,
+                } => {
+                    let waiter =
+                        busy.and_then(|(db_id, key)| self.dbs.borrow().chain_waiter(db_id, &key));
                     let me = self.clone();
                     glommio::spawn_local(async move {
-                        glommio::timer::sleep(after).await;
+                        crate::lockwait::chain_free_or(waiter, after).await;
                         let more = me.m.borrow_mut().retry(ticket, Instant::now());
                         me.run(more);
                     })

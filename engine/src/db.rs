@@ -83,8 +83,8 @@ pub(crate) struct Shared {
     pub nolock: bool,
     pub mutex: Option<MutexArea>,
     /// The descriptor that holds the ACTIVE_LOCK read lock for the life of
-    /// the database (CLEAR_IF_FIRST / mutex users).
-    #[allow(dead_code)]
+    /// the database (CLEAR_IF_FIRST / mutex users); also where a
+    /// [`crate::ChainWaiter`] waits in fcntl mode.
     pub main: File,
 }
 

@@ -95,4 +95,4 @@ pub use check::CheckReport;
 pub use db::{fuzz_cleanup, fuzz_open, Database, OpenOptions};
 pub use error::{Error, Result};
 pub use format::{flags, HashKind};
-pub use store::{CoreStore, RecordGuard, StoreFlag, Walk};
+pub use store::{ChainWaiter, CoreStore, RecordGuard, StoreFlag, Walk};

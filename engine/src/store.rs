@@ -1864,6 +1864,15 @@ impl CoreStore {
         self.lock_list(chain_lock_offset(bucket), LockType::Write, false)
     }
 
+    /// A waiter on the lock of `key`'s chain, for another thread: see
+    /// [`ChainWaiter`].
+    pub fn chain_waiter(&self, key: &[u8]) -> ChainWaiter {
+        ChainWaiter {
+            sh: self.sh.clone(),
+            bucket: self.chain_of(key),
+        }
+    }
+
     /// Release a [`CoreStore::chainlock`].
     pub fn chainunlock(&mut self, key: &[u8]) -> Result<()> {
         let (_, bucket) = self.bucket_checked(key)?;
@@ -2210,5 +2219,53 @@ impl RecordGuard<'_> {
 impl Drop for RecordGuard<'_> {
     fn drop(&mut self) {
         let _ = self.st.unlock_chain(self.bucket);
+    }
+}
+
+/// Waits for one hash chain's lock to be free, on any thread.
+///
+/// A server that finds a chain busy (smbd holds the record) should try again
+/// as soon as the holder lets go, not after a guessed pause. [`wait`]
+/// blocks its thread until the chain's write lock can be taken, then
+/// releases it at once: it reads and writes nothing, so it does not break
+/// the rule that only the owning core touches a chain's records, and it can
+/// be sent to a thread that may block (`Send`). The caller still takes the
+/// lock through its own handle afterwards and may find it busy again.
+///
+/// [`wait`]: ChainWaiter::wait
+pub struct ChainWaiter {
+    sh: Arc<Shared>,
+    bucket: u32,
+}
+
+impl ChainWaiter {
+    /// Block until the chain's write lock could be taken (in the file's
+    /// locking mode: robust mutex or fcntl lock), then let it go.
+    pub fn wait(&self) -> Result<()> {
+        if self.sh.nolock || self.sh.read_only {
+            return Ok(());
+        }
+        let off = chain_lock_offset(self.bucket);
+        let err = |what: String| Error::Lock {
+            path: self.sh.path.clone(),
+            offset: off,
+            what,
+        };
+        if let Some(area) = self.sh.mutex.as_ref() {
+            // Blocking, no other chain held: waits out an allrecord lock too.
+            area.lock_chain(self.bucket, LockKind::Write, true, false)
+                .map_err(|e| err(format!("mutex wait failed: {e}")))?;
+            return area
+                .unlock_chain(self.bucket)
+                .map_err(|e| err(format!("mutex unlock after wait failed: {e}")));
+        }
+        // Through the database's own descriptor, which holds only the
+        // ACTIVE_LOCK byte: lock and unlock exactly the chain's byte, so that
+        // lock stays. Several waiters share the descriptor's (one) owner and
+        // never block each other; each only needs to see the chain free.
+        sys::lock(&self.sh.main, LockType::Write, off, 1, true)
+            .map_err(|e| err(format!("fcntl wait failed: {e}")))?;
+        sys::unlock(&self.sh.main, off, 1)
+            .map_err(|e| err(format!("fcntl unlock after wait failed: {e}")))
     }
 }

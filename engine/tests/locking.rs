@@ -561,3 +561,69 @@ fn handles_can_move_between_threads() {
     let mut h = h;
     assert_eq!(h.count().unwrap(), 2);
 }
+
+/// A `ChainWaiter` blocks while libtdb (python3-tdb, another process) holds
+/// the lock, and returns once libtdb lets go, in both locking modes.
+#[test]
+fn chain_waiter_waits_for_libtdb_to_let_go() {
+    use std::io::Write;
+    let td = TempDir::new("waiter");
+    for tflags in [0u32, MUTEX] {
+        let path = td.path(&format!("w{tflags}.tdb"));
+        let db =
+            Database::open(&path, &OpenOptions::new().hash_size(17).tdb_flags(tflags)).unwrap();
+        let mut h = db.handle().unwrap();
+        h.store(b"k", b"v", StoreFlag::Replace).unwrap();
+        let mut py = Command::new(PY)
+            .arg("-c")
+            .arg(
+                r#"
+import sys, os, tdb
+t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
+t.lock_all()
+print("locked", flush=True)
+sys.stdin.readline()
+t.unlock_all()
+print("released", flush=True)
+"#,
+            )
+            .arg(&path)
+            .arg(tflags.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(py.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked", "flags {tflags}");
+        assert!(
+            !h.chainlock_nonblock(b"k").unwrap(),
+            "flags {tflags}: chain not busy"
+        );
+
+        let waiter = h.chain_waiter(b"k");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let r = waiter.wait();
+            let _ = tx.send(r);
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(500)).is_err(),
+            "flags {tflags}: the waiter returned while libtdb held the lock"
+        );
+        writeln!(py.stdin.take().unwrap()).unwrap();
+        let r = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("flags {tflags}: the waiter never returned"));
+        r.unwrap();
+        t.join().unwrap();
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "released");
+        assert!(py.wait().unwrap().success());
+        // The waiter kept nothing: the engine takes the lock at once.
+        assert!(h.chainlock_nonblock(b"k").unwrap(), "flags {tflags}");
+        h.chainunlock(b"k").unwrap();
+    }
+}

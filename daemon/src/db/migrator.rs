@@ -104,8 +104,14 @@ pub enum Action {
     /// Run a record step on the core owning the record, then hand the
     /// result to [`Migrator::record_done`] with this ticket.
     Record { ticket: u64, op: RecordOp },
-    /// Call [`Migrator::retry`] with this ticket after `after`.
-    Retry { ticket: u64, after: Duration },
+    /// Call [`Migrator::retry`] with this ticket after `after`, or sooner
+    /// once the chain lock of `busy` (database id, key), which the step
+    /// found held, is free.
+    Retry {
+        ticket: u64,
+        after: Duration,
+        busy: Option<(u32, Vec<u8>)>,
+    },
     /// A protocol error that upstream answers with a recovery.
     Recover,
     /// A node's call was served here after `hopcount` hops (statistics).
@@ -299,10 +305,11 @@ fn packet_generation(pkt: &[u8]) -> u32 {
         .unwrap_or(0)
 }
 
-/// Wait before retrying a step whose chain lock was busy: 1 ms, doubling
-/// to 8 ms (upstream's lock helper would simply wait for the lock; a long
-/// pause here lets a client that locks the record in a loop starve the
-/// node that wants it).
+/// Longest wait before retrying a step whose chain lock was busy: 1 ms,
+/// doubling to 8 ms. The driver retries sooner, as soon as a lock waiter
+/// (`lockwait.rs`, upstream's lock helper) has seen the lock free; this is
+/// the bound when it cannot (a long pause here lets a client that locks the
+/// record in a loop starve the node that wants it).
 fn backoff(tries: u32) -> Duration {
     Duration::from_millis(1u64 << tries.saturating_sub(1).min(3))
 }
@@ -895,8 +902,13 @@ impl Migrator {
             RecordStep::Retry => {
                 job.tries = job.tries.saturating_add(1);
                 let after = backoff(job.tries);
+                let busy = Some((job.op.db_id(), job.op.key().to_vec()));
                 self.jobs.insert(ticket, job);
-                out.push(Action::Retry { ticket, after });
+                out.push(Action::Retry {
+                    ticket,
+                    after,
+                    busy,
+                });
                 return out;
             }
             RecordStep::Defer => {
@@ -905,6 +917,7 @@ impl Migrator {
                 out.push(Action::Retry {
                     ticket,
                     after: DEFER_RETRY,
+                    busy: None,
                 });
                 return out;
             }

@@ -580,6 +580,12 @@ impl Databases {
         self.dbs.iter().find(|d| d.id == db_id)
     }
 
+    /// A waiter on the chain lock of `key` in database `db_id`
+    /// (`lockwait.rs`).
+    pub fn chain_waiter(&self, db_id: u32, key: &[u8]) -> Option<ctdb_engine::ChainWaiter> {
+        self.find(db_id).map(|db| db.h.chain_waiter(key))
+    }
+
     pub fn find_by_name(&self, name: &str) -> Option<&Db> {
         self.dbs.iter().find(|d| d.name == name)
     }
