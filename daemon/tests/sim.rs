@@ -582,7 +582,7 @@ impl Sim {
                     frozen: true,
                     ..
                 }) => {
-                    for r in records {
+                    for r in records.iter() {
                         staged.insert(r.key.clone(), r.clone());
                     }
                     ok(Reply::Count(records.len() as u32))

@@ -267,7 +267,8 @@ pub enum Control {
     /// the number of records the node received.
     DbPush {
         db_id: u32,
-        records: Vec<Record>,
+        /// Shared by the pushes to every node of one round.
+        records: std::rc::Rc<[Record]>,
     },
 }
 

@@ -49,7 +49,8 @@
 //! reads but does not use `RecoverPDBBySeqNum`; the older per-record mode
 //! is kept as [`merge_persistent_per_record`] for reference and tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 
 use ctdb_protocol::constants::{
     CTDB_REC_FLAG_MIGRATED_WITH_DATA, DB_FLAGS_PERSISTENT, DB_FLAGS_READONLY, DB_FLAGS_REPLICATED,
@@ -66,26 +67,33 @@ use super::{
 pub const NUM_RETRIES: u32 = 3;
 
 /// Records of one database being recovered, by key.
-pub type RecDb = BTreeMap<Vec<u8>, Record>;
+/// Keyed by record key; ahash with fixed keys keeps the iteration order
+/// (and so the push order) the same from run to run for the same input.
+pub type RecDb = HashMap<Vec<u8>, Record, BuildHasherDefault<ahash::AHasher>>;
 
 /// Adds pulled copies to the recovery database (`recdb_add`): a copy
 /// replaces the kept one if its RSN is higher, or equal while the kept
 /// copy's dmaster is `leader`.
 pub fn recdb_add(recdb: &mut RecDb, leader: Pnn, copies: impl IntoIterator<Item = Record>) {
     for r in copies {
-        if let Some(prev) = recdb.get(&r.key) {
-            if r.rsn < prev.rsn || (r.rsn == prev.rsn && prev.dmaster != leader) {
-                continue;
+        match recdb.get_mut(&r.key) {
+            Some(prev) => {
+                if r.rsn < prev.rsn || (r.rsn == prev.rsn && prev.dmaster != leader) {
+                    continue;
+                }
+                *prev = r;
+            }
+            None => {
+                recdb.insert(r.key.clone(), r);
             }
         }
-        recdb.insert(r.key.clone(), r);
     }
 }
 
 /// Merges the copies of a volatile database pulled from each node, in
 /// pull order.
 pub fn merge_volatile(pulls: &[(Pnn, Vec<Record>)], leader: Pnn) -> RecDb {
-    let mut db = RecDb::new();
+    let mut db = RecDb::default();
     for (_, recs) in pulls {
         recdb_add(&mut db, leader, recs.iter().cloned());
     }
@@ -107,7 +115,7 @@ pub fn highest_seqnum(seqnums: &[(Pnn, u64)]) -> Option<Pnn> {
 /// Per-record persistent merge (pre-4.x `RecoverPDBBySeqNum = 0`): each
 /// key keeps its highest-RSN copy, the first seen on ties.
 pub fn merge_persistent_per_record(pulls: &[(Pnn, Vec<Record>)]) -> RecDb {
-    let mut db = RecDb::new();
+    let mut db = RecDb::default();
     for (_, recs) in pulls {
         for r in recs {
             match db.get(&r.key) {
@@ -344,7 +352,7 @@ impl RecoveryRun {
             attempts: 0,
             failed_dbs: 0,
             db_name: String::new(),
-            recdb: RecDb::new(),
+            recdb: RecDb::default(),
             pull_index: 0,
             pull_from: leader,
             push_count: 0,
@@ -690,7 +698,8 @@ impl RecoveryRun {
                     return;
                 }
                 let db_id = self.cur_db().info.db_id;
-                let records = records_to_push(&self.recdb, self.persistent(), self.leader);
+                let records: std::rc::Rc<[Record]> =
+                    records_to_push(&self.recdb, self.persistent(), self.leader).into();
                 self.push_count = records.len() as u32;
                 self.stage = Stage::DbPush;
                 self.send_all(out, |_| Control::DbPush {
@@ -920,7 +929,7 @@ mod tests {
 
     #[test]
     fn push_filter_and_dmaster() {
-        let mut db = RecDb::new();
+        let mut db = RecDb::default();
         recdb_add(&mut db, 0, [rec("a", 1, 2, "x"), rec("e", 4, 2, "")]);
         let v = records_to_push(&db, false, 3);
         assert_eq!(v.len(), 1, "empty record dropped");
