@@ -268,14 +268,12 @@ async fn event_task(d: Rc<Daemon>, t: Rc<Transport>) {
             NodeEvent::Connected(pnn) => {
                 tracing::info!("Node {pnn} connected");
                 d.node.borrow_mut().membership.on_transport_connected(pnn);
-                crate::recoverd_driver::nodes_changed(&d);
             }
             NodeEvent::Disconnected(pnn) => {
                 tracing::error!("Node {pnn} is dead");
                 d.node.borrow_mut().membership.node_dead(pnn);
                 fail_pending(&d, pnn);
                 crate::calls::node_dead(&d, pnn);
-                crate::recoverd_driver::nodes_changed(&d);
             }
             NodeEvent::VersionMismatch { pnn, theirs, ours } => {
                 tracing::error!(

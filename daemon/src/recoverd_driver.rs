@@ -104,16 +104,6 @@ enum Ev {
         status: LockStatus,
         lock: Option<ClusterLock>,
     },
-    /// A node connected or went away (`peers.rs`): tick now.
-    NodesChanged,
-}
-
-/// Wake the recovery daemon's loop (a node connected or died), so that its
-/// machine sees the change now rather than at its next timer.
-pub fn nodes_changed(d: &Daemon) {
-    if let Some(wake) = d.recoverd_wake.borrow().as_ref() {
-        wake();
-    }
 }
 
 /// The machine's clock: wall-clock milliseconds at start plus monotonic
@@ -187,12 +177,6 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
     let (tx, rx) = local_channel::new_unbounded();
     let tx = Rc::new(tx);
     let alive = Rc::new(Cell::new(true));
-    {
-        let tx = tx.clone();
-        *d.recoverd_wake.borrow_mut() = Some(Box::new(move || {
-            let _ = tx.try_send(Ev::NodesChanged);
-        }));
-    }
     for sid in [
         srvid::LEADER,
         srvid::ELECTION,
@@ -260,7 +244,6 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
         }
     }
     alive.set(false);
-    d.recoverd_wake.borrow_mut().take();
     drv.lock_epoch += 1;
     if let Some(mut l) = drv.lock.take() {
         l.release();
@@ -303,8 +286,6 @@ impl Driver {
                 return;
             }
             Ev::Result(id, r) => self.recd.on_control_result(now, &view, id, r),
-            // The loop ticks next, which is all this asks for.
-            Ev::NodesChanged => return,
             Ev::Lock {
                 epoch,
                 status,

@@ -204,8 +204,6 @@ pub struct Daemon {
     /// A recovery was requested (SET_RECMODE ACTIVE from a client, end of
     /// a ban, continue).
     pub recovery_wanted: Cell<bool>,
-    /// Wakes the recovery daemon's loop (set while it runs).
-    pub recoverd_wake: RefCell<Option<Box<dyn Fn()>>>,
     /// The databases are frozen (upstream's node-wide freeze mode).
     pub frozen: Cell<bool>,
     /// The cluster mutex helper (CTDB_CLUSTER_MUTEX_HELPER or
@@ -265,7 +263,6 @@ impl Daemon {
             notification_script,
             shutdown: Cell::new(false),
             recovery_wanted: Cell::new(false),
-            recoverd_wake: RefCell::new(None),
             frozen: Cell::new(false),
             mutex_helper: std::path::PathBuf::from("ctdb_mutex_fcntl_helper"),
             frame: FrameConfig::default(),

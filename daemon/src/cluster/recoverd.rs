@@ -138,9 +138,6 @@ pub struct Recoverd {
     frozen_on_inactive: bool,
     caps: BTreeMap<Pnn, u32>,
     next_loop: Millis,
-    /// The connected nodes at the last tick: a change runs the main loop
-    /// at once instead of at its next `RecoverInterval`.
-    last_connected: Vec<Pnn>,
     pass: Option<(Stage, Round)>,
     run: Option<RecoveryRun>,
     remote: BTreeMap<Pnn, Vec<(Pnn, u32)>>,
@@ -168,7 +165,6 @@ impl Recoverd {
             frozen_on_inactive: false,
             caps: BTreeMap::new(),
             next_loop: now,
-            last_connected: Vec::new(),
             pass: None,
             run: None,
             remote: BTreeMap::new(),
@@ -276,16 +272,6 @@ impl Recoverd {
         }
         if self.recovery_disabled_until.is_some_and(|t| t <= now) {
             self.recovery_disabled_until = None;
-        }
-        // A node came or went: the main loop's checks (leader alive, node
-        // maps, flags, vnn map) look now, not up to RecoverInterval later,
-        // so a dead node's records are recovered that much sooner.
-        let connected = view.connected();
-        if connected != self.last_connected {
-            if !self.last_connected.is_empty() {
-                self.next_loop = self.next_loop.min(now);
-            }
-            self.last_connected = connected;
         }
         if self.pass.is_none() && self.run.is_none() && now >= self.next_loop {
             self.next_loop = now + secs(self.tun.recover_interval.max(1));

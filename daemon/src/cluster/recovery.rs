@@ -308,8 +308,6 @@ pub struct RecoveryRun {
     failed_dbs: u32,
     db_name: String,
     recdb: RecDb,
-    /// `usize::MAX` while pulling a persistent database from `pull_from`
-    /// alone; otherwise the volatile pull from every node.
     pull_index: usize,
     pull_from: Pnn,
     push_count: u32,
@@ -639,11 +637,8 @@ impl RecoveryRun {
                     self.stage = Stage::DbSeqnum;
                     self.send_all(out, |_| Control::GetDbSeqnum(db_id));
                 } else {
-                    // Every node's copy at once (as upstream's recovery
-                    // helper); merged in node order once all have come.
                     self.pull_index = 0;
-                    self.stage = Stage::DbPull;
-                    self.send_all(out, |_| Control::DbPull(db_id));
+                    self.pull_next(out);
                 }
             }
             Stage::DbSeqnum => {
@@ -669,23 +664,22 @@ impl RecoveryRun {
                 self.send_to(&[from], out, |_| Control::DbPull(db_id));
             }
             Stage::DbPull => {
-                // Persistent: the one node with the highest seqnum;
-                // volatile: every node, merged in node order.
-                let from = if self.pull_index == usize::MAX {
-                    vec![self.pull_from]
-                } else {
-                    self.nlist.clone()
-                };
-                for p in from {
-                    match self.round.ok.remove(&p) {
-                        Some(Reply::Records(recs)) => {
-                            recdb_add(&mut self.recdb, self.leader, recs);
-                        }
-                        _ => {
-                            self.credit(Some(p));
-                            self.db_attempt_failed(out);
-                            return;
-                        }
+                let from = self.pull_from;
+                match self.round.ok.remove(&from) {
+                    Some(Reply::Records(recs)) => {
+                        recdb_add(&mut self.recdb, self.leader, recs);
+                    }
+                    _ => {
+                        self.credit(Some(from));
+                        self.db_attempt_failed(out);
+                        return;
+                    }
+                }
+                if self.pull_index != usize::MAX {
+                    self.pull_index += 1;
+                    if self.pull_index < self.nlist.len() {
+                        self.pull_next(out);
+                        return;
                     }
                 }
                 let db_id = self.cur_db().info.db_id;
@@ -786,6 +780,14 @@ impl RecoveryRun {
             }
             Stage::Finished => {}
         }
+    }
+
+    fn pull_next(&mut self, out: &mut Vec<Action>) {
+        let from = self.nlist[self.pull_index];
+        self.pull_from = from;
+        let db_id = self.cur_db().info.db_id;
+        self.stage = Stage::DbPull;
+        self.send_to(&[from], out, |_| Control::DbPull(db_id));
     }
 
     fn start_db(&mut self, out: &mut Vec<Action>) {
