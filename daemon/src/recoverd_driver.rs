@@ -33,9 +33,8 @@
 //!   request; the driver subscribes to that srvid *before* sending, and
 //!   the reply's count must equal the records received. Pull srvids cycle
 //!   through [`PULL_SRVIDS`] values of `CTDB_SRVID_RECOVERY | pnn << 16 |
-//!   0x100 | n`: a volatile database is pulled from every node at once, so
-//!   each pull of a round needs its own (256 values: more than a cluster
-//!   has nodes).
+//!   0x100 | n` (256 values; recovery runs pull from one node at a time,
+//!   so a late record of an earlier pull never lands in a later one).
 //! * DB_PUSH: DB_PUSH_START with [`PUSH_SRVID`], the records in buffers of
 //!   at most `RecBufferSizeLimit` bytes as messages to that node, then
 //!   DB_PUSH_CONFIRM, whose count is the reply. Records for this node are
@@ -88,8 +87,7 @@ pub const PUSH_SRVID: u64 = srvid::RECOVERY | 0x0000_5055_5348_0000;
 /// until it uses upstream's value. No upstream control flag uses 0x2.
 pub const ATTACH_RECOVERY_COMPAT: u32 = 0x0000_0002;
 
-/// How many pull srvids a driver cycles through (pulls of one round run
-/// at once, one per node).
+/// How many pull srvids a driver cycles through.
 pub const PULL_SRVIDS: u64 = 256;
 
 /// What the driver task waits for.
