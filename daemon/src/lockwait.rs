@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crossbeam::channel::{bounded, Sender, TrySendError};
+use crossbeam::channel::{bounded, Sender};
 use ctdb_engine::ChainWaiter;
 use futures_lite::future;
 
@@ -114,29 +114,23 @@ fn pool() -> &'static Sender<Job> {
 /// waiter, or with every waiter thread blocked on another lock, this is a
 /// plain sleep of `backoff` (the migrator's pause).
 pub async fn chain_free_or(waiter: Option<ChainWaiter>, backoff: Duration) {
-    let Some(waiter) = waiter else {
-        glommio::timer::sleep(backoff).await;
-        return;
-    };
-    let tx = pool();
-    if IDLE.load(Ordering::SeqCst) == 0 {
-        glommio::timer::sleep(backoff).await;
-        return;
-    }
     let done = Arc::new(Signal::default());
-    let job = Job {
-        waiter,
-        done: done.clone(),
-    };
-    match tx.try_send(job) {
-        Ok(()) => {
-            future::or(ChainFree(done), async {
-                glommio::timer::sleep(WAIT_CAP.max(backoff)).await;
-            })
-            .await
-        }
-        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-            glommio::timer::sleep(backoff).await
-        }
+    let queued = waiter.is_some_and(|waiter| {
+        let tx = pool();
+        IDLE.load(Ordering::SeqCst) > 0
+            && tx
+                .try_send(Job {
+                    waiter,
+                    done: done.clone(),
+                })
+                .is_ok()
+    });
+    if !queued {
+        glommio::timer::sleep(backoff).await;
+        return;
     }
+    future::or(ChainFree(done), async {
+        glommio::timer::sleep(WAIT_CAP.max(backoff)).await;
+    })
+    .await
 }

@@ -38,6 +38,34 @@ t.unlock_all()
     String::from_utf8_lossy(&out.stdout).contains("got")
 }
 
+/// python3-tdb running `script` on `path` with `tflags` (its argv 1 and 2),
+/// stdin and stdout piped; returns the child, its stdout and the first line
+/// it printed (trimmed).
+fn spawn_py_on(
+    script: &str,
+    path: &std::path::Path,
+    tflags: u32,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+) {
+    let mut child = Command::new(PY)
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .arg(tflags.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let first = line.trim().to_string();
+    (child, out, first)
+}
+
 #[test]
 fn engine_chainlock_excludes_libtdb() {
     let td = TempDir::new("lock1");
@@ -420,10 +448,8 @@ fn engine_transactions_against_libtdb_writers() {
         // python: 4000 plain stores of its own keys plus 1000 libtdb
         // transactions incrementing a shared counter, while the engine runs
         // 1000 transactions incrementing it too.
-        let mut child = Command::new(PY)
-            .arg("-c")
-            .arg(
-                r#"
+        let (mut child, mut out, first) = spawn_py_on(
+            r#"
 import sys, os, tdb
 t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
 print("ready", flush=True)
@@ -435,16 +461,11 @@ for i in range(4000):
         t.transaction_commit()
 print("done", flush=True)
 "#,
-            )
-            .arg(&path)
-            .arg(tflags.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
+            &path,
+            tflags,
+        );
+        assert_eq!(first, "ready");
         let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready");
         for i in 0..1000u32 {
             h.transaction_start().unwrap();
             let c: u64 = String::from_utf8(h.fetch(b"counter").unwrap().unwrap())
@@ -574,10 +595,8 @@ fn chain_waiter_waits_for_libtdb_to_let_go() {
             Database::open(&path, &OpenOptions::new().hash_size(17).tdb_flags(tflags)).unwrap();
         let mut h = db.handle().unwrap();
         h.store(b"k", b"v", StoreFlag::Replace).unwrap();
-        let mut py = Command::new(PY)
-            .arg("-c")
-            .arg(
-                r#"
+        let (mut py, mut out, first) = spawn_py_on(
+            r#"
 import sys, os, tdb
 t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
 t.lock_all()
@@ -586,17 +605,11 @@ sys.stdin.readline()
 t.unlock_all()
 print("released", flush=True)
 "#,
-            )
-            .arg(&path)
-            .arg(tflags.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(py.stdout.take().unwrap());
+            &path,
+            tflags,
+        );
+        assert_eq!(first, "locked", "flags {tflags}");
         let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "locked", "flags {tflags}");
         assert!(
             !h.chainlock_nonblock(b"k").unwrap(),
             "flags {tflags}: chain not busy"
@@ -618,7 +631,6 @@ print("released", flush=True)
             .unwrap_or_else(|_| panic!("flags {tflags}: the waiter never returned"));
         r.unwrap();
         t.join().unwrap();
-        line.clear();
         out.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "released");
         assert!(py.wait().unwrap().success());

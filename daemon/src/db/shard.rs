@@ -144,13 +144,13 @@ impl Shard {
         self.index
     }
 
-    /// Whether this shard has its partition of database `db_id` open.
     /// A waiter on the chain lock of `key` in this shard's part of
     /// database `db_id` (`lockwait.rs`).
     pub fn chain_waiter(&self, db_id: u32, key: &[u8]) -> Option<ctdb_engine::ChainWaiter> {
         self.dbs.get(&db_id).map(|db| db.h.chain_waiter(key))
     }
 
+    /// Whether this shard has its partition of database `db_id` open.
     pub fn has_db(&self, db_id: u32) -> bool {
         self.dbs.contains_key(&db_id)
     }
