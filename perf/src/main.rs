@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 
 use ctdb_perf::{client, cluster, error, sys};
+mod smb;
 mod workloads;
 
 use std::fmt::Write as _;
@@ -61,7 +62,10 @@ struct Args {
     /// Comma-separated workloads (default: all). Known: ping,
     /// fetch-lock-distinct, fetch-lock-shared, fetch-ring, message-ring,
     /// ptrans, recovery-10k, recovery-100k, recovery-1m (any
-    /// recovery-<N>[k|m]), failover.
+    /// recovery-<N>[k|m]), failover, and clustered smbd under smbtorture on
+    /// a two-node cluster (samba-bench, needs samba and samba-testsuite):
+    /// smb-contention-1node, smb-contention-2nodes, smb-oplock1-1node,
+    /// smb-oplock1-2nodes.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// Only our daemon.
@@ -156,6 +160,9 @@ impl Row {
 }
 
 fn metric_name(workload: &str) -> &'static str {
+    if smb::is_smb(workload) {
+        return "open+close/s";
+    }
     if workloads::needs_fresh_cluster(workload) {
         "seconds"
     } else {
@@ -246,13 +253,21 @@ fn validate(args: &Args) -> Result<Vec<String>> {
         .map(|s| s.to_string())
         .collect()
     } else {
-        workloads::ALL.iter().map(|s| s.to_string()).collect()
+        workloads::ALL
+            .iter()
+            .chain(smb::NAMES)
+            .map(|s| s.to_string())
+            .collect()
     };
     for w in &list {
-        if !workloads::ALL.contains(&w.as_str()) && workloads::recovery_records(w).is_none() {
+        if !workloads::ALL.contains(&w.as_str())
+            && workloads::recovery_records(w).is_none()
+            && !smb::is_smb(w)
+        {
             return Err(PerfError::Args(format!(
-                "unknown workload '{w}' (known: {})",
-                workloads::ALL.join(", ")
+                "unknown workload '{w}' (known: {}, {})",
+                workloads::ALL.join(", "),
+                smb::NAMES.join(", ")
             )));
         }
     }
@@ -319,28 +334,31 @@ impl Runner<'_> {
         next_net(&self.net, k)
     }
 
+    /// The daemon to start for `imp`: ours with `--cores` goes through a
+    /// wrapper script (the cluster script runs the daemon without
+    /// arguments).
+    fn daemon_path(&self, daemon: &Path, imp: &str) -> Result<PathBuf> {
+        let (true, Some(cores)) = (imp == "ours", self.args.cores) else {
+            return Ok(daemon.to_path_buf());
+        };
+        let w = self.dir.join("ctdbd-ours");
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| PerfError::io(format!("mkdir {}", self.dir.display()), e))?;
+        let text = format!(
+            "#!/bin/sh\nexec '{}' --cores={} \"$@\"\n",
+            daemon.display(),
+            ours_cores(cores)
+        );
+        std::fs::write(&w, text).map_err(|e| PerfError::io(format!("write {}", w.display()), e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| PerfError::io(format!("chmod {}", w.display()), e))?;
+        Ok(w)
+    }
+
     fn start(&self, daemon: &Path, imp: &str, wait: u64) -> Result<Cluster> {
         let cli = cli_for(imp, daemon);
-        // Ours takes --cores (control core + data cores); the script runs
-        // the daemon without arguments, so wrap it.
-        let daemon = if let (true, Some(cores)) = (imp == "ours", self.args.cores) {
-            let w = self.dir.join("ctdbd-ours");
-            std::fs::create_dir_all(&self.dir)
-                .map_err(|e| PerfError::io(format!("mkdir {}", self.dir.display()), e))?;
-            let text = format!(
-                "#!/bin/sh\nexec '{}' --cores={} \"$@\"\n",
-                daemon.display(),
-                ours_cores(cores)
-            );
-            std::fs::write(&w, text)
-                .map_err(|e| PerfError::io(format!("write {}", w.display()), e))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| PerfError::io(format!("chmod {}", w.display()), e))?;
-            w
-        } else {
-            daemon.to_path_buf()
-        };
+        let daemon = self.daemon_path(daemon, imp)?;
         // The script checks "all OK" with `$CTDB status`: ours next to our
         // daemon (its release build), Samba's with Samba's daemon.
         Cluster::start(
@@ -385,8 +403,9 @@ impl Runner<'_> {
         let mut rows = Vec::new();
         let steady: Vec<&String> = list
             .iter()
-            .filter(|w| !workloads::needs_fresh_cluster(w))
+            .filter(|w| !workloads::needs_fresh_cluster(w) && !smb::is_smb(w))
             .collect();
+        let smb: Vec<&String> = list.iter().filter(|w| smb::is_smb(w)).collect();
         let fresh: Vec<&String> = list
             .iter()
             .filter(|w| workloads::needs_fresh_cluster(w))
@@ -432,6 +451,28 @@ impl Runner<'_> {
                     c.stop();
                 }
                 Err(e) => fail_all(&mut rows, &[w], &format!("cluster did not start: {e}")),
+            }
+        }
+        if !smb.is_empty() && !sys::interrupted() {
+            match self.daemon_path(daemon, imp) {
+                Ok(d) => {
+                    let secs = self.args.duration.ceil() as u32;
+                    let got = smb::run(&d, &cli_for(imp, daemon), &smb, secs, self.args.clients);
+                    for (workload, result, cpu_s) in got {
+                        match &result {
+                            Ok(o) => eprintln!("ctdb-perf: {imp}: {workload}: {}", o.note),
+                            Err(e) => eprintln!("ctdb-perf: {imp}: {workload}: FAILED: {e}"),
+                        }
+                        rows.push(Row {
+                            workload,
+                            imp,
+                            result,
+                            cpu_s,
+                            peak_rss_kib: 0,
+                        });
+                    }
+                }
+                Err(e) => fail_all(&mut rows, &smb, &e.to_string()),
             }
         }
         rows

@@ -22,6 +22,7 @@ pub mod must_show;
 pub mod netns;
 pub mod procs;
 pub mod samba;
+pub mod smbbench;
 pub mod sys;
 
 pub use addr::AddrLease;

@@ -98,3 +98,83 @@ pub fn terminate(pids: &[u32], grace: Duration) -> Vec<u32> {
     }
     wait_gone(&left, Duration::from_secs(5))
 }
+
+/// Clock ticks per second of the times in `/proc/PID/stat` (USER_HZ). It
+/// is 100 on every Linux architecture this project builds for; reading it
+/// with sysconf would need `unsafe` here for no gain.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// Fields 4 (ppid), 14-17 (utime, stime, cutime, cstime) of one
+/// `/proc/PID/stat`: the parent and the CPU ticks of the process and of
+/// its reaped children.
+fn stat_ppid_ticks(pid: u32) -> Option<(u32, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (in parentheses, may hold anything): state is
+    // field 3, so the fields after ')' start at 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = f.get(1)?.parse().ok()?;
+    let ticks = f
+        .get(11..15)?
+        .iter()
+        .map(|v| v.parse::<u64>().ok())
+        .sum::<Option<u64>>()?;
+    Some((ppid, ticks))
+}
+
+/// CPU seconds (user + system) used so far by the children this process
+/// has waited for (fields 16-17 of `/proc/self/stat`): the difference of
+/// two readings around a `Command::output` is what that command spent.
+pub fn reaped_children_cpu_seconds() -> f64 {
+    let Ok(stat) = fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(i) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
+    let ticks: u64 = f
+        .get(13..15)
+        .map_or(0, |v| v.iter().filter_map(|x| x.parse::<u64>().ok()).sum());
+    ticks as f64 / TICKS_PER_SEC
+}
+
+/// CPU seconds (user + system) used so far by `root` and every live
+/// process below it, including what their reaped children used. The
+/// difference of two readings is what the tree spent in between (a
+/// process that exits unreaped in between is lost, which the daemons'
+/// helpers and smbd's connection processes do not do: their parents reap
+/// them).
+pub fn tree_cpu_seconds(root: u32) -> f64 {
+    let mut procs: Vec<(u32, u32, u64)> = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some((ppid, ticks)) = stat_ppid_ticks(pid) {
+                procs.push((pid, ppid, ticks));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut total = 0u64;
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        for &(pid, ppid, ticks) in &procs {
+            if pid == parent {
+                total += ticks;
+            }
+            if ppid == parent && !tree.contains(&pid) {
+                tree.push(pid);
+            }
+        }
+        i += 1;
+    }
+    total as f64 / TICKS_PER_SEC
+}
