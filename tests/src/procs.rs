@@ -39,37 +39,40 @@ pub fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// Every process id in /proc (whatever state the process is in).
+pub fn pids() -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .collect()
+}
+
+/// Every live process but this one with an environment variable (`NAME=value`
+/// bytes) for which `matches` holds, sorted.
+pub fn processes_with_env(matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
+    let me = std::process::id();
+    let mut found: Vec<u32> = pids()
+        .into_iter()
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&c| c == 0).any(&matches))
+        })
+        .filter(|&pid| is_alive(pid))
+        .collect();
+    found.sort_unstable();
+    found
+}
+
 /// Every live process whose environment has `CTDB_BASE` inside `dir`.
 pub fn processes_under(dir: &Path) -> Vec<u32> {
     let prefix = format!("CTDB_BASE={}", dir.display());
-    let me = std::process::id();
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let hit = env.split(|&c| c == 0).any(|var| {
-            var.starts_with(prefix.as_bytes()) && matches!(var.get(prefix.len()), None | Some(b'/'))
-        });
-        if hit && is_alive(pid) {
-            found.push(pid);
-        }
-    }
-    found.sort_unstable();
-    found
+    processes_with_env(|var| {
+        var.starts_with(prefix.as_bytes()) && matches!(var.get(prefix.len()), None | Some(b'/'))
+    })
 }
 
 /// Poll until none of `pids` is alive or `limit` has passed; returns the
@@ -103,6 +106,11 @@ pub fn terminate(pids: &[u32], grace: Duration) -> Vec<u32> {
 /// is 100 on every Linux architecture this project builds for; reading it
 /// with sysconf would need `unsafe` here for no gain.
 const TICKS_PER_SEC: f64 = 100.0;
+
+/// The parent of `pid` (field 4 of `/proc/PID/stat`).
+pub fn parent(pid: u32) -> Option<u32> {
+    stat_ppid_ticks(pid).map(|(ppid, _)| ppid)
+}
 
 /// Fields 4 (ppid), 14-17 (utime, stime, cutime, cstime) of one
 /// `/proc/PID/stat`: the parent and the CPU ticks of the process and of
@@ -146,21 +154,10 @@ pub fn reaped_children_cpu_seconds() -> f64 {
 /// helpers and smbd's connection processes do not do: their parents reap
 /// them).
 pub fn tree_cpu_seconds(root: u32) -> f64 {
-    let mut procs: Vec<(u32, u32, u64)> = Vec::new();
-    if let Ok(entries) = fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Some((ppid, ticks)) = stat_ppid_ticks(pid) {
-                procs.push((pid, ppid, ticks));
-            }
-        }
-    }
+    let procs: Vec<(u32, u32, u64)> = pids()
+        .into_iter()
+        .filter_map(|pid| stat_ppid_ticks(pid).map(|(ppid, ticks)| (pid, ppid, ticks)))
+        .collect();
     let mut tree = vec![root];
     let mut total = 0u64;
     let mut i = 0;
@@ -177,4 +174,56 @@ pub fn tree_cpu_seconds(root: u32) -> f64 {
         i += 1;
     }
     total as f64 / TICKS_PER_SEC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn proc_readers_see_a_real_child() {
+        let me = std::process::id();
+        assert!(pids().contains(&me));
+        assert_eq!(parent(me), Some(std::os::unix::process::parent_id()));
+        let tag = format!("CTDB_TESTS_PROCS_TAG={me}");
+        let (k, v) = tag.split_once('=').unwrap();
+        // A child that burns CPU for a while, then sleeps.
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 30",
+            ])
+            .env(k, v)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let found = wait_for_env(&tag, pid);
+        let before = reaped_children_cpu_seconds();
+        // Let it burn, then look at the tree rooted at this process.
+        let start = Instant::now();
+        while tree_cpu_seconds(pid) < 0.05 && start.elapsed() < Duration::from_secs(20) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let tree = tree_cpu_seconds(me);
+        let own = tree_cpu_seconds(pid);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found, "processes_with_env did not find child {pid}");
+        assert!(own >= 0.05, "child used {own} s");
+        assert!(tree >= own, "tree {tree} < child {own}");
+        assert!(reaped_children_cpu_seconds() >= before + own - 0.02);
+    }
+
+    fn wait_for_env(tag: &str, pid: u32) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if processes_with_env(|var| var == tag.as_bytes()).contains(&pid) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
 }

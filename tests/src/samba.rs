@@ -732,43 +732,12 @@ impl Drop for SambaCluster {
 /// Live processes whose environment has `TAG_VAR=tag`.
 fn processes_tagged(tag: &str) -> Vec<u32> {
     let want = format!("{TAG_VAR}={tag}");
-    let me = std::process::id();
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if env.split(|&c| c == 0).any(|v| v == want.as_bytes()) && procs::is_alive(pid) {
-            found.push(pid);
-        }
-    }
-    found.sort_unstable();
-    found
-}
-
-/// Parent pid of `pid` from /proc/<pid>/stat.
-fn parent(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    procs::processes_with_env(|var| var == want.as_bytes())
 }
 
 fn has_ancestor(mut pid: u32, ancestor: u32) -> bool {
     for _ in 0..64 {
-        match parent(pid) {
+        match procs::parent(pid) {
             Some(p) if p == ancestor => return true,
             Some(p) if p > 1 => pid = p,
             _ => return false,
