@@ -112,10 +112,8 @@ fn libtdb_lockall_blocks_engine_store() {
         let db =
             Database::open(&path, &OpenOptions::new().hash_size(17).tdb_flags(tflags)).unwrap();
         let mut h = db.handle().unwrap();
-        let mut child = Command::new(PY)
-            .arg("-c")
-            .arg(
-                r#"
+        let (mut child, _out, line) = spawn_py_on(
+            r#"
 import sys, os, time, tdb
 t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
 t.lock_all()
@@ -123,17 +121,10 @@ print("held", flush=True)
 time.sleep(1.0)
 t.unlock_all()
 "#,
-            )
-            .arg(&path)
-            .arg(tflags.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "held");
+            &path,
+            tflags,
+        );
+        assert_eq!(line, "held");
         let t0 = Instant::now();
         h.store(b"x", b"y", StoreFlag::Replace).unwrap();
         let waited = t0.elapsed();
@@ -279,31 +270,22 @@ t.close()
         // libtdb holding it open protects it from our wipe.
         drop(h);
         drop(db);
-        let mut child = Command::new(PY)
-            .arg("-c")
-            .arg(
-                r#"
+        let (mut child, _out, line) = spawn_py_on(
+            r#"
 import sys, os, time, tdb
 t = tdb.open(sys.argv[1], tdb_flags=int(sys.argv[2]), flags=os.O_RDWR)
 t[b"py-holds"] = b"1"
 print("open", flush=True)
 time.sleep(30)
 "#,
-            )
-            .arg(&path)
-            .arg(tflags.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+            &path,
+            tflags,
+        );
         let r = Database::open(&path, &OpenOptions::new().hash_size(31).tdb_flags(tflags))
             .and_then(|db| db.handle().and_then(|mut h| h.fetch(b"py-holds")));
         let _ = child.kill();
         child.wait().unwrap();
-        assert_eq!(line.trim(), "open");
+        assert_eq!(line, "open");
         assert_eq!(
             r.unwrap(),
             Some(b"1".to_vec()),
@@ -348,10 +330,8 @@ fn record_held_by_libtdb_traversal_stays_dead() {
     for k in ["a", "b", "c", "d"] {
         h.store(k.as_bytes(), b"value", StoreFlag::Insert).unwrap();
     }
-    let mut child = Command::new(PY)
-        .arg("-c")
-        .arg(
-            r#"
+    let (mut child, mut out, first) = spawn_py_on(
+        r#"
 import sys, os, tdb
 t = tdb.open(sys.argv[1], flags=os.O_RDWR)
 k = t.firstkey()
@@ -364,16 +344,9 @@ while k is not None:
     k = t.nextkey(k)
 print(",".join(rest), flush=True)
 "#,
-        )
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    let first = first.trim().to_string();
+        &path,
+        0,
+    );
     // libtdb holds a record lock on `first`: deleting it must leave it dead.
     h.delete(first.as_bytes()).unwrap();
     let rep = h.check().unwrap();
@@ -517,10 +490,8 @@ fn transaction_start_nonblock_sees_libtdb_transaction() {
     let path = td.path("t.tdb");
     let db = Database::open(&path, &OpenOptions::new().hash_size(17)).unwrap();
     let mut h = db.handle().unwrap();
-    let mut child = Command::new(PY)
-        .arg("-c")
-        .arg(
-            r#"
+    let (mut child, mut out, first) = spawn_py_on(
+        r#"
 import sys, os, tdb
 t = tdb.open(sys.argv[1], flags=os.O_RDWR)
 t.transaction_start()
@@ -530,16 +501,10 @@ sys.stdin.readline()
 t.transaction_commit()
 print("committed", flush=True)
 "#,
-        )
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "in tx");
+        &path,
+        0,
+    );
+    assert_eq!(first, "in tx");
     assert!(
         !h.transaction_start_nonblock().unwrap(),
         "got a transaction while libtdb holds one"
@@ -549,7 +514,7 @@ print("committed", flush=True)
         use std::io::Write;
         child.stdin.take().unwrap().write_all(b"go\n").unwrap();
     }
-    line.clear();
+    let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "committed");
     child.wait().unwrap();
