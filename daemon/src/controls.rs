@@ -203,40 +203,31 @@ fn cluster_commit(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
                 }
             }
         }
-        if status == 0
-            && (d.generation() != generation
-                || d.node.borrow().recmode() != ctdb_protocol::constants::CTDB_RECOVERY_NORMAL)
-        {
-            // A recovery overlapped the commit: it may have replaced a
-            // copy that had the update with one that had not. Upstream
-            // ignores replies during a recovery and ends every pending
-            // commit at END_RECOVERY with status 2 ("trans3 commit ended
-            // by recovery", ctdb_persistent_finish_trans3_commits); the
-            // client then decides by the sequence number of the recovered
-            // database whether its transaction is in. The same here, once
-            // the recovery is over.
-            tracing::info!("trans3 commit overlapped a recovery: status 2 after it");
-            status = 2;
-            let limit = std::time::Instant::now() + timeout;
-            while d.node.borrow().recmode() != ctdb_protocol::constants::CTDB_RECOVERY_NORMAL
-                && std::time::Instant::now() < limit
-                && !d.shutdown.get()
-            {
-                glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        } else if status != 0 {
+        use ctdb_protocol::constants::CTDB_RECOVERY_NORMAL;
+        if status != 0 {
             // As upstream's ctdb_persistent_callback: a node that did not
             // apply the update means the copies differ; a recovery makes
             // them agree again, and the client hears only after it
             // (status 2, "trans3 commit ended by recovery"), so its
             // sequence-number check sees the recovered database.
             status = 2;
-            if d.node.borrow().recmode() == ctdb_protocol::constants::CTDB_RECOVERY_NORMAL {
+            if d.node.borrow().recmode() == CTDB_RECOVERY_NORMAL {
                 cluster_control(&d, Control::SetRecmode(CTDB_RECOVERY_ACTIVE));
                 d.recovery_wanted.set(true);
             }
+        } else if d.generation() != generation || d.node.borrow().recmode() != CTDB_RECOVERY_NORMAL
+        {
+            // A recovery overlapped the commit: it may have replaced a
+            // copy that had the update with one that had not. Upstream
+            // ignores replies during a recovery and ends every pending
+            // commit at END_RECOVERY with status 2
+            // (ctdb_persistent_finish_trans3_commits); the same here.
+            tracing::info!("trans3 commit overlapped a recovery: status 2 after it");
+            status = 2;
+        }
+        if status == 2 {
             let limit = std::time::Instant::now() + timeout;
-            while d.node.borrow().recmode() != ctdb_protocol::constants::CTDB_RECOVERY_NORMAL
+            while d.node.borrow().recmode() != CTDB_RECOVERY_NORMAL
                 && std::time::Instant::now() < limit
                 && !d.shutdown.get()
             {

@@ -92,14 +92,17 @@ pub fn run(
     secs: u32,
     nprocs: u32,
 ) -> Result<Vec<std::result::Result<Measured, String>>> {
-    for n in names {
-        if !WORKLOADS.iter().any(|(w, _, _)| w == n) {
-            return Err(HarnessError::BadSpec(format!(
-                "unknown smb workload '{n}' (known: {})",
-                WORKLOADS.map(|w| w.0).join(", ")
-            )));
-        }
-    }
+    let chosen = names
+        .iter()
+        .map(|n| {
+            WORKLOADS.iter().find(|w| w.0 == n).copied().ok_or_else(|| {
+                HarnessError::BadSpec(format!(
+                    "unknown smb workload '{n}' (known: {})",
+                    WORKLOADS.map(|w| w.0).join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut cluster = Cluster::create_on_free_addresses(2, ctdbd)?;
     cluster.start_all()?;
     cluster.wait_all_ok(cli, Duration::from_secs(60))?;
@@ -110,10 +113,7 @@ pub fn run(
     let smb_pids: Vec<u32> = (0..2).filter_map(|i| smb.pid(i)).collect();
     let cpu = |pids: &[u32]| -> f64 { pids.iter().map(|&p| procs::tree_cpu_seconds(p)).sum() };
     let mut out = Vec::new();
-    for n in names {
-        let Some(&(name, test, nodes)) = WORKLOADS.iter().find(|w| w.0 == n) else {
-            continue;
-        };
+    for (name, test, nodes) in chosen {
         let (ctdb0, smb0) = (cpu(&ctdb_pids), cpu(&smb_pids));
         let client0 = procs::reaped_children_cpu_seconds();
         let r = smb.bench(test, nodes, nprocs, secs);

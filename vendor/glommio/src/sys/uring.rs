@@ -1185,10 +1185,9 @@ impl UringCommon for SleepableRing {
         let source_map = self.source_map.clone();
         process_one_event(
             cqe,
-            |source| match source.source_type {
-                SourceType::LinkRings => Some(()),
-                _ => None,
-            },
+            // Patched (PATCHED.md): no LinkRings sources any more (the
+            // link is the multishot poll handled above).
+            |_| None,
             |mut src, res| {
                 record_stats(self, &mut src, &res);
                 if let SourceType::ForeignNotifier(_, installed) = &mut src.source_type {
@@ -1242,8 +1241,9 @@ pub(crate) struct Reactor {
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
     // Whether the timer in `latency_preemption_timeout_src` was armed for a
-    // user timer before sleeping (not as a preemption timer): such a timer
-    // is never kept by the lazy re-arm in `wait`.
+    // user timer before sleeping (not as a preemption timer): while running,
+    // the lazy re-arm in `wait` keeps such a timer only if it is due within
+    // the preemption period.
     latency_src_is_user_timer: Cell<bool>,
     // When the timer in `latency_preemption_timeout_src` is due (patched,
     // PATCHED.md).
