@@ -209,8 +209,5 @@ bitflags::bitflags! {
     #[derive(Debug, Clone, Copy)]
     pub struct CompletionFlags: u32 {
         const BUFFER_SHIFT    = 1 << 0;
-        /// IORING_CQE_F_MORE: a multishot request stays armed (patched in,
-        /// see PATCHED.md).
-        const MORE            = 1 << 1;
     }
 }

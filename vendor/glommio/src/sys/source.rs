@@ -52,6 +52,7 @@ pub(crate) enum SourceType {
     Fallocate,
     Truncate,
     Close,
+    LinkRings,
     ForeignNotifier(u64, bool),
     Statx(CString, Box<RefCell<Statx>>),
     Timeout(TimeSpec64, u32),
