@@ -73,10 +73,10 @@ fn parse_args() -> Result<Args, String> {
             _ => return Err(format!("unknown option '{opt}'\n{USAGE}")),
         }
     }
-    for (what, p) in [("--ctdbd", &a.ctdbd), ("--ctdb", &a.ctdb)] {
-        if !p.exists() {
-            return Err(format!("{what} {}: no such file", p.display()));
-        }
+    // The cluster harness starts daemons from their node directories, so a
+    // relative path given here must be made absolute before it is handed on.
+    for (what, p) in [("--ctdbd", &mut a.ctdbd), ("--ctdb", &mut a.ctdb)] {
+        *p = std::fs::canonicalize(&*p).map_err(|e| format!("{what} {}: {e}", p.display()))?;
     }
     Ok(a)
 }
