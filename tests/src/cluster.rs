@@ -92,10 +92,19 @@ pub fn cli_from_env() -> PathBuf {
 static DIR_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh, unique, short directory name under the temp dir (Unix socket
-/// paths are limited to 107 bytes, so keep it short).
+/// paths are limited to 107 bytes, so keep it short) that names nothing
+/// yet. Unique per process and call; a name left behind by an earlier
+/// process with the same PID (a failed test keeps its directory to be
+/// read) is skipped.
 pub fn unique_dir(tag: &str) -> PathBuf {
-    let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("ctdb-{tag}-{}-{n}", std::process::id()))
+    let pid = std::process::id();
+    loop {
+        let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("ctdb-{tag}-{pid}-{n}"));
+        if fs::symlink_metadata(&p).is_err() {
+            return p;
+        }
+    }
 }
 
 impl ClusterSpec {
@@ -655,5 +664,30 @@ impl Drop for Cluster {
         if self.spec.remove_dir_on_drop && stopped.is_ok() && !thread::panicking() {
             let _ = fs::remove_dir_all(&self.spec.dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names an earlier process with our PID left behind are skipped: the
+    /// next few names the counter would give are taken beforehand.
+    #[test]
+    fn unique_dir_skips_names_left_behind() {
+        let pid = std::process::id();
+        let next = DIR_COUNTER.load(Ordering::Relaxed);
+        let taken: Vec<PathBuf> = (next..next + 4)
+            .map(|n| std::env::temp_dir().join(format!("ctdb-leftover-{pid}-{n}")))
+            .collect();
+        for t in &taken {
+            fs::create_dir_all(t.join("nodes")).expect("create a leftover directory");
+        }
+        let got = unique_dir("leftover");
+        let fresh = fs::symlink_metadata(&got).is_err();
+        for t in &taken {
+            let _ = fs::remove_dir_all(t);
+        }
+        assert!(fresh, "{} already exists", got.display());
     }
 }
