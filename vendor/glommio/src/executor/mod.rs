@@ -1325,7 +1325,11 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // Patched (PATCHED.md): preempted before any queue ran, but
+                // queues are waiting: say so, or the caller parks with
+                // runnable tasks (its park ignores them) and sleeps until
+                // some unrelated event.
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1333,7 +1337,6 @@ impl LocalExecutor {
                 ran = true;
             }
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {
