@@ -306,6 +306,10 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // Patched (PATCHED.md): pairs with the fence the reactor issues
+        // between announcing that it sleeps and its last look at the remote
+        // channels (formerly a `membarrier()` there and nothing here).
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)

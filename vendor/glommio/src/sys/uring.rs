@@ -37,7 +37,7 @@ use crate::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
         dma_buffer::{BufferStorage, DmaBuffer},
-        membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
+        DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
     },
     uring_sys::{self, IoRingOp},
@@ -894,7 +894,19 @@ struct SleepableRing {
     task_queue_stats: AHashMap<TaskQueueHandle, RingIoStats>,
     source_map: Rc<RefCell<SourceMap>>,
     in_kernel: usize,
+    // Patched (PATCHED.md): whether the poll of the other ring's fd (user
+    // data `LINK_USER_DATA`) is armed on this ring.
+    link_armed: bool,
 }
+
+/// Patched (PATCHED.md): user data of the POLL_ADD that links the latency
+/// ring into the main ring and stays armed until it fires. No source has it
+/// (source user data counts up from 1, cancellations use 0); its completion
+/// only means "the latency ring has something" and is otherwise ignored.
+///
+/// One-shot on purpose: the kernel ends a multishot poll of an io_uring fd
+/// at its first wake-up anyway (io_poll_wake, on `EPOLL_URING_WAKE`).
+const LINK_USER_DATA: u64 = u64::MAX;
 
 impl SleepableRing {
     fn new(
@@ -914,7 +926,61 @@ impl SleepableRing {
             task_queue_stats: AHashMap::new(),
             source_map,
             in_kernel: 0,
+            link_armed: false,
         })
+    }
+
+    /// Patched (PATCHED.md): sleep until a completion arrives on this ring,
+    /// with the ring of `link_fd` linked in by a one-shot POLL_ADD that
+    /// stays armed across sleeps until it fires. glommio 0.9 submits a
+    /// POLL_ADD before every sleep and cancels it after (two more
+    /// `io_uring_enter` per park); here the link is submitted together with
+    /// the wait, only when the previous one has completed, and never
+    /// cancelled.
+    fn sleep_linked(&mut self, link_fd: RawFd) -> io::Result<usize> {
+        assert_eq!(
+            self.waiting_kernel_submission(),
+            0,
+            "sleeping with pending SQEs"
+        );
+        if self.link_armed {
+            return self
+                .ring
+                .cq()
+                .wait(1)
+                .map(|_| 1)
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok);
+        }
+        {
+            let mut sq = self.ring.sq();
+            let Some(mut sqe) = sq.prepare_sqe() else {
+                // No SQE to link the rings with: do not sleep (as glommio).
+                return Ok(0);
+            };
+            // SAFETY: the SQE is ours until submitted; the poll reads no
+            // memory of ours, so nothing has to outlive the request.
+            unsafe {
+                sqe.prep_poll_add(link_fd, common_flags() | read_flags());
+                sqe.set_user_data(LINK_USER_DATA);
+            }
+        }
+        match self.ring.submit_sqes_and_wait(1) {
+            Ok(n) => {
+                self.in_kernel += n as usize;
+                self.link_armed = n == 1;
+                Ok(1)
+            }
+            Err(e) => {
+                // Whether the SQE went in is unknown only if the kernel
+                // failed the enter itself; it did not consume it then.
+                Err(e)
+            }
+        }
+        .or_else(Reactor::busy_ok)
+        .or_else(Reactor::again_ok)
+        .or_else(Reactor::intr_ok)
     }
 
     fn ring_fd(&self) -> RawFd {
@@ -1044,68 +1110,6 @@ impl SleepableRing {
             false
         }
     }
-
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
-        assert_eq!(
-            self.waiting_kernel_submission(),
-            0,
-            "sleeping with pending SQEs"
-        );
-        if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
-            let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
-            let op = UringDescriptor {
-                fd: link.raw(),
-                flags: SubmissionFlags::empty(),
-                user_data: to_user_data(
-                    self.source_map
-                        .borrow_mut()
-                        .add_source(link, self.submission_queue.clone()),
-                ),
-                args: UringOpDescriptor::PollAdd(common_flags() | read_flags()),
-            };
-            fill_sqe(
-                &mut sqe,
-                &op,
-                DmaBuffer::new,
-                &mut self.source_map.borrow_mut(),
-            );
-
-            // We have now prepared the SQE that links the two rings. We now need to submit
-            // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
-                // We failed to submit the `SQE` that links the rings. Just can't sleep.
-                // Waiting here is unsafe because we could end up waiting much longer than
-                // needed.
-                // We make the SQE a no-op and return
-                unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
-                Err(io::Error::from_raw_os_error(libc::EBUSY))
-            } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
-            }
-        } else {
-            // Can't link rings because we ran out of `CQE`s. Just can't sleep.
-            // Submit what we have, once we're out of here we'll consume them
-            // and at some point will be able to sleep again.
-            self.submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)
-        }
-    }
 }
 
 impl UringCommon for SleepableRing {
@@ -1164,13 +1168,23 @@ impl UringCommon for SleepableRing {
     }
 
     fn consume_one_event(&mut self) -> Option<bool> {
+        let cqe = self.ring.peek_for_cqe();
+        if let Some(c) = &cqe {
+            if c.user_data() == LINK_USER_DATA {
+                // The linked ring has completions (the reactor consumes
+                // every ring after this one); the poll is done, the next
+                // sleep arms another.
+                self.link_armed = false;
+                self.in_kernel -= 1;
+                return Some(false);
+            }
+        }
         let source_map = self.source_map.clone();
         process_one_event(
-            self.ring.peek_for_cqe(),
-            |source| match source.source_type {
-                SourceType::LinkRings => Some(()),
-                _ => None,
-            },
+            cqe,
+            // Patched (PATCHED.md): no LinkRings sources any more (the
+            // link is the multishot poll handled above).
+            |_| None,
             |mut src, res| {
                 record_stats(self, &mut src, &res);
                 if let SourceType::ForeignNotifier(_, installed) = &mut src.source_type {
@@ -1224,9 +1238,13 @@ pub(crate) struct Reactor {
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
     // Whether the timer in `latency_preemption_timeout_src` was armed for a
-    // user timer before sleeping (not as a preemption timer): such a timer
-    // is never kept by the lazy re-arm in `wait`.
+    // user timer before sleeping (not as a preemption timer): while running,
+    // the lazy re-arm in `wait` keeps such a timer only if it is due within
+    // the preemption period.
     latency_src_is_user_timer: Cell<bool>,
+    // When the timer in `latency_preemption_timeout_src` is due (patched,
+    // PATCHED.md).
+    latency_deadline: Cell<Instant>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1359,6 +1377,7 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             latency_src_is_user_timer: Cell::new(false),
+            latency_deadline: Cell::new(Instant::now()),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1731,17 +1750,6 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
-    fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
-        let link_rings = Source::new(
-            IoRequirements::default(),
-            self.link_fd,
-            SourceType::LinkRings,
-            None,
-            None,
-        );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
-    }
-
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
         self.poll_ring.borrow_mut().poll(woke)?;
         self.main_ring.borrow_mut().poll(woke)?;
@@ -1827,16 +1835,23 @@ impl Reactor {
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
         //
-        // Lazy variant: a preemption timer that is still pending is kept
+        // Lazy variant (PATCHED.md): a timer that is still pending is kept
         // (no cancel, no new SQE, no io_uring_enter for it) while it can
-        // still do its job: the latency timer while we keep running or sleep
-        // with no user timer (it then wakes us once, harmlessly), the
-        // throughput timer always (it counts completions, not time). A timer
-        // armed for a user timer before the last sleep is not kept: it could
-        // be due much later than a preemption.
-        let keep_latency = (preempt_timer().is_some() || user_timer.is_none())
-            && !self.latency_src_is_user_timer.get()
-            && source_pending(&self.latency_preemption_timeout_src);
+        // still do its job, i.e. fires no later than needed (firing early
+        // only costs one more turn of the loop): the throughput timer always
+        // (it counts completions, not time); the latency timer, armed for a
+        // preemption or for a user timer, while we keep running if it is a
+        // preemption timer or due within the preemption period, while we
+        // sleep with no user timer (it then wakes us once, harmlessly), and
+        // while we sleep with a user timer that is not due before it.
+        let now = Instant::now();
+        let due = self.latency_deadline.get();
+        let keep_latency = source_pending(&self.latency_preemption_timeout_src)
+            && match (preempt_timer(), user_timer) {
+                (Some(p), _) => !self.latency_src_is_user_timer.get() || due <= now + p,
+                (None, None) => true,
+                (None, Some(d)) => due <= now + d,
+            };
         if !keep_latency {
             drop(self.latency_preemption_timeout_src.take());
         }
@@ -1872,28 +1887,34 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                self.latency_src_is_user_timer.set(true);
-                assert!(flush_rings!(lat_ring)? > 0);
+                if !source_pending(&self.latency_preemption_timeout_src) {
+                    self.latency_preemption_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                    self.latency_src_is_user_timer.set(true);
+                    self.latency_deadline.set(Instant::now() + dur);
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
-            // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
+            // Patched (PATCHED.md): a SeqCst fence here and one in
+            // `SleepNotifier::notify` (every remote producer calls it after
+            // publishing) order "we sleep" against "there is work" on both
+            // sides. glommio 0.9 uses `membarrier()` here instead, a system
+            // call (and an IPI to every CPU running one of our threads) on
+            // every park.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring)
+                    // Patched (PATCHED.md): a link that stays armed instead
+                    // of glommio's `link_rings_and_sleep` per park.
+                    main_ring
+                        .sleep_linked(self.link_fd)
                         .expect("some error");
-                    // May have new cancellations related to the link ring fd.
-                    flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
-                    flush_rings!(lat_ring, poll_ring, main_ring)?;
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
                 }
                 // Woke up, so no need to notify us anymore.
@@ -1906,6 +1927,7 @@ impl Reactor {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
                 self.latency_src_is_user_timer.set(false);
+                self.latency_deadline.set(Instant::now() + preempt);
                 flush_rings!(lat_ring, main_ring)?;
             }
         }
