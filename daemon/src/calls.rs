@@ -48,7 +48,7 @@ use crate::state::Daemon;
 const TICK: Duration = Duration::from_millis(100);
 
 /// Offset of `db_id` in a REQ_CALL (header, then flags).
-const OFF_CALL_DB_ID: usize = 36;
+pub(crate) const OFF_CALL_DB_ID: usize = 36;
 
 struct Driver {
     m: RefCell<Migrator>,

@@ -199,6 +199,7 @@ pub(crate) async fn client_task(
                 break;
             }
         };
+        daemon.call_started(id, pkt);
         let deadline = std::time::Instant::now()
             + Duration::from_secs(u64::from(daemon.tunable("DeferredAttachTimeout", 120)));
         loop {
@@ -221,6 +222,7 @@ pub(crate) async fn client_task(
         // The whole reply in one write, straight from this task when
         // nothing is queued before it (see `SendQueue::send_all`).
         if !out.is_empty() {
+            daemon.call_answered(id, &out);
             if let Err(e) = queue.send_all(&out).await {
                 tracing::error!("client pid {peer_pid}: {e}");
                 break 'conn;

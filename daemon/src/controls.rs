@@ -602,7 +602,7 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
             s.frozen = u32::from(d.frozen.get());
             s.recovering = u32::from(d.node.borrow().recmode() == CTDB_RECOVERY_ACTIVE);
             s.statistics_current_time = now_timeval();
-            s.memory_used = 0;
+            s.memory_used = u32::try_from(crate::memreport::daemon_bytes(d)).unwrap_or(u32::MAX);
             Some((0, typed(ControlReplyData::Statistics(Box::new(s)))))
         }
         C::StatisticsReset => {

@@ -90,6 +90,17 @@ pub fn render(root: &Entry) -> String {
 /// The report of a running daemon; `root` names the top context
 /// (`ctdb_context` for ctdbd, `ctdb_recoverd` for the recovery daemon).
 pub fn daemon_report(d: &Daemon, root: &str) -> String {
+    render(&daemon_tree(d, root))
+}
+
+/// The report's total bytes: what `ctdb statistics` shows as `memory_used`
+/// (upstream: the total size of its talloc context, the same number its
+/// report starts with).
+pub fn daemon_bytes(d: &Daemon) -> usize {
+    daemon_tree(d, "ctdb_context").totals().0
+}
+
+fn daemon_tree(d: &Daemon, root: &str) -> Entry {
     let mut top = Entry::new(root, size_of::<Daemon>(), d);
 
     {
@@ -161,7 +172,7 @@ pub fn daemon_report(d: &Daemon, root: &str) -> String {
         top = top.child(Entry::new("struct ctdb_tunnel_context", own, &*tunnels));
     }
 
-    render(&top)
+    top
 }
 
 #[cfg(test)]

@@ -725,6 +725,7 @@ pub fn forward_client_control(d: &Rc<Daemon>, client: u32, pkt: &[u8]) {
 
 /// Sends a packet to a connected local client, if it is still there.
 pub async fn send_to_client(d: &Daemon, client: u32, pkt: Vec<u8>) {
+    d.call_answered(client, &pkt);
     let q = d.clients.borrow().get(&client).map(|c| c.queue.clone());
     if let Some(q) = q {
         if let Err(e) = q.send(pkt).await {

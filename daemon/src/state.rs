@@ -13,7 +13,7 @@
 //! through [`crate::peers`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -22,8 +22,9 @@ use ctdb_config::{Nodes, Tunables};
 use ctdb_io::{FrameConfig, SendQueue, WriteHalf};
 use ctdb_protocol::constants::{CTDB_PORT, NODE_FLAGS_DELETED};
 use ctdb_protocol::types::{NodeAndFlags, NodeMap, SockAddr, Statistics, Timeval};
-use ctdb_protocol::DecodeLimits;
+use ctdb_protocol::{DecodeLimits, Operation, RawHeader};
 
+use crate::calls::OFF_CALL_DB_ID;
 use crate::cluster::node::Node;
 use crate::db::{encode_message, Databases, OutMessage};
 use crate::error::DaemonError;
@@ -41,7 +42,15 @@ pub struct ClientEntry {
     pub pid: i32,
     pub queue: Rc<ClientQueue>,
     pub srvids: HashSet<u64>,
+    /// The client's REQ_CALLs not answered yet: reqid -> (when it came,
+    /// database id), for `call_latency` (see [`Daemon::call_answered`]).
+    pub calls: HashMap<u32, (Instant, u32)>,
 }
+
+/// Unanswered calls remembered per client at most; a client that sends more
+/// without waiting for answers has the oldest forgotten (no latency for
+/// those), so the table cannot grow without bound.
+const MAX_TIMED_CALLS: usize = 4096;
 
 /// This node's identity, from the nodes file.
 #[derive(Debug, Clone)]
@@ -302,9 +311,66 @@ impl Daemon {
                 pid,
                 queue,
                 srvids: HashSet::new(),
+                calls: HashMap::new(),
             },
         );
         id
+    }
+
+    /// A client's REQ_CALL came in (`pkt`); its answer is timed by
+    /// [`Daemon::call_answered`].
+    pub fn call_started(&self, client: u32, pkt: &[u8]) {
+        let Ok(h) = RawHeader::parse(pkt) else {
+            return;
+        };
+        if h.operation != Operation::ReqCall as u32 {
+            return;
+        }
+        let db_id = pkt
+            .get(OFF_CALL_DB_ID..OFF_CALL_DB_ID + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        if let Some(c) = self.clients.borrow_mut().get_mut(&client) {
+            if c.calls.len() >= MAX_TIMED_CALLS {
+                c.calls.clear();
+            }
+            c.calls.insert(h.reqid, (Instant::now(), db_id));
+        }
+    }
+
+    /// A packet `pkt` goes to client `client`: when it answers one of the
+    /// client's calls (REPLY_CALL or REPLY_ERROR), the time since the call
+    /// came goes into `call_latency`, and over `LogLatencyMs` (when not 0)
+    /// into the log with upstream's line.
+    pub fn call_answered(&self, client: u32, pkt: &[u8]) {
+        let Ok(h) = RawHeader::parse(pkt) else {
+            return;
+        };
+        if h.operation != Operation::ReplyCall as u32 && h.operation != Operation::ReplyError as u32
+        {
+            return;
+        }
+        let Some((since, db_id)) = self
+            .clients
+            .borrow_mut()
+            .get_mut(&client)
+            .and_then(|c| c.calls.remove(&h.reqid))
+        else {
+            return;
+        };
+        let secs = since.elapsed().as_secs_f64();
+        self.stats.borrow_mut().count(|s| s.call_latency.add(secs));
+        let limit_ms = self.tunable("LogLatencyMs", 0);
+        if limit_ms != 0 && secs * 1000.0 > f64::from(limit_ms) {
+            let name = self
+                .dbs
+                .borrow()
+                .find(db_id)
+                .map(|db| db.name().to_string())
+                .unwrap_or_default();
+            tracing::warn!(
+                "High latency {secs:.6}s for operation call_from_client_cb 2 on database {name}"
+            );
+        }
     }
 
     pub fn remove_client(&self, id: u32) {

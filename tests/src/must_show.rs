@@ -639,6 +639,20 @@ pub fn hop_count_total(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A latency line of `ctdb statistics`
+/// (`call_latency       MIN/AVG/MAX     0.000002/0.000073/0.005437 sec out of 32616`):
+/// (min, avg, max, count).
+pub fn latency_stat(text: &str, name: &str) -> Option<(f64, f64, f64, u64)> {
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))?;
+    let mut words = line.split_whitespace().skip(2);
+    let mut vals = words.next()?.split('/').map(|v| v.parse::<f64>().ok());
+    let (min, avg, max) = (vals.next()??, vals.next()??, vals.next()??);
+    let count = line.rsplit_once("out of")?.1.trim().parse().ok()?;
+    Some((min, avg, max, count))
+}
+
 /// The keys `ctdb cattdb` / `ctdb catdb` printed (`key(N) = "..."`), as the
 /// CLI escapes them.
 pub fn dumped_keys(text: &str) -> Vec<String> {

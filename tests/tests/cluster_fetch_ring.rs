@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use ctdb_perf::client::{Client, Db};
 use ctdb_tests::must_show::{
-    ctdb_ok, fail_with_logs, hop_count_total, must, number_between, perf_on_all, sanity_check,
-    statistic, TestCluster,
+    ctdb_ok, fail_with_logs, hop_count_total, latency_stat, must, number_between, perf_on_all,
+    sanity_check, statistic, TestCluster,
 };
 
 const NODES: usize = 3;
@@ -378,6 +378,35 @@ fn fetch_ring(name: &str, c: TestCluster) -> TestCluster {
             &format!(
                 "statistics do not show the migrations: REQ/REPLY_DMASTER {dm0} -> {dm1}, \
                  hop buckets {hops0} -> {hops1}, clients migrated {ring_migrations} times"
+            ),
+        );
+    }
+
+    // The clients' calls were timed where they were answered (upstream's
+    // call_latency: REQ_CALL in, reply out), and the daemon reports the
+    // memory it holds.
+    let mut timed = 0;
+    for i in 0..NODES {
+        let text = must(&c, ctdb_ok(&c, i, &["statistics"]));
+        let Some((min, avg, max, n)) = latency_stat(&text, "call_latency") else {
+            fail_with_logs(&c, &format!("node {i}: no call_latency line in:\n{text}"));
+        };
+        if n > 0 && !(0.0 < max && min <= avg && avg <= max && max < 60.0) {
+            fail_with_logs(
+                &c,
+                &format!("node {i}: call_latency {min}/{avg}/{max} out of {n} is not ordered"),
+            );
+        }
+        timed += n;
+        if statistic(&text, "", "memory_used").unwrap_or(0) == 0 {
+            fail_with_logs(&c, &format!("node {i}: memory_used is 0 in:\n{text}"));
+        }
+    }
+    if timed < ring_migrations {
+        fail_with_logs(
+            &c,
+            &format!(
+                "call_latency counts {timed} calls, the clients migrated {ring_migrations} times"
             ),
         );
     }

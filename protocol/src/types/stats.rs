@@ -41,6 +41,19 @@ pub struct LatencyCounter {
 
 impl LatencyCounter {
     pub const SIZE: usize = 32;
+
+    /// Counts one observation of `secs` seconds, as upstream's
+    /// CTDB_UPDATE_LATENCY: the first sets the minimum, later ones lower it.
+    pub fn add(&mut self, secs: f64) {
+        if self.num == 0 || secs < self.min {
+            self.min = secs;
+        }
+        if secs > self.max {
+            self.max = secs;
+        }
+        self.total += secs;
+        self.num = self.num.wrapping_add(1);
+    }
 }
 
 impl<'a> Wire<'a> for LatencyCounter {
