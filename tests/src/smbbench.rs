@@ -82,7 +82,8 @@ impl Measured {
 
 /// Runs `names` (of [`WORKLOADS`]; one result each, in their order) for `secs`
 /// seconds each with `nprocs` connections on a fresh two-node cluster of
-/// `ctdbd`, waiting for it with `cli`; stops everything at the end. A
+/// `ctdbd`, waiting for it with `cli`; stops everything at the end. With
+/// `stats`, each node's `ctdb statistics` for each workload goes to stderr. A
 /// failed workload is `Err` with smbtorture's output; the cluster not
 /// coming up is the outer `Err`.
 pub fn run(
@@ -91,6 +92,7 @@ pub fn run(
     names: &[String],
     secs: u32,
     nprocs: u32,
+    stats: bool,
 ) -> Result<Vec<std::result::Result<Measured, String>>> {
     let chosen = names
         .iter()
@@ -114,11 +116,33 @@ pub fn run(
     let cpu = |pids: &[u32]| -> f64 { pids.iter().map(|&p| procs::tree_cpu_seconds(p)).sum() };
     let mut out = Vec::new();
     for (name, test, nodes) in chosen {
+        if stats {
+            for i in 0..2 {
+                let _ = std::process::Command::new(cli)
+                    .arg("statisticsreset")
+                    .envs(cluster.env(i)?)
+                    .output();
+            }
+        }
         let (ctdb0, smb0) = (cpu(&ctdb_pids), cpu(&smb_pids));
         let client0 = procs::reaped_children_cpu_seconds();
         let r = smb.bench(test, nodes, nprocs, secs);
         let (ctdb_cpu, smbd_cpu) = (cpu(&ctdb_pids) - ctdb0, cpu(&smb_pids) - smb0);
         let client_cpu = procs::reaped_children_cpu_seconds() - client0;
+        if stats {
+            for i in 0..2 {
+                if let Ok(o) = std::process::Command::new(cli)
+                    .arg("statistics")
+                    .envs(cluster.env(i)?)
+                    .output()
+                {
+                    eprintln!(
+                        "== node {i} after {name}\n{}",
+                        String::from_utf8_lossy(&o.stdout)
+                    );
+                }
+            }
+        }
         out.push(match r {
             Ok(result) => Ok(Measured {
                 name: name.to_string(),

@@ -4,8 +4,11 @@
 //! `ctdb_tests::smbbench`).
 //!
 //! ```text
-//! samba-bench --ctdbd PATH [--ctdb CLI] [--secs N] [--nprocs N] [--workloads a,b]
+//! samba-bench --ctdbd PATH [--ctdb CLI] [--secs N] [--nprocs N] [--workloads a,b] [--stats]
 //! ```
+//!
+//! `--stats`: after each workload, both nodes' `ctdb statistics` (reset
+//! before it) on stderr, to compare what smbd asked of each daemon.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,10 +21,11 @@ struct Args {
     secs: u32,
     nprocs: u32,
     workloads: Vec<String>,
+    stats: bool,
 }
 
 const USAGE: &str = "usage: samba-bench [--ctdbd PATH] [--ctdb CLI] [--secs N] [--nprocs N] \
-                     [--workloads smb-contention-1node,...]";
+                     [--workloads smb-contention-1node,...] [--stats]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -33,11 +37,19 @@ fn parse_args() -> Result<Args, String> {
             .iter()
             .map(|w| w.0.to_string())
             .collect(),
+        stats: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(opt) = it.next() {
         if opt == "--help" || opt == "-h" {
             return Err(USAGE.to_string());
+        }
+        if opt == "--stats" {
+            a.stats = true;
+            continue;
+        }
+        if !["--ctdbd", "--ctdb", "--secs", "--nprocs", "--workloads"].contains(&opt.as_str()) {
+            return Err(format!("unknown option '{opt}'\n{USAGE}"));
         }
         let val = it
             .next()
@@ -101,6 +113,7 @@ fn main() -> ExitCode {
         &args.workloads,
         args.secs,
         args.nprocs,
+        args.stats,
     ) {
         Ok(results) => {
             let mut ok = true;
