@@ -803,7 +803,11 @@ fn node_control(d: &Daemon, client: u32, c: &ReqControl<'_>) -> Option<(i32, Vec
             0,
             crate::memreport::daemon_report(d, "ctdb_context").into_bytes(),
         )),
-        C::RecdPing | C::RecdReclockLatency(_) => ok(),
+        C::RecdPing => ok(),
+        C::RecdReclockLatency(secs) => {
+            d.reclock_latency(secs);
+            ok()
+        }
         C::RegisterNotify(_) | C::DeregisterNotify(_) => ok(),
         C::StartRecovery | C::EndRecovery | C::Freeze => {
             let ctl = match input {

@@ -135,6 +135,9 @@ struct Driver {
     tx: Rc<LocalSender<Ev>>,
     lock: Option<ClusterLock>,
     lock_epoch: u64,
+    /// When the current attempt to take the cluster lock began (for
+    /// `reclock_recd` in the statistics).
+    lock_started: std::time::Instant,
     pull_seq: Rc<Cell<u64>>,
     last_leader: Pnn,
     last_stats: crate::cluster::recoverd::RecoverdStats,
@@ -196,6 +199,7 @@ pub async fn run(d: Rc<Daemon>, stop: StopSignal) {
         tx,
         lock: None,
         lock_epoch: 0,
+        lock_started: std::time::Instant::now(),
         pull_seq: Rc::new(Cell::new(0)),
         last_leader: CTDB_UNKNOWN_PNN,
         last_stats: Default::default(),
@@ -297,7 +301,11 @@ impl Driver {
                     return;
                 }
                 match status {
-                    LockStatus::Held => tracing::info!("Took cluster lock"),
+                    LockStatus::Held => {
+                        tracing::info!("Took cluster lock");
+                        let secs = self.lock_started.elapsed().as_secs_f64();
+                        self.d.reclock_latency(secs);
+                    }
                     LockStatus::Contended => {
                         tracing::error!("Unable to take cluster lock - contention")
                     }
@@ -431,6 +439,7 @@ impl Driver {
 
     fn take_lock(&mut self) {
         self.lock_epoch += 1;
+        self.lock_started = std::time::Instant::now();
         let epoch = self.lock_epoch;
         if let Some(mut l) = self.lock.take() {
             l.release();

@@ -373,6 +373,20 @@ impl Daemon {
         }
     }
 
+    /// The recovery daemon took the cluster lock after `secs` seconds:
+    /// `reclock_recd` in the statistics, and upstream's log line over
+    /// `RecLockLatencyMs` (when not 0).
+    pub fn reclock_latency(&self, secs: f64) {
+        if !secs.is_finite() || secs < 0.0 {
+            return;
+        }
+        self.stats.borrow_mut().count(|s| s.reclock_recd.add(secs));
+        let limit_ms = self.tunable("RecLockLatencyMs", 1000);
+        if limit_ms != 0 && secs * 1000.0 > f64::from(limit_ms) {
+            tracing::error!("High RECLOCK latency {secs:.6}s for operation recd reclock");
+        }
+    }
+
     pub fn remove_client(&self, id: u32) {
         self.clients.borrow_mut().remove(&id);
         self.tunnels.borrow_mut().retain(|_, c| *c != id);

@@ -1,7 +1,8 @@
 //! Our ctdbd with a cluster lock: the control core takes it through the
 //! cluster mutex helper (Debian's `ctdb_mutex_fcntl_helper`) before it
-//! leads, `ctdb getreclock` names it, another taker sees contention, and
-//! the helper goes when the daemon does.
+//! leads, `ctdb getreclock` names it, `ctdb statistics` shows how long
+//! taking it took, another taker sees contention, and the helper goes when
+//! the daemon does.
 
 use std::io::Read;
 use std::path::Path;
@@ -49,6 +50,27 @@ fn cluster_lock_is_held_by_the_daemon() {
     assert_eq!(try_lock(&lock_file), b'1', "the daemon holds the lock");
     let log = std::fs::read_to_string(cluster.log(0).unwrap()).unwrap();
     assert!(log.contains("Took cluster lock"), "{log}");
+    // The time it took shows in the statistics, as upstream's reclock.recd
+    // (`reclock_recd       MIN/AVG/MAX     a/b/c sec out of N`).
+    let stats = cluster.ctdb(0, Path::new(CTDB), &["statistics"]).unwrap();
+    let line = stats
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("reclock_recd"))
+        .unwrap_or_else(|| panic!("no reclock_recd line in:\n{}", stats.stdout))
+        .to_string();
+    let taken: u32 = line
+        .rsplit_once("out of")
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line:?}"));
+    let max: f64 = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.split('/').nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no maximum in {line:?}"));
+    assert!(taken >= 1, "the lock was taken, yet {line:?}");
+    assert!(max > 0.0 && max < 60.0, "{line:?}");
     cluster.stop_all().unwrap();
     assert_eq!(try_lock(&lock_file), b'0', "released with the daemon");
 }
