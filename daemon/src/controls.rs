@@ -13,7 +13,7 @@
 
 use ctdb_protocol::constants::{
     CTDB_CAP_LMASTER, CTDB_CAP_RECMASTER, CTDB_CURRENT_NODE, CTDB_RECOVERY_ACTIVE,
-    NODE_FLAGS_INACTIVE, NODE_FLAGS_PERMANENTLY_DISABLED,
+    CTDB_RECOVERY_NORMAL, NODE_FLAGS_INACTIVE, NODE_FLAGS_PERMANENTLY_DISABLED,
 };
 use ctdb_protocol::types::{StatisticsList, TunableList, Uptime, VarList};
 use ctdb_protocol::{
@@ -203,7 +203,6 @@ fn cluster_commit(d: &std::rc::Rc<Daemon>, client: u32, pkt: &[u8]) -> bool {
                 }
             }
         }
-        use ctdb_protocol::constants::CTDB_RECOVERY_NORMAL;
         if status != 0 {
             // As upstream's ctdb_persistent_callback: a node that did not
             // apply the update means the copies differ; a recovery makes

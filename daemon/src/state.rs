@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use ctdb_config::{Nodes, Tunables};
 use ctdb_io::{FrameConfig, SendQueue, WriteHalf};
 use ctdb_protocol::constants::{CTDB_PORT, NODE_FLAGS_DELETED};
-use ctdb_protocol::types::{NodeAndFlags, NodeMap, SockAddr, Statistics, Timeval};
+use ctdb_protocol::types::{LatencyCounter, NodeAndFlags, NodeMap, SockAddr, Statistics, Timeval};
 use ctdb_protocol::{DecodeLimits, Operation, RawHeader};
 
 use crate::calls::OFF_CALL_DB_ID;
@@ -358,9 +358,7 @@ impl Daemon {
             return;
         };
         let secs = since.elapsed().as_secs_f64();
-        self.stats.borrow_mut().count(|s| s.call_latency.add(secs));
-        let limit_ms = self.tunable("LogLatencyMs", 0);
-        if limit_ms != 0 && secs * 1000.0 > f64::from(limit_ms) {
+        if self.add_latency(|s| &mut s.call_latency, secs, "LogLatencyMs", 0) {
             let name = self
                 .dbs
                 .borrow()
@@ -380,11 +378,25 @@ impl Daemon {
         if !secs.is_finite() || secs < 0.0 {
             return;
         }
-        self.stats.borrow_mut().count(|s| s.reclock_recd.add(secs));
-        let limit_ms = self.tunable("RecLockLatencyMs", 1000);
-        if limit_ms != 0 && secs * 1000.0 > f64::from(limit_ms) {
+        if self.add_latency(|s| &mut s.reclock_recd, secs, "RecLockLatencyMs", 1000) {
             tracing::error!("High RECLOCK latency {secs:.6}s for operation recd reclock");
         }
+    }
+
+    /// Counts `secs` into the latency counter `which` picks (totals and
+    /// current interval, as upstream's CTDB_UPDATE_RECLOCK_LATENCY); whether
+    /// it is over the milliseconds of tunable `limit` (0: never), which
+    /// upstream logs.
+    fn add_latency(
+        &self,
+        which: fn(&mut Statistics) -> &mut LatencyCounter,
+        secs: f64,
+        limit: &str,
+        dflt: u32,
+    ) -> bool {
+        self.stats.borrow_mut().count(|s| which(s).add(secs));
+        let limit_ms = self.tunable(limit, dflt);
+        limit_ms != 0 && secs * 1000.0 > f64::from(limit_ms)
     }
 
     pub fn remove_client(&self, id: u32) {

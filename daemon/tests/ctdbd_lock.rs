@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ctdb_tests::cluster::{Cluster, ClusterSpec};
+use ctdb_tests::must_show::latency_stat;
 use ctdb_tests::AddrLease;
 
 const CTDB: &str = "/usr/bin/ctdb";
@@ -53,24 +54,10 @@ fn cluster_lock_is_held_by_the_daemon() {
     // The time it took shows in the statistics, as upstream's reclock.recd
     // (`reclock_recd       MIN/AVG/MAX     a/b/c sec out of N`).
     let stats = cluster.ctdb(0, Path::new(CTDB), &["statistics"]).unwrap();
-    let line = stats
-        .stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("reclock_recd"))
-        .unwrap_or_else(|| panic!("no reclock_recd line in:\n{}", stats.stdout))
-        .to_string();
-    let taken: u32 = line
-        .rsplit_once("out of")
-        .and_then(|(_, n)| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no count in {line:?}"));
-    let max: f64 = line
-        .split_whitespace()
-        .nth(2)
-        .and_then(|v| v.split('/').nth(2))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no maximum in {line:?}"));
-    assert!(taken >= 1, "the lock was taken, yet {line:?}");
-    assert!(max > 0.0 && max < 60.0, "{line:?}");
+    let (_, _, max, taken) = latency_stat(&stats.stdout, "reclock_recd")
+        .unwrap_or_else(|| panic!("no reclock_recd line in:\n{}", stats.stdout));
+    assert!(taken >= 1, "the lock was taken, yet:\n{}", stats.stdout);
+    assert!(max > 0.0 && max < 60.0, "{}", stats.stdout);
     cluster.stop_all().unwrap();
     assert_eq!(try_lock(&lock_file), b'0', "released with the daemon");
 }

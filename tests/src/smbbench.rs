@@ -118,10 +118,7 @@ pub fn run(
     for (name, test, nodes) in chosen {
         if stats {
             for i in 0..2 {
-                let _ = std::process::Command::new(cli)
-                    .arg("statisticsreset")
-                    .envs(cluster.env(i)?)
-                    .output();
+                let _ = cluster.ctdb(i, cli, &["statisticsreset"]);
             }
         }
         let (ctdb0, smb0) = (cpu(&ctdb_pids), cpu(&smb_pids));
@@ -131,15 +128,8 @@ pub fn run(
         let client_cpu = procs::reaped_children_cpu_seconds() - client0;
         if stats {
             for i in 0..2 {
-                if let Ok(o) = std::process::Command::new(cli)
-                    .arg("statistics")
-                    .envs(cluster.env(i)?)
-                    .output()
-                {
-                    eprintln!(
-                        "== node {i} after {name}\n{}",
-                        String::from_utf8_lossy(&o.stdout)
-                    );
+                if let Ok(o) = cluster.ctdb(i, cli, &["statistics"]) {
+                    eprintln!("== node {i} after {name}\n{}", o.stdout);
                 }
             }
         }

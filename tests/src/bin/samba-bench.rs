@@ -27,6 +27,16 @@ struct Args {
 const USAGE: &str = "usage: samba-bench [--ctdbd PATH] [--ctdb CLI] [--secs N] [--nprocs N] \
                      [--workloads smb-contention-1node,...] [--stats]";
 
+/// `val` of option `what` as a whole number in 1..=`max`.
+fn number(what: &str, val: &str, max: u32) -> Result<u32, String> {
+    match val.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{what} must be a whole number 1..{max}, got '{val}'"
+        )),
+    }
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         ctdbd: PathBuf::from(DEBIAN_CTDBD),
@@ -41,34 +51,19 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(opt) = it.next() {
-        if opt == "--help" || opt == "-h" {
-            return Err(USAGE.to_string());
-        }
-        if opt == "--stats" {
-            a.stats = true;
-            continue;
-        }
-        if !["--ctdbd", "--ctdb", "--secs", "--nprocs", "--workloads"].contains(&opt.as_str()) {
-            return Err(format!("unknown option '{opt}'\n{USAGE}"));
-        }
-        let val = it
-            .next()
-            .ok_or_else(|| format!("{opt} needs a value\n{USAGE}"))?;
-        let number = |what: &str, max: u32| -> Result<u32, String> {
-            match val.parse::<u32>() {
-                Ok(n) if (1..=max).contains(&n) => Ok(n),
-                _ => Err(format!(
-                    "{what} must be a whole number 1..{max}, got '{val}'"
-                )),
-            }
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{opt} needs a value\n{USAGE}"))
         };
         match opt.as_str() {
-            "--ctdbd" => a.ctdbd = PathBuf::from(&val),
-            "--ctdb" => a.ctdb = PathBuf::from(&val),
-            "--secs" => a.secs = number("--secs", 3600)?,
-            "--nprocs" => a.nprocs = number("--nprocs", 64)?,
+            "--help" | "-h" => return Err(USAGE.to_string()),
+            "--stats" => a.stats = true,
+            "--ctdbd" => a.ctdbd = PathBuf::from(value()?),
+            "--ctdb" => a.ctdb = PathBuf::from(value()?),
+            "--secs" => a.secs = number("--secs", &value()?, 3600)?,
+            "--nprocs" => a.nprocs = number("--nprocs", &value()?, 64)?,
             "--workloads" => {
-                a.workloads = val
+                a.workloads = value()?
                     .split(',')
                     .map(|s| s.trim().to_string())
                     .filter(|s| !s.is_empty())

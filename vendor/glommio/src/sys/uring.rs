@@ -966,18 +966,14 @@ impl SleepableRing {
                 sqe.set_user_data(LINK_USER_DATA);
             }
         }
-        match self.ring.submit_sqes_and_wait(1) {
-            Ok(n) => {
-                self.in_kernel += n as usize;
-                self.link_armed = n == 1;
-                Ok(1)
-            }
-            Err(e) => {
-                // Whether the SQE went in is unknown only if the kernel
-                // failed the enter itself; it did not consume it then.
-                Err(e)
-            }
-        }
+        // If the enter fails, the SQE stays queued: the next flush submits
+        // it and counts it in `in_kernel`, and its completion counts it out.
+        let r = self.ring.submit_sqes_and_wait(1);
+        r.map(|n| {
+            self.in_kernel += n as usize;
+            self.link_armed = n == 1;
+            1
+        })
         .or_else(Reactor::busy_ok)
         .or_else(Reactor::again_ok)
         .or_else(Reactor::intr_ok)
@@ -1183,7 +1179,7 @@ impl UringCommon for SleepableRing {
         process_one_event(
             cqe,
             // Patched (PATCHED.md): no LinkRings sources any more (the
-            // link is the multishot poll handled above).
+            // link is the poll handled above).
             |_| None,
             |mut src, res| {
                 record_stats(self, &mut src, &res);
