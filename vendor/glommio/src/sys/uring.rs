@@ -1840,13 +1840,21 @@ impl Reactor {
         // preemption timer or due within the preemption period, while we
         // sleep with no user timer (it then wakes us once, harmlessly), and
         // while we sleep with a user timer that is not due before it.
+        //
+        // "No later than needed" allows TIMER_SLACK: the deadline recorded
+        // when a timer was armed and the one asked for now are computed
+        // from different readings of the clock, so the same user timer
+        // would otherwise look a few microseconds late about half the time
+        // and be cancelled and armed again on every park.
         let now = Instant::now();
         let due = self.latency_deadline.get();
         let keep_latency = source_pending(&self.latency_preemption_timeout_src)
             && match (preempt_timer(), user_timer) {
-                (Some(p), _) => !self.latency_src_is_user_timer.get() || due <= now + p,
+                (Some(p), _) => {
+                    !self.latency_src_is_user_timer.get() || due <= now + p + TIMER_SLACK
+                }
                 (None, None) => true,
-                (None, Some(d)) => due <= now + d,
+                (None, Some(d)) => due <= now + d + TIMER_SLACK,
             };
         if !keep_latency {
             drop(self.latency_preemption_timeout_src.take());
@@ -2276,6 +2284,12 @@ mod tests {
         ring.submit_one_event(&mut queue.submissions);
     }
 }
+
+/// How much later than asked a kept timer may fire (patched, see
+/// `Reactor::wait`): well below the granularity the executor's timers are
+/// used at, well above the skew between two readings of the clock in one
+/// turn of the loop.
+const TIMER_SLACK: Duration = Duration::from_micros(500);
 
 /// Whether the source in `cell` exists and has not completed yet.
 fn source_pending(cell: &Cell<Option<Source>>) -> bool {
