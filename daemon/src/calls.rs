@@ -109,6 +109,20 @@ fn prepare(d: &Daemon, drv: &Driver) {
     m.set_sticky(sticky);
 }
 
+/// A local client sent a packet (of any kind): records held for it since
+/// they arrived let the node calls waiting for them go (the migrator's
+/// *hand-over hold*).
+pub fn client_active(d: &Rc<Daemon>, client: u32) {
+    let Some(drv) = find_driver(d) else {
+        return;
+    };
+    if drv.m.borrow().holds() == 0 {
+        return;
+    }
+    let more = drv.m.borrow_mut().client_active(client, Instant::now());
+    run(d, &drv, more);
+}
+
 /// A local client's packet: `true` when it is a REQ_CALL on a volatile
 /// database of a cluster with other nodes, which this module answers
 /// itself (possibly after a migration); `false` to let the local path
@@ -252,6 +266,25 @@ fn run(d: &Rc<Daemon>, drv: &Rc<Driver>, actions: Vec<Action>) {
                     crate::lockwait::chain_free_or(waiter, after).await;
                     prepare(&d, &drv);
                     let more = drv.m.borrow_mut().retry(ticket, Instant::now());
+                    run(&d, &drv, more);
+                })
+                .detach();
+            }
+            Action::HoldTimer {
+                db_id,
+                key,
+                id,
+                after,
+                ..
+            } => {
+                let (d, drv) = (d.clone(), drv.clone());
+                glommio::spawn_local(async move {
+                    glommio::timer::sleep(after).await;
+                    prepare(&d, &drv);
+                    let more = drv
+                        .m
+                        .borrow_mut()
+                        .hold_expired(db_id, &key, id, Instant::now());
                     run(&d, &drv, more);
                 })
                 .detach();

@@ -47,6 +47,12 @@ pub async fn serve_client_packet(
     pkt: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Outcome, String> {
+    if client != 0 {
+        crate::calls::client_active(d, client);
+        if let Some(dc) = d.data_cores.clone() {
+            dc.client_active(client).await;
+        }
+    }
     if client != 0 && forwarded(d, client, pkt) {
         return Ok(Outcome::Done);
     }

@@ -167,6 +167,11 @@ pub enum ToData {
         client: u32,
         pkt: Vec<u8>,
     },
+    /// Local client `client` sent a packet, as this core asked with
+    /// [`ToControl::HoldWaiting`].
+    ClientActive {
+        client: u32,
+    },
     Stop,
 }
 
@@ -200,6 +205,13 @@ pub enum ToControl {
         from: u32,
         bytes: Vec<u8>,
     },
+    /// Node calls on this core wait for local client `client` to act on a
+    /// record it was just handed (the migrator's hand-over hold): pass its
+    /// next packet on with [`ToData::ClientActive`].
+    HoldWaiting {
+        shard: usize,
+        client: u32,
+    },
 }
 
 impl ToControl {
@@ -211,6 +223,7 @@ impl ToControl {
             ToControl::ClientReply { .. }
                 | ToControl::RecoveryWanted
                 | ToControl::PeerPacket { .. }
+                | ToControl::HoldWaiting { .. }
         )
     }
 }
@@ -525,6 +538,11 @@ async fn data_core_main(
                     None => tracing::error!(
                         "data core for shard {shard}: client call before its transport started"
                     ),
+                }
+            }
+            ToData::ClientActive { client } => {
+                if let Some(l) = &lanes {
+                    l.client_active(client);
                 }
             }
             ToData::Ping { seq } => {

@@ -316,6 +316,13 @@ impl ShardPeers {
         }
     }
 
+    /// Local client `client` sent the control core a packet (after this
+    /// core asked with [`ToControl::HoldWaiting`]).
+    pub fn client_active(self: &Rc<Self>, client: u32) {
+        let actions = self.m.borrow_mut().client_active(client, Instant::now());
+        self.run(actions);
+    }
+
     /// Stops this core's transport.
     pub fn stop(&self) {
         self.stopped.set(true);
@@ -420,6 +427,29 @@ impl ShardPeers {
                     glommio::spawn_local(async move {
                         crate::lockwait::chain_free_or(waiter, after).await;
                         let more = me.m.borrow_mut().retry(ticket, Instant::now());
+                        me.run(more);
+                    })
+                    .detach();
+                }
+                Action::HoldTimer {
+                    db_id,
+                    key,
+                    id,
+                    client,
+                    after,
+                } => {
+                    // The client's packets other than calls reach the
+                    // control core only: ask it to pass the next one on.
+                    let _ = self.up.try_send(ToControl::HoldWaiting {
+                        shard: self.shard,
+                        client,
+                    });
+                    let me = self.clone();
+                    glommio::spawn_local(async move {
+                        glommio::timer::sleep(after).await;
+                        let more =
+                            me.m.borrow_mut()
+                                .hold_expired(db_id, &key, id, Instant::now());
                         me.run(more);
                     })
                     .detach();

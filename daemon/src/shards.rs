@@ -43,7 +43,7 @@
 //! STATISTICS_RESET look at them.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -66,6 +66,9 @@ use crate::transport::TransportConfig;
 const ENV_CHECK: Duration = Duration::from_millis(100);
 
 /// The data cores as the control core uses them.
+/// Clients [`DataCores`] remembers data cores waiting for, at most.
+const HOLD_WAITING_MAX: usize = 1024;
+
 pub struct DataCores {
     core: Rc<ControlCore>,
     shards: usize,
@@ -82,6 +85,9 @@ pub struct DataCores {
     /// the node changed meanwhile (so no core ends with an older one).
     syncing: Cell<bool>,
     resync: Cell<bool>,
+    /// Data cores waiting for a local client's next packet, by client
+    /// ([`ToControl::HoldWaiting`]).
+    hold_waiting: RefCell<HashMap<u32, Vec<usize>>>,
 }
 
 impl DataCores {
@@ -100,6 +106,7 @@ impl DataCores {
             last_env: RefCell::new(None),
             syncing: Cell::new(false),
             resync: Cell::new(false),
+            hold_waiting: RefCell::new(HashMap::new()),
         })
     }
 
@@ -237,6 +244,20 @@ impl DataCores {
             tracing::error!("data core {shard}: call from client {client} lost: {e}");
         }
         true
+    }
+
+    /// Local client `client` sent a packet: the data cores waiting for
+    /// that ([`ToControl::HoldWaiting`]) hear of it.
+    pub async fn client_active(&self, client: u32) {
+        let shards = match self.hold_waiting.try_borrow_mut() {
+            Ok(mut w) if !w.is_empty() => w.remove(&client),
+            _ => None,
+        };
+        for shard in shards.into_iter().flatten() {
+            if let Err(e) = self.core.send(shard, ToData::ClientActive { client }).await {
+                tracing::error!("data core {shard}: client activity lost: {e}");
+            }
+        }
     }
 
     /// Merges the node statistics the data cores' transports counted.
@@ -530,6 +551,18 @@ pub async fn serve_events(d: Rc<Daemon>, dc: Rc<DataCores>) {
             }
             ToControl::RecoveryWanted => d.recovery_wanted.set(true),
             ToControl::PeerPacket { from, bytes } => crate::peers::handle_packet(&d, from, bytes),
+            ToControl::HoldWaiting { shard, client } => {
+                let mut w = dc.hold_waiting.borrow_mut();
+                // Only hints (each hold also ends on a timer): entries of
+                // clients that left are not worth tracking one by one.
+                if w.len() >= HOLD_WAITING_MAX {
+                    w.clear();
+                }
+                let shards = w.entry(client).or_default();
+                if !shards.contains(&shard) {
+                    shards.push(shard);
+                }
+            }
             other => tracing::debug!("data core message ignored: {other:?}"),
         }
     }

@@ -70,6 +70,8 @@ struct Node {
     /// Record steps waiting to run (FIFO, as a data core's channel).
     ops: VecDeque<(u64, RecordOp)>,
     retries: VecDeque<u64>,
+    /// Hand-over hold timers armed (database id, key, hold id).
+    hold_timers: VecDeque<(u32, Vec<u8>, u64)>,
     /// Replies for local clients, by client id.
     replies: HashMap<u32, Vec<Vec<u8>>>,
     hops: u32,
@@ -163,6 +165,7 @@ impl Cluster {
                 m: Migrator::new(pnn, 7),
                 ops: VecDeque::new(),
                 retries: VecDeque::new(),
+                hold_timers: VecDeque::new(),
                 replies: HashMap::new(),
                 hops: 0,
                 ro_delegations: 0,
@@ -203,6 +206,9 @@ impl Cluster {
                 Action::Retry { ticket, .. } => {
                     self.retried += 1;
                     self.nodes[from].retries.push_back(ticket)
+                }
+                Action::HoldTimer { db_id, key, id, .. } => {
+                    self.nodes[from].hold_timers.push_back((db_id, key, id))
                 }
                 Action::Recover => panic!("node {from} asked for a recovery"),
                 Action::Hop { .. } => self.nodes[from].hops += 1,
@@ -290,6 +296,15 @@ impl Cluster {
         self.apply(n, acts);
     }
 
+    /// A hand-over hold's timer runs out.
+    fn run_hold_timer(&mut self, n: usize) {
+        let (db_id, key, id) = self.nodes[n].hold_timers.pop_front().unwrap();
+        let acts = self.nodes[n]
+            .m
+            .hold_expired(db_id, &key, id, Instant::now());
+        self.apply(n, acts);
+    }
+
     fn run_retry(&mut self, n: usize) {
         let t = self.nodes[n].retries.pop_front().unwrap();
         let acts = self.nodes[n].m.retry(t, Instant::now());
@@ -317,6 +332,9 @@ impl Cluster {
             if n.m.delayed_calls() > 0 {
                 v.push(Event::Tick(i));
             }
+            if !n.hold_timers.is_empty() {
+                v.push(Event::Hold(i));
+            }
         }
         v
     }
@@ -327,6 +345,7 @@ impl Cluster {
             Event::Op(n) => self.run_op(n),
             Event::Retry(n) => self.run_retry(n),
             Event::Tick(n) => self.run_tick(n),
+            Event::Hold(n) => self.run_hold_timer(n),
         }
     }
 
@@ -477,12 +496,26 @@ impl Cluster {
         }
     }
 
-    /// Runs everything that is queued, in order, until nothing moves.
+    /// Runs everything that is queued, in order, until nothing moves;
+    /// hand-over hold timers run out only when nothing else can happen.
     fn settle(&mut self) {
+        self.settle_with(true);
+    }
+
+    /// As [`Cluster::settle`], without letting any hold timer run out.
+    fn settle_before_timers(&mut self) {
+        self.settle_with(false);
+    }
+
+    fn settle_with(&mut self, timers: bool) {
         for _ in 0..100_000 {
             let ev = self.events();
-            let Some(e) = ev.first() else { return };
-            self.fire(*e);
+            let now = ev.iter().find(|e| !matches!(e, Event::Hold(_)));
+            match (now, ev.first()) {
+                (Some(e), _) => self.fire(*e),
+                (None, Some(e)) if timers => self.fire(*e),
+                _ => return,
+            }
         }
         panic!("network does not settle");
     }
@@ -569,6 +602,7 @@ enum Event {
     Op(usize),
     Retry(usize),
     Tick(usize),
+    Hold(usize),
 }
 
 /// Keys whose lmaster is each node in turn (so every role is exercised).
@@ -1221,5 +1255,102 @@ fn failed_revoke_is_retried_until_every_holder_answers() {
     for node in 0..NODES as usize {
         assert_eq!(c.ro_flags(node, &key), 0, "flags left on node {node}");
     }
+    assert!(c.idle());
+}
+
+/// Client 2 on node 1 asks for a record of node 0, and before the answer
+/// reaches it client 3 on node 2 asks too. Returns the cluster with
+/// everything delivered that does not need a hold timer, and the clients.
+fn contended_fetch(tag: &str, hold: bool) -> (Cluster, Vec<u8>, Client, Client) {
+    let mut c = Cluster::new(tag, false);
+    if !hold {
+        for n in &mut c.nodes {
+            n.m.set_handover_hold(std::time::Duration::ZERO);
+        }
+    }
+    let key = keys_by_lmaster(&c)[0].clone();
+    c.increment(1, 0, &key);
+    let mut a = c.new_client(2, 1, &key, 1);
+    c.client_step(&mut a, false);
+    assert_eq!(a.state, ClientState::Waiting);
+    let mut b = c.new_client(3, 2, &key, 1);
+    c.client_step(&mut b, false);
+    assert_eq!(b.state, ClientState::Waiting);
+    c.settle_before_timers();
+    (c, key, a, b)
+}
+
+/// Client `cl` runs until done; how many calls it made.
+fn finish_client(c: &mut Cluster, cl: &mut Client) -> u32 {
+    for _ in 0..100 {
+        c.client_step(cl, false);
+        if cl.state == ClientState::Done {
+            return cl.next_reqid - 1;
+        }
+        c.settle();
+    }
+    panic!("client {} on node {} never finished", cl.id, cl.node);
+}
+
+#[test]
+fn handover_hold_keeps_a_record_for_the_client_it_came_for() {
+    let (mut c, key, mut a, mut b) = contended_fetch("hold-client", true);
+    // The record reached node 1 for client 2; node 2's call waits there.
+    assert_eq!(c.dmaster(&key), 1);
+    assert_eq!(c.nodes[1].m.holds(), 1);
+    assert_eq!(c.nodes[1].hold_timers.len(), 1, "a timer bounds the wait");
+    c.client_step(&mut b, false);
+    assert_eq!(b.state, ClientState::Waiting, "node 2 is not answered yet");
+    // Client 2 finds the record at home with its first call.
+    c.client_step(&mut a, false);
+    assert_eq!(a.state, ClientState::Idle);
+    c.client_step(&mut a, false);
+    assert_eq!(a.state, ClientState::Done);
+    assert_eq!(a.next_reqid - 1, 1, "one call was enough");
+    // Its next packet (any kind, in the daemon) ends the hold.
+    let acts = c.nodes[1].m.client_active(2, Instant::now());
+    c.apply(1, acts);
+    assert_eq!(c.nodes[1].m.holds(), 0);
+    c.settle_before_timers();
+    assert_eq!(finish_client(&mut c, &mut b), 1);
+    assert_eq!(c.dmaster(&key), 2);
+    assert_eq!(c.value(2, &key), 3);
+    // The timer that was armed finds nothing left to do.
+    c.settle();
+    assert_eq!(c.dmaster(&key), 2);
+    assert!(c.idle());
+}
+
+#[test]
+fn handover_hold_ends_on_its_timer() {
+    let (mut c, key, mut a, mut b) = contended_fetch("hold-timer", true);
+    assert_eq!(c.nodes[1].m.holds(), 1);
+    // Client 2 stays away; the timer lets node 2's call go.
+    c.run_hold_timer(1);
+    assert_eq!(c.nodes[1].m.holds(), 0);
+    c.settle_before_timers();
+    assert_eq!(c.dmaster(&key), 2);
+    assert_eq!(finish_client(&mut c, &mut b), 1);
+    // Client 2 comes too late and has to ask again.
+    assert_eq!(finish_client(&mut c, &mut a), 2);
+    assert_eq!(c.dmaster(&key), 1);
+    assert_eq!(c.value(1, &key), 3);
+    assert!(c.idle());
+}
+
+#[test]
+fn without_handover_hold_a_waiting_node_takes_the_record_first() {
+    let (mut c, key, mut a, mut b) = contended_fetch("hold-none", false);
+    assert_eq!(c.nodes[1].m.holds(), 0);
+    assert!(c.nodes[1].hold_timers.is_empty());
+    // Node 2's call was served as soon as the record reached node 1.
+    assert_eq!(c.dmaster(&key), 2);
+    assert_eq!(finish_client(&mut c, &mut b), 1);
+    assert_eq!(
+        finish_client(&mut c, &mut a),
+        2,
+        "client 2 had to ask again"
+    );
+    assert_eq!(c.value(1, &key), 3);
     assert!(c.idle());
 }

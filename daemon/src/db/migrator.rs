@@ -37,6 +37,18 @@
 //! * *dmaster defer*: while a REQ_DMASTER or REPLY_DMASTER for a key is
 //!   being applied, node REQ_CALLs for the key wait behind it, so they see
 //!   the new dmaster (upstream's `dmaster_defer_*`).
+//! * *hand-over hold* (ours, not upstream's): a record that has just
+//!   arrived for a local client's call stays here until that client has
+//!   had its turn: node REQ_CALLs for the key wait until the client sends
+//!   this migrator anything else (a later call; on the control core any
+//!   packet, [`Migrator::client_active`]) or [`HANDOVER_HOLD`] has passed.
+//!   Without it, a node whose call for a contended record was already
+//!   waiting here (dmaster defer) took the record back before the client
+//!   that asked for it could lock its chain, and the client had to ask
+//!   again: clustered smbd with one share-mode record contended from two
+//!   nodes made 3.1 REQ_CALLs per open instead of Samba's 1.9. A client
+//!   that has locked the chain by the time the hold ends keeps the record
+//!   until it unlocks (the node's step then waits for the chain lock).
 //! * *jobs*: record steps in flight or waiting to be retried (busy chain
 //!   lock, frozen database). A node's packet retried after the generation
 //!   changed is dropped, as upstream discards previous-generation lock
@@ -77,6 +89,12 @@ use ctdb_protocol::{
 use super::migrate::{Origin, RecordOp, RecordStep};
 use super::ShardCall;
 
+/// How long a record that arrived for a local client stays at most before
+/// a node's call may take it away (module docs, *hand-over hold*): longer
+/// than a client needs to wake up and lock the chain on a busy machine,
+/// short against a call's round trip to another node and back.
+pub const HANDOVER_HOLD: Duration = Duration::from_micros(300);
+
 /// How long client calls wait behind a fetch in flight before they are
 /// handed in again anyway (upstream: 30 s).
 pub const FETCH_COLLAPSE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,6 +129,17 @@ pub enum Action {
         ticket: u64,
         after: Duration,
         busy: Option<(u32, Vec<u8>)>,
+    },
+    /// Call [`Migrator::hold_expired`] with these after `after`: the end
+    /// of a hand-over hold that node calls now wait behind. `client`, the
+    /// one it holds for: any packet from it should reach
+    /// [`Migrator::client_active`] to end the hold sooner.
+    HoldTimer {
+        db_id: u32,
+        key: Vec<u8>,
+        id: u64,
+        client: u32,
+        after: Duration,
     },
     /// A protocol error that upstream answers with a recovery.
     Recover,
@@ -196,6 +225,17 @@ struct Collapse {
     queue: VecDeque<(u32, Vec<u8>)>,
 }
 
+/// A record kept for the local client it just arrived for (see the
+/// module docs, *hand-over hold*).
+#[derive(Debug)]
+struct Hold {
+    id: u64,
+    client: u32,
+    until: Instant,
+    /// Node calls for the key, in arrival order.
+    queue: Queued,
+}
+
 #[derive(Debug)]
 struct Busy {
     generation: u32,
@@ -269,6 +309,9 @@ pub struct Migrator {
     next_revoke: u64,
     /// Calls handed in again at the given time (after a revoke).
     delayed: Vec<(Instant, DeferredCall)>,
+    holds: HashMap<RecKey, Hold>,
+    next_hold: u64,
+    handover_hold: Duration,
 }
 
 fn encode(hdr: Header, payload: Payload<'_>) -> Vec<u8> {
@@ -370,7 +413,89 @@ impl Migrator {
             revoke_keys: HashMap::new(),
             next_revoke: 1,
             delayed: Vec::new(),
+            holds: HashMap::new(),
+            next_hold: 1,
+            handover_hold: HANDOVER_HOLD,
         }
+    }
+
+    /// How long a hand-over hold lasts at most (zero: none).
+    pub fn set_handover_hold(&mut self, d: Duration) {
+        self.handover_hold = d;
+    }
+
+    /// Hand-over holds not yet over (for tests and diagnostics).
+    pub fn holds(&self) -> usize {
+        self.holds.len()
+    }
+
+    /// Client `client` sent something again: the records held for it
+    /// let the node calls waiting for them go (and holds that have run
+    /// out are forgotten).
+    pub fn client_active(&mut self, client: u32, now: Instant) -> Vec<Action> {
+        if self.holds.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        self.end_holds(|h| h.client == client || h.until <= now, &mut out, now);
+        self.finish(out, now)
+    }
+
+    /// A [`Action::HoldTimer`] ran out.
+    pub fn hold_expired(&mut self, db_id: u32, key: &[u8], id: u64, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let k = (db_id, key.to_vec());
+        if self.holds.get(&k).is_some_and(|h| h.id == id) {
+            if let Some(h) = self.holds.remove(&k) {
+                self.replay_nodes(h.queue, &mut out, now);
+            }
+        }
+        self.finish(out, now)
+    }
+
+    fn end_holds(&mut self, over: impl Fn(&Hold) -> bool, out: &mut Vec<Action>, now: Instant) {
+        let mut released = Vec::new();
+        self.holds.retain(|_, h| {
+            if over(h) {
+                released.push(std::mem::take(&mut h.queue));
+                false
+            } else {
+                true
+            }
+        });
+        for q in released {
+            self.replay_nodes(q, out, now);
+        }
+    }
+
+    fn replay_nodes(&mut self, queue: Queued, out: &mut Vec<Action>, now: Instant) {
+        for (from, pkt) in queue {
+            let more = self.peer_inner(from, &pkt, now);
+            out.extend(more);
+        }
+    }
+
+    /// The record of `key` just arrived for local client `client`: hold
+    /// it for the client (module docs).
+    fn start_hold(&mut self, key: &RecKey, client: u32, out: &mut Vec<Action>, now: Instant) {
+        if self.handover_hold.is_zero() {
+            return;
+        }
+        let id = self.next_hold;
+        self.next_hold += 1;
+        // A hold of the same key that is still there (its client never
+        // sent anything again) lets its calls go first, in order.
+        let queue = self.holds.remove(key).map(|h| h.queue).unwrap_or_default();
+        self.replay_nodes(queue, out, now);
+        self.holds.insert(
+            key.clone(),
+            Hold {
+                id,
+                client,
+                until: now + self.handover_hold,
+                queue: VecDeque::new(),
+            },
+        );
     }
 
     /// The sticky databases and tunables.
@@ -575,11 +700,15 @@ impl Migrator {
                 packet.payload.operation().name()
             ));
         };
+        let mut out = Vec::new();
+        if !self.holds.is_empty() {
+            self.end_holds(|h| h.client == client || h.until <= now, &mut out, now);
+        }
         let key = (c.db_id, c.key.to_vec());
         if self.fetch_collapse {
             if let Some(col) = self.collapse.get_mut(&key) {
                 col.queue.push_back((client, pkt.to_vec()));
-                return Ok(Vec::new());
+                return Ok(out);
             }
         }
         let ticket = self.next_ticket;
@@ -601,7 +730,8 @@ impl Migrator {
             client_reqid: packet.header.reqid,
             client_callid: c.callid,
         };
-        Ok(vec![self.new_job(kind, op)])
+        out.push(self.new_job(kind, op));
+        Ok(out)
     }
 
     /// A call or dmaster packet from node `from` (REQ_CALL, REPLY_CALL,
@@ -641,6 +771,24 @@ impl Migrator {
                     // A recovery happened in between: forget the old queue
                     // (those calls are resent by their nodes).
                     self.busy.remove(&key);
+                }
+                if let Some(h) = self.holds.get_mut(&key) {
+                    if h.until > now {
+                        h.queue.push_back((from, pkt.to_vec()));
+                        if h.queue.len() == 1 {
+                            out.push(Action::HoldTimer {
+                                db_id: key.0,
+                                after: h.until - now,
+                                id: h.id,
+                                client: h.client,
+                                key: key.1,
+                            });
+                        }
+                        return out;
+                    }
+                    if let Some(h) = self.holds.remove(&key) {
+                        self.replay_nodes(h.queue, &mut out, now);
+                    }
                 }
                 let call = ShardCall::from_req(c);
                 let op = RecordOp::RemoteCall {
@@ -1086,6 +1234,9 @@ impl Migrator {
                     RecordStep::Became { reply } => {
                         self.maybe_pindown(&key, now);
                         if let (Some(reqid), Some((status, data))) = (runs, reply) {
+                            if let Some(client) = self.pending.get(&reqid).map(|p| p.client) {
+                                self.start_hold(&key, client, &mut out, now);
+                            }
                             self.complete(reqid, status, data, &mut out, now);
                         }
                     }
@@ -1531,6 +1682,7 @@ impl Migrator {
         for (_, c) in due {
             self.replay(c, &mut out, now);
         }
+        self.end_holds(|h| h.until <= now, &mut out, now);
         // Calls wait on a REVOKING flag that no revoke of ours set (lost
         // to an error): clear it.
         let stale: Vec<RecKey> = self
