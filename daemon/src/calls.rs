@@ -202,6 +202,11 @@ pub fn pending_calls(d: &Daemon) -> u32 {
     find_driver(d).map_or(0, |drv| drv.m.borrow().pending_calls() as u32)
 }
 
+/// Record steps of the control core's migrator waiting for a chain lock.
+pub fn lock_waits(d: &Daemon) -> u32 {
+    find_driver(d).map_or(0, |drv| drv.m.borrow().lock_waits() as u32)
+}
+
 /// Node `pnn` died. Upstream does nothing here: the recovery that
 /// follows resends every waiting call ([`Migrator::resend_all`]).
 pub fn node_dead(d: &Daemon, pnn: u32) {
@@ -298,11 +303,21 @@ fn run(d: &Rc<Daemon>, drv: &Rc<Driver>, actions: Vec<Action>) {
                 let b = &mut s.hop_count_bucket[crate::db::hop_bucket(hopcount)];
                 *b = b.wrapping_add(1);
             }),
+            Action::Count(Counter::LockWait { db_id, micros }) => {
+                let t = micros as f64 / 1e6;
+                d.stats
+                    .borrow_mut()
+                    .count(|s| crate::db::stats::count_lock_wait(&mut s.locks, t, true));
+                if let Some(db) = d.dbs.borrow_mut().find_mut(db_id) {
+                    db.stats.lock_wait(t, true);
+                }
+            }
             Action::Count(c) => d.stats.borrow_mut().count(|s| match c {
                 Counter::RoDelegation => {
                     s.total_ro_delegations = s.total_ro_delegations.wrapping_add(1)
                 }
                 Counter::RoRevoke => s.total_ro_revokes = s.total_ro_revokes.wrapping_add(1),
+                Counter::LockWait { .. } => {}
             }),
             Action::UpdateRecord { revoke, dest, data } => {
                 let (d, drv) = (d.clone(), drv.clone());
@@ -347,7 +362,11 @@ fn run(d: &Rc<Daemon>, drv: &Rc<Driver>, actions: Vec<Action>) {
         }
     }
     let pending = drv.m.borrow().pending_calls() as u32;
-    d.stats.borrow_mut().count(|s| s.pending_calls = pending);
+    let waits = drv.m.borrow().lock_waits() as u32;
+    d.stats.borrow_mut().count(|s| {
+        s.pending_calls = pending;
+        s.locks.num_current = waits;
+    });
 }
 
 /// Whether a record step's database is served by the control core itself

@@ -11,6 +11,11 @@
 //! word for half a second at most; when every waiter thread is already
 //! blocked (records held for long), retries fall back to the migrator's
 //! timed backoff, as before there were waiters.
+//!
+//! Each wait is counted once the step has its lock, with the time since
+//! the step first found the chain busy (`Counter::LockWait` of the
+//! migrator): `ctdb statistics` and `ctdb dbstatistics` show `locks`,
+//! `lock_buckets` and `locks_latency` as upstream counts its helpers.
 
 use std::future::Future;
 use std::pin::Pin;

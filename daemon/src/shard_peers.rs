@@ -51,11 +51,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ctdb_engine::Database;
-use ctdb_protocol::types::{Statistics, StatisticsNode, MAX_COUNT_BUCKETS};
+use ctdb_protocol::types::{LockStatistics, Statistics, StatisticsNode, MAX_COUNT_BUCKETS};
 use ctdb_protocol::{Operation, RawHeader};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
-use crate::db::migrator::StickyConfig;
+use crate::db::migrator::{Counter, StickyConfig};
 use crate::db::{hop_bucket, Action, Migrator, Shard, ShardRequest};
 use crate::runtime::{LinkSender, ToControl};
 use crate::transport::mesh::MeshSeat;
@@ -137,6 +137,9 @@ pub struct CallCounters {
     pub hop_count_bucket: [u32; MAX_COUNT_BUCKETS],
     /// Calls of this core waiting on another node (a gauge).
     pub pending_calls: u32,
+    /// Chain lock waits of this core's record steps (counts; the
+    /// `num_current` gauge is the waits in progress now).
+    pub locks: LockStatistics,
 }
 
 impl CallCounters {
@@ -154,6 +157,7 @@ impl CallCounters {
         for (x, y) in s.hop_count_bucket.iter_mut().zip(self.hop_count_bucket) {
             *x = x.wrapping_add(y);
         }
+        crate::db::stats::merge_lock_counts(&mut s.locks, &self.locks);
     }
 
     fn count_hop(&mut self, hopcount: u32) {
@@ -301,6 +305,7 @@ impl ShardPeers {
     pub fn take_counters(&self) -> CallCounters {
         let mut c = std::mem::take(&mut *self.counters.borrow_mut());
         c.pending_calls = self.m.borrow().pending_calls() as u32;
+        c.locks.num_current = self.m.borrow().lock_waits() as u32;
         c
     }
 
@@ -459,6 +464,15 @@ impl ShardPeers {
                     let _ = self.up.try_send(ToControl::RecoveryWanted);
                 }
                 Action::Hop { hopcount } => self.counters.borrow_mut().count_hop(hopcount),
+                Action::Count(Counter::LockWait { db_id, micros }) => {
+                    let t = micros as f64 / 1e6;
+                    crate::db::stats::count_lock_wait(
+                        &mut self.counters.borrow_mut().locks,
+                        t,
+                        true,
+                    );
+                    self.dbs.borrow_mut().lock_wait(db_id, t);
+                }
                 // Read-only delegations are the control core's (read-only
                 // databases are never routed here).
                 Action::Count(_) => {}

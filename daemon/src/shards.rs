@@ -265,11 +265,12 @@ impl DataCores {
         if !self.lanes.get() {
             return;
         }
-        let mut pending = 0u32;
+        let (mut pending, mut waits) = (0u32, 0u32);
         for shard in 0..self.shards {
             match self.core.request(shard, ShardRequest::TakeCounters).await {
                 Ok(ShardReply::Counters(c)) => {
                     pending = pending.saturating_add(c.pending_calls);
+                    waits = waits.saturating_add(c.locks.num_current);
                     d.stats.borrow_mut().count(|s| c.add_to(s));
                 }
                 Ok(other) => tracing::error!("data core {shard}: counters: {other:?}"),
@@ -278,9 +279,11 @@ impl DataCores {
         }
         // The gauge: the control core's own waiting calls plus theirs.
         let own = crate::calls::pending_calls(d);
-        d.stats
-            .borrow_mut()
-            .count(|s| s.pending_calls = own.saturating_add(pending));
+        let own_waits = crate::calls::lock_waits(d);
+        d.stats.borrow_mut().count(|s| {
+            s.pending_calls = own.saturating_add(pending);
+            s.locks.num_current = own_waits.saturating_add(waits);
+        });
     }
 
     /// Opens every volatile database on every shard as soon as it exists,

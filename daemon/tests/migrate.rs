@@ -131,6 +131,9 @@ struct Cluster {
     history: HashMap<Vec<u8>, Vec<(usize, u64)>>,
     /// Record steps that found the chain busy.
     retried: u32,
+    /// Lock waits counted (steps that got the chain lock after finding it
+    /// busy).
+    lock_waits: u32,
 }
 
 impl Cluster {
@@ -180,6 +183,7 @@ impl Cluster {
             blackhole: None,
             history: HashMap::new(),
             retried: 0,
+            lock_waits: 0,
         }
     }
 
@@ -240,6 +244,10 @@ impl Cluster {
                 }
                 Action::Count(Counter::RoDelegation) => self.nodes[from].ro_delegations += 1,
                 Action::Count(Counter::RoRevoke) => self.nodes[from].ro_revokes += 1,
+                Action::Count(Counter::LockWait { db_id, .. }) => {
+                    assert_eq!(db_id, self.db_id);
+                    self.lock_waits += 1;
+                }
             }
         }
     }
@@ -662,8 +670,9 @@ fn ring_of_fetches_moves_the_record_to_each_fetcher() {
     assert!(buckets > 0, "node 0 counted the calls it served");
 }
 
-/// Runs one seeded interleaving; (migrations, busy-lock retries).
-fn random_run(seed: u64, sharded: bool) -> (usize, u32) {
+/// Runs one seeded interleaving; (migrations, busy-lock retries, lock
+/// waits counted).
+fn random_run(seed: u64, sharded: bool) -> (usize, u32, u32) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut c = Cluster::new(&format!("rand{seed}"), sharded);
     let mut keys = keys_by_lmaster(&c);
@@ -712,12 +721,21 @@ fn random_run(seed: u64, sharded: bool) -> (usize, u32) {
         c.check_rsn_history(key);
     }
     assert!(c.idle(), "seed {seed}: calls left over");
+    assert!(
+        c.lock_waits <= c.retried,
+        "seed {seed}: {} lock waits counted for {} busy retries",
+        c.lock_waits,
+        c.retried
+    );
+    for n in &c.nodes {
+        assert_eq!(n.m.lock_waits(), 0, "seed {seed}: a lock wait left open");
+    }
     let migrations = c
         .history
         .values()
         .map(|h| h.windows(2).filter(|w| w[0].0 != w[1].0).count())
         .sum();
-    (migrations, c.retried)
+    (migrations, c.retried, c.lock_waits)
 }
 
 #[test]
@@ -726,12 +744,13 @@ fn random_interleavings_lose_no_update() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(40);
-    let (mut migrations, mut retried) = (0, 0);
+    let (mut migrations, mut retried, mut waits) = (0, 0, 0);
     for seed in 0..seeds {
         match std::panic::catch_unwind(|| random_run(seed, seed % 2 == 0)) {
-            Ok((m, r)) => {
+            Ok((m, r, w)) => {
                 migrations += m;
                 retried += r;
+                waits += w;
             }
             Err(e) => {
                 eprintln!("random_interleavings_lose_no_update failed with seed {seed}");
@@ -739,11 +758,15 @@ fn random_interleavings_lose_no_update() {
             }
         }
     }
-    eprintln!("{seeds} seeds: {migrations} migrations, {retried} busy-lock retries");
+    eprintln!(
+        "{seeds} seeds: {migrations} migrations, {retried} busy-lock retries, {waits} lock waits"
+    );
     assert!(migrations as u64 > seeds, "records moved between nodes");
     if ctdb_daemon::db::mutexes_work() {
-        // Clients holding a chain lock make record steps wait.
+        // Clients holding a chain lock make record steps wait, and each
+        // wait is counted once it ends.
         assert!(retried > 0, "busy chain locks were retried");
+        assert!(waits > 0, "lock waits were counted");
     }
 }
 

@@ -6,17 +6,18 @@
 //! on a share-mode entry. A client on node 0 fetch-locks the same record,
 //! so node 1's daemon has to migrate it away and finds the chain busy. The
 //! migration must not complete while the lock is held (1.5 s), must
-//! complete after it is released, and node 1 must have found the lock busy
-//! only a few times: a daemon that polls the lock on a timer (ours before,
-//! every 1–8 ms) counts hundreds of busy attempts in `ctdb dbstatistics`
-//! (`locks` / `num_calls`), one that waits for the lock counts one or two.
+//! complete after it is released, and node 1 must count the wait as
+//! upstream's lock helper does: one lock wait (`locks` / `num_calls` in
+//! `ctdb dbstatistics` and daemon-wide in `ctdb statistics`) whose latency
+//! (`locks_latency`) is the time the lock was held, not hundreds of busy
+//! attempts of 0 s each as a daemon that polls the lock on a timer counts.
 //! Passes against Samba's ctdbd too (CTDB_TEST_CTDBD=/usr/sbin/ctdbd).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ctdb_perf::client::Client;
-use ctdb_tests::must_show::{ctdb_ok, fail_with_logs, must, statistic, TestCluster};
+use ctdb_tests::must_show::{ctdb_ok, fail_with_logs, latency_stat, must, statistic, TestCluster};
 
 const DB: &str = "lock_wait.tdb";
 const KEY: &[u8] = b"held-record";
@@ -50,6 +51,7 @@ fn migration_of_a_locked_record_waits_for_the_lock() {
             .map_err(|e| e.to_string()),
     );
     must(&c, db1.unlock(KEY).map_err(|e| e.to_string()));
+    must(&c, ctdb_ok(&c, 1, &["statisticsreset"]));
     let before = must(&c, ctdb_ok(&c, 1, &["dbstatistics", DB]));
     let busy_before = statistic(&before, "locks", "num_calls").unwrap_or_else(|| {
         fail_with_logs(
@@ -112,6 +114,26 @@ fn migration_of_a_locked_record_waits_for_the_lock() {
                 "{name}: node 1 found the lock busy {busy} times (expected 1..={MAX_BUSY}: \
                  a wait for the lock, not polling):\n{after}"
             ),
+        );
+    }
+    // The wait's latency is the time the lock was held (it started before
+    // the sleep, ended after the release), per database and daemon-wide.
+    let held_for = HOLD.as_secs_f64() * 0.9;
+    let db_latency = latency_stat(&after, "locks_latency");
+    if !db_latency.is_some_and(|(_, _, max, n)| n >= 1 && max >= held_for) {
+        fail_with_logs(
+            &c,
+            &format!("{name}: dbstatistics shows no lock wait of {held_for} s:\n{after}"),
+        );
+    }
+    let stats = must(&c, ctdb_ok(&c, 1, &["statistics"]));
+    let calls = statistic(&stats, "locks", "num_calls").unwrap_or(0);
+    let latency = latency_stat(&stats, "locks_latency");
+    let counted = latency.is_some_and(|(_, _, max, n)| n >= 1 && max >= held_for);
+    if calls == 0 || calls > MAX_BUSY || !counted {
+        fail_with_logs(
+            &c,
+            &format!("{name}: ctdb statistics does not show the lock wait:\n{stats}"),
         );
     }
     // And node 1 now reads node 0's value through the cluster.

@@ -247,10 +247,9 @@ pub(crate) fn run(ctx: &mut RecordCtx<'_>, env: &Env<'_>, op: &RecordOp) -> Reco
     let key = op.key().to_vec();
     match ctx.rec.h.chainlock_nonblock(&key) {
         Ok(true) => {}
-        Ok(false) => {
-            ctx.stats.lock_busy();
-            return RecordStep::Retry;
-        }
+        // Counted once the lock is had, with how long it took
+        // (`Counter::LockWait`, from the migrator).
+        Ok(false) => return RecordStep::Retry,
         Err(e) => {
             tracing::error!("db {}: chain lock failed: {e}", ctx.rec.name);
             return match op {

@@ -164,6 +164,11 @@ pub enum Counter {
     RoDelegation,
     /// `total_ro_revokes`: the read-only copies of a record revoked.
     RoRevoke,
+    /// A record step of database `db_id` found its chain locked (smbd at
+    /// work on the record) and got the lock `micros` µs after it first
+    /// found it so: upstream's lock statistics (`locks.num_calls`, the
+    /// latency and its buckets), daemon-wide and per database.
+    LockWait { db_id: u32, micros: u64 },
 }
 
 /// Who sent a call that waits for a revoke.
@@ -279,6 +284,8 @@ struct Job {
     kind: JobKind,
     op: RecordOp,
     tries: u32,
+    /// When a step of this job first found the chain locked.
+    busy_since: Option<Instant>,
 }
 
 /// The control core's migration state of one node.
@@ -606,6 +613,15 @@ impl Migrator {
     }
 
     /// Record steps in flight or waiting for a retry.
+    /// Record steps waiting for a chain lock someone else holds (the
+    /// `locks.num_current` gauge).
+    pub fn lock_waits(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| j.busy_since.is_some())
+            .count()
+    }
+
     pub fn jobs_in_flight(&self) -> usize {
         self.jobs.len()
     }
@@ -650,6 +666,7 @@ impl Migrator {
                 kind,
                 op: op.clone(),
                 tries: 0,
+                busy_since: None,
             },
         );
         Action::Record { ticket, op }
@@ -1049,6 +1066,7 @@ impl Migrator {
         match step {
             RecordStep::Retry => {
                 job.tries = job.tries.saturating_add(1);
+                job.busy_since.get_or_insert(now);
                 let after = backoff(job.tries);
                 let busy = Some((job.op.db_id(), job.op.key().to_vec()));
                 self.jobs.insert(ticket, job);
@@ -1070,6 +1088,14 @@ impl Migrator {
                 return out;
             }
             _ => {}
+        }
+        if let Some(since) = job.busy_since {
+            let micros =
+                u64::try_from(now.saturating_duration_since(since).as_micros()).unwrap_or(u64::MAX);
+            out.push(Action::Count(Counter::LockWait {
+                db_id: job.op.db_id(),
+                micros,
+            }));
         }
         let key = (job.op.db_id(), job.op.key().to_vec());
         match job.kind {

@@ -118,7 +118,7 @@ pub mod migrator;
 mod persistent;
 mod recovery;
 mod shard;
-mod stats;
+pub(crate) mod stats;
 mod traverse;
 pub mod vacuum;
 mod wire;

@@ -155,6 +155,13 @@ impl Shard {
         self.dbs.contains_key(&db_id)
     }
 
+    /// A record step of `db_id` waited `t` seconds for its chain lock.
+    pub fn lock_wait(&mut self, db_id: u32, t: f64) {
+        if let Some(d) = self.dbs.get_mut(&db_id) {
+            d.stats.lock_wait(t, true);
+        }
+    }
+
     /// Runs one migration step on a record of this shard's chains (the
     /// record rules of [`migrate::run`]), with this node's pnn and vnn map.
     pub fn record(&mut self, op: &RecordOp, pnn: u32, vnn_map: &[u32]) -> RecordStep {

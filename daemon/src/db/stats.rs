@@ -82,28 +82,39 @@ pub fn hop_bucket(hopcount: u32) -> usize {
     ((32 - hopcount.leading_zeros()) as usize).min(MAX_COUNT_BUCKETS - 1)
 }
 
+/// A lock that had to wait `t` seconds (`locked`: and was had), counted
+/// in `l` as upstream's lock helper does (daemon-wide or per database).
+pub fn count_lock_wait(l: &mut LockStatistics, t: f64, locked: bool) {
+    l.num_calls = l.num_calls.wrapping_add(1);
+    if locked {
+        let b = &mut l.buckets[lock_bucket(t)];
+        *b = b.wrapping_add(1);
+        update_latency(&mut l.latency, t);
+    } else {
+        l.num_failed = l.num_failed.wrapping_add(1);
+    }
+}
+
+/// Adds the counts of `o` (another collector's) to `l`; the gauges are
+/// left alone.
+pub fn merge_lock_counts(l: &mut LockStatistics, o: &LockStatistics) {
+    l.num_calls = l.num_calls.wrapping_add(o.num_calls);
+    l.num_failed = l.num_failed.wrapping_add(o.num_failed);
+    for (a, b) in l.buckets.iter_mut().zip(o.buckets) {
+        *a = a.wrapping_add(b);
+    }
+    merge_latency(&mut l.latency, &o.latency);
+}
+
 impl DbStats {
     /// A chain or database lock that had to wait `t` seconds.
     pub fn lock_wait(&mut self, t: f64, locked: bool) {
-        self.locks.num_calls = self.locks.num_calls.wrapping_add(1);
-        if locked {
-            let b = &mut self.locks.buckets[lock_bucket(t)];
-            *b = b.wrapping_add(1);
-            update_latency(&mut self.locks.latency, t);
-        } else {
-            self.locks.num_failed = self.locks.num_failed.wrapping_add(1);
-        }
+        count_lock_wait(&mut self.locks, t, locked);
     }
 
     /// Adds another collector's counts (a data core's) to these.
     pub fn merge(&mut self, o: &DbStats) {
-        let l = &mut self.locks;
-        l.num_calls = l.num_calls.wrapping_add(o.locks.num_calls);
-        l.num_failed = l.num_failed.wrapping_add(o.locks.num_failed);
-        for (a, b) in l.buckets.iter_mut().zip(o.locks.buckets) {
-            *a = a.wrapping_add(b);
-        }
-        merge_latency(&mut l.latency, &o.locks.latency);
+        merge_lock_counts(&mut self.locks, &o.locks);
         merge_latency(&mut self.vacuum_latency, &o.vacuum_latency);
         self.ro_delegations = self.ro_delegations.wrapping_add(o.ro_delegations);
         self.ro_revokes = self.ro_revokes.wrapping_add(o.ro_revokes);
