@@ -65,10 +65,10 @@ use crate::transport::TransportConfig;
 /// node ([`CoreEnv`]) is behind (tunables, bans; controls push at once).
 const ENV_CHECK: Duration = Duration::from_millis(100);
 
-/// The data cores as the control core uses them.
 /// Clients [`DataCores`] remembers data cores waiting for, at most.
 const HOLD_WAITING_MAX: usize = 1024;
 
+/// The data cores as the control core uses them.
 pub struct DataCores {
     core: Rc<ControlCore>,
     shards: usize,

@@ -319,6 +319,8 @@ pub struct Migrator {
     holds: HashMap<RecKey, Hold>,
     next_hold: u64,
     handover_hold: Duration,
+    /// Jobs with `busy_since` set (the `locks.num_current` gauge).
+    lock_waiting: usize,
 }
 
 fn encode(hdr: Header, payload: Payload<'_>) -> Vec<u8> {
@@ -423,6 +425,7 @@ impl Migrator {
             holds: HashMap::new(),
             next_hold: 1,
             handover_hold: HANDOVER_HOLD,
+            lock_waiting: 0,
         }
     }
 
@@ -440,12 +443,16 @@ impl Migrator {
     /// let the node calls waiting for them go (and holds that have run
     /// out are forgotten).
     pub fn client_active(&mut self, client: u32, now: Instant) -> Vec<Action> {
-        if self.holds.is_empty() {
-            return Vec::new();
-        }
         let mut out = Vec::new();
-        self.end_holds(|h| h.client == client || h.until <= now, &mut out, now);
+        self.release_holds_of(client, &mut out, now);
         self.finish(out, now)
+    }
+
+    /// The holds of `client`, and those that have run out, end.
+    fn release_holds_of(&mut self, client: u32, out: &mut Vec<Action>, now: Instant) {
+        if !self.holds.is_empty() {
+            self.end_holds(|h| h.client == client || h.until <= now, out, now);
+        }
     }
 
     /// A [`Action::HoldTimer`] ran out.
@@ -616,10 +623,7 @@ impl Migrator {
     /// Record steps waiting for a chain lock someone else holds (the
     /// `locks.num_current` gauge).
     pub fn lock_waits(&self) -> usize {
-        self.jobs
-            .values()
-            .filter(|j| j.busy_since.is_some())
-            .count()
+        self.lock_waiting
     }
 
     pub fn jobs_in_flight(&self) -> usize {
@@ -718,9 +722,7 @@ impl Migrator {
             ));
         };
         let mut out = Vec::new();
-        if !self.holds.is_empty() {
-            self.end_holds(|h| h.client == client || h.until <= now, &mut out, now);
-        }
+        self.release_holds_of(client, &mut out, now);
         let key = (c.db_id, c.key.to_vec());
         if self.fetch_collapse {
             if let Some(col) = self.collapse.get_mut(&key) {
@@ -789,8 +791,8 @@ impl Migrator {
                     // (those calls are resent by their nodes).
                     self.busy.remove(&key);
                 }
-                if let Some(h) = self.holds.get_mut(&key) {
-                    if h.until > now {
+                match self.holds.get_mut(&key) {
+                    Some(h) if h.until > now => {
                         h.queue.push_back((from, pkt.to_vec()));
                         if h.queue.len() == 1 {
                             out.push(Action::HoldTimer {
@@ -803,9 +805,12 @@ impl Migrator {
                         }
                         return out;
                     }
-                    if let Some(h) = self.holds.remove(&key) {
-                        self.replay_nodes(h.queue, &mut out, now);
+                    // Run out: its calls go first, then this one.
+                    Some(_) => {
+                        let queue = self.holds.remove(&key).map(|h| h.queue);
+                        self.replay_nodes(queue.unwrap_or_default(), &mut out, now);
                     }
+                    None => {}
                 }
                 let call = ShardCall::from_req(c);
                 let op = RecordOp::RemoteCall {
@@ -1066,7 +1071,10 @@ impl Migrator {
         match step {
             RecordStep::Retry => {
                 job.tries = job.tries.saturating_add(1);
-                job.busy_since.get_or_insert(now);
+                if job.busy_since.is_none() {
+                    job.busy_since = Some(now);
+                    self.lock_waiting += 1;
+                }
                 let after = backoff(job.tries);
                 let busy = Some((job.op.db_id(), job.op.key().to_vec()));
                 self.jobs.insert(ticket, job);
@@ -1090,6 +1098,7 @@ impl Migrator {
             _ => {}
         }
         if let Some(since) = job.busy_since {
+            self.lock_waiting = self.lock_waiting.saturating_sub(1);
             let micros =
                 u64::try_from(now.saturating_duration_since(since).as_micros()).unwrap_or(u64::MAX);
             out.push(Action::Count(Counter::LockWait {
@@ -1604,6 +1613,9 @@ impl Migrator {
         }
         tracing::info!("Discarding previous generation lockwait packet");
         if let Some(job) = self.jobs.remove(&ticket) {
+            if job.busy_since.is_some() {
+                self.lock_waiting = self.lock_waiting.saturating_sub(1);
+            }
             match job.kind {
                 JobKind::Dmaster { .. } => {
                     let key = (job.op.db_id(), job.op.key().to_vec());
